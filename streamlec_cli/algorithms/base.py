@@ -1,0 +1,168 @@
+"""The algorithm contract: a linear part, a non-linear part, and additive update statistics.
+
+An *item row* is ``[y, aux..., x]``: the label, ``extra`` model-independent columns an algorithm
+may add once at the source (``prepare``), then the d features. Every column of a row is carried
+through the erasure code, so whatever is a linear function of the row decodes exactly.
+
+For a batch of rows the algorithm defines
+
+* the **linear part** ``Z = [y, aux..., X @ W]`` (``linear``), W of shape (d, m) taken from the
+  model -- linear in the row, so the Z of a parity row is the parity of the data rows' Z;
+* the **non-linear part**: per-output coefficients ``F = F(Z)`` of shape (n, m)
+  (``coefficients``), predictions and per-item loss, all computed from Z alone;
+* the **update statistics** ``Stats(U = X.T @ F, fsum = F.sum(0), count = n)``, additive over
+  any partition of the batch, and the model update from their total (``update``).
+
+Lifecycle: ``init_model`` once, from the first batch; then for every batch ``linear`` ->
+``coefficients`` -> ``statistics`` on slices, ``Stats`` summed, and ``update`` once at the sink.
+A model is one float64 array, so it travels as a raw buffer. Algorithms do no I/O, never mutate
+their inputs, and are deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Additive update statistics of a set of items."""
+
+    U: np.ndarray  # (d, m): X.T @ F
+    fsum: np.ndarray  # (m,): F summed over the items
+    count: int
+
+    def __add__(self, other: Stats) -> Stats:
+        return Stats(self.U + other.U, self.fsum + other.fsum, self.count + other.count)
+
+    @staticmethod
+    def zero(d: int, m: int) -> Stats:
+        return Stats(np.zeros((d, m)), np.zeros(m), 0)
+
+    @staticmethod
+    def total(parts: list[Stats], d: int, m: int) -> Stats:
+        """Sum of parts, added in the given order."""
+        out = Stats.zero(d, m)
+        for part in parts:
+            out = out + part
+        return out
+
+
+class Algorithm(ABC):
+    """Base class: subclasses set ``name`` and implement the abstract methods."""
+
+    name: ClassVar[str]
+    #: Model-independent columns ``prepare`` inserts after the label.
+    extra: ClassVar[int] = 0
+    #: True when the algorithm has a notion of a correct prediction (accuracy).
+    classifier: ClassVar[bool] = True
+
+    def __init__(self, d: int) -> None:
+        self.d = d
+
+    # -- layout -------------------------------------------------------------------------------
+
+    @property
+    def width(self) -> int:
+        """Columns of a prepared item row."""
+        return 1 + self.extra + self.d
+
+    @property
+    def outputs(self) -> int:
+        """m: the number of dot products per item in the linear part."""
+        return 1
+
+    def prepare(self, rows: np.ndarray) -> np.ndarray:
+        """Dataset rows ``[y, x]`` -> item rows ``[y, aux..., x]`` (once, at the source)."""
+        return rows
+
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        """The X block of prepared rows (a view)."""
+        return rows[:, 1 + self.extra :]
+
+    # -- the three parts ----------------------------------------------------------------------
+
+    @abstractmethod
+    def init_model(self, first_batch: np.ndarray) -> np.ndarray:
+        """The model before any update, from the prepared rows of the first batch."""
+
+    @abstractmethod
+    def weights(self, model: np.ndarray) -> np.ndarray:
+        """W of shape (d, m): the linear part is ``X @ W``."""
+
+    def linear(self, model: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``Z = [y, aux..., X @ W]`` of shape (n, 1 + extra + m); linear in ``rows``."""
+        head = 1 + self.extra
+        out = np.empty((rows.shape[0], head + self.outputs))
+        out[:, :head] = rows[:, :head]
+        np.matmul(rows[:, head:], self.weights(model), out=out[:, head:])
+        return out
+
+    @abstractmethod
+    def coefficients(self, model: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        """The non-linear F(Z), shape (n, m), that weights X in the update statistics."""
+
+    @abstractmethod
+    def predict(self, model: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        """One prediction per item, shape (n,)."""
+
+    @abstractmethod
+    def loss(self, model: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        """Per-item loss, shape (n,)."""
+
+    def correct(self, model: np.ndarray, Z: np.ndarray) -> np.ndarray | None:
+        """Per-item correctness (bool, shape (n,)), or None where accuracy has no meaning."""
+        return None
+
+    def statistics(self, rows: np.ndarray, F: np.ndarray) -> Stats:
+        """Stats of these rows given their coefficients."""
+        return Stats(self.features(rows).T @ F, F.sum(axis=0), rows.shape[0])
+
+    @abstractmethod
+    def update(self, model: np.ndarray, stats: Stats) -> np.ndarray:
+        """The next model (a new array) from the total statistics of one batch."""
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def params(self) -> dict:
+        """Hyperparameters under their constructor names (excluding d)."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}(d={self.d}{', ' if args else ''}{args})"
+
+
+class LinearModel(Algorithm):
+    """Shared parts of linreg, logreg and svm: model = ``[w (d), b]``, one output."""
+
+    def __init__(self, d: int, lr: float = 0.05, l2: float = 1e-4) -> None:
+        super().__init__(d)
+        self.lr = float(lr)
+        self.l2 = float(l2)
+
+    def params(self) -> dict:
+        return {"lr": self.lr, "l2": self.l2}
+
+    def init_model(self, first_batch: np.ndarray) -> np.ndarray:
+        return np.zeros(self.d + 1)
+
+    def weights(self, model: np.ndarray) -> np.ndarray:
+        return model[: self.d, None]
+
+    def margin(self, model: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        """z = w.x + b (the bias is added here, outside the linear part)."""
+        return Z[:, 1] + model[self.d]
+
+    def update(self, model: np.ndarray, stats: Stats) -> np.ndarray:
+        out = model.copy()
+        if stats.count == 0:
+            return out
+        w = model[: self.d]
+        out[: self.d] = w - self.lr * (stats.U[:, 0] / stats.count + self.l2 * w)
+        out[self.d] = model[self.d] - self.lr * stats.fsum[0] / stats.count
+        return out

@@ -1,0 +1,217 @@
+"""What every fault-tolerance scheme provides, free of sockets and processes.
+
+A scheme answers three questions, each in one place, for the source, the processors and the
+sink alike (the distributed runtime and the in-process ``testing`` pipeline call exactly this):
+
+* ``route(rows)``: which rows of a micro-batch go to which processor slot (source side);
+* ``process(algorithm, model, task)``: what a slot computes and sends back (processor side);
+* ``assembler(...)``: how the sink turns the outputs that arrived into the batch's final
+  results and update statistics, and what is lost when too few arrived (sink side).
+
+Items of a batch are numbered 0..count-1 in stream order; every final result is keyed by that
+offset, so "nothing lost, nothing twice" can be checked item by item.
+"""
+
+from __future__ import annotations
+
+import itertools
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..algorithms import Algorithm, Stats
+
+#: Roles of a slot's task.
+PART, DATA, PARITY = "part", "data", "parity"
+
+
+@dataclass(frozen=True)
+class Task:
+    """The rows one processor slot receives for one batch."""
+
+    slot: int
+    role: str  # PART, DATA or PARITY
+    rows: np.ndarray  # (n, width) prepared item rows, or parity rows
+
+
+@dataclass
+class SlotOutput:
+    """What one slot sends back to the sink for one batch (any field may be absent)."""
+
+    slot: int
+    Z: np.ndarray | None = None  # linear part of its rows
+    stats: Stats | None = None  # update statistics of its rows
+    rows: np.ndarray | None = None  # attached inputs (EC ``attach: inputs``)
+
+
+@dataclass
+class BatchResult:
+    """The sink's final word on one batch."""
+
+    count: int
+    stats: Stats  # over every item not lost
+    Z: np.ndarray  # (count, zcols); rows of lost items are NaN
+    lost: np.ndarray  # (count,) bool
+    decoded: int  # items whose results were rebuilt from parity (EC)
+    predictions: np.ndarray = field(init=False)
+    loss: np.ndarray = field(init=False)
+    correct: np.ndarray | None = field(init=False)
+
+    @property
+    def items_lost(self) -> int:
+        return int(self.lost.sum())
+
+
+def contiguous_parts(count: int, parts: int) -> list[tuple[int, int]]:
+    """Split 0..count-1 into ``parts`` contiguous ranges of near-equal size (as array_split)."""
+    size, extra = divmod(count, parts)
+    bounds = [0]
+    for i in range(parts):
+        bounds.append(bounds[-1] + size + (1 if i < extra else 0))
+    return list(itertools.pairwise(bounds))
+
+
+def compute(algorithm: Algorithm, model: np.ndarray, rows: np.ndarray) -> SlotOutput:
+    """The ordinary work of a slot holding real items: linear part and update statistics."""
+    Z = algorithm.linear(model, rows)
+    F = algorithm.coefficients(model, Z)
+    return SlotOutput(slot=-1, Z=Z, stats=algorithm.statistics(rows, F))
+
+
+def partial_statistics(algorithm: Algorithm, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """A survivor's answer in the EC recovery round: ``X_s.T @ weights`` over its own rows."""
+    return algorithm.features(rows).T @ weights[: rows.shape[0]]
+
+
+class Scheme(ABC):
+    """Routing and recovery policy of one fault-tolerance scheme over ``processors`` slots."""
+
+    name: str
+
+    def __init__(self, processors: int) -> None:
+        self.processors = processors
+
+    @abstractmethod
+    def route(self, rows: np.ndarray) -> Iterator[Task]:
+        """Tasks of one batch, in the order the source sends them."""
+
+    def process(self, algorithm: Algorithm, model: np.ndarray, task: Task) -> SlotOutput:
+        """What slot ``task.slot`` computes for its task (the processor's whole job)."""
+        out = compute(algorithm, model, task.rows)
+        out.slot = task.slot
+        return out
+
+    @abstractmethod
+    def assembler(self, algorithm: Algorithm, model: np.ndarray, count: int) -> Assembler:
+        """A fresh sink-side assembler for a batch of ``count`` items processed with ``model``."""
+
+    def tolerates(self, failed: Sequence[int]) -> bool:
+        """Whether losing these slots' outputs of one batch loses no item."""
+        return not failed
+
+    def describe(self) -> str:
+        return self.name
+
+
+class Assembler(ABC):
+    """Collects slot outputs of one batch at the sink and finalises it.
+
+    Lifecycle: ``add`` for each output as it arrives (returns the item offsets that became
+    final with it); the runtime then calls ``recovery_requests`` (empty unless an extra round
+    is needed), feeds each answer to ``add_recovery``, and calls ``result`` exactly once.
+    ``complete`` says whether every expected output arrived; ``sufficient`` whether the batch
+    can be finalised without loss from what arrived.
+    """
+
+    def __init__(self, algorithm: Algorithm, model: np.ndarray, count: int) -> None:
+        self.algorithm = algorithm
+        self.model = model
+        self.count = count
+        self.outputs: dict[int, SlotOutput] = {}
+
+    @property
+    @abstractmethod
+    def expected(self) -> frozenset[int]:
+        """Slots whose output this batch waits for."""
+
+    def add(self, output: SlotOutput) -> np.ndarray:
+        """Record one slot's output; returns the item offsets that became final with it."""
+        if output.slot in self.outputs or output.slot not in self.expected:
+            return np.empty(0, dtype=np.int64)
+        self.outputs[output.slot] = output
+        return self._became_final(output.slot)
+
+    @abstractmethod
+    def _became_final(self, slot: int) -> np.ndarray: ...
+
+    @property
+    def complete(self) -> bool:
+        return self.expected.issubset(self.outputs)
+
+    @property
+    def missing(self) -> frozenset[int]:
+        return self.expected - frozenset(self.outputs)
+
+    @property
+    @abstractmethod
+    def sufficient(self) -> bool:
+        """True when finalising now loses no item."""
+
+    def recovery_requests(self, unavailable: frozenset[int] = frozenset()) -> dict[int, np.ndarray]:
+        """Weights to send to survivors for an extra round (slot -> weights); default none."""
+        return {}
+
+    def add_recovery(self, slot: int, partial: np.ndarray) -> None:
+        msg = f"{type(self).__name__} has no recovery round"
+        raise RuntimeError(msg)
+
+    @abstractmethod
+    def result(self) -> BatchResult:
+        """Final results of the batch from what arrived (lost items marked)."""
+
+    # -- shared helpers -----------------------------------------------------------------------
+
+    def _zcols(self) -> int:
+        return 1 + self.algorithm.extra + self.algorithm.outputs
+
+    def _finish(self, Z: np.ndarray, lost: np.ndarray, stats: Stats, decoded: int) -> BatchResult:
+        result = BatchResult(self.count, stats, Z, lost, decoded)
+        alg, model = self.algorithm, self.model
+        keep = ~lost
+        result.predictions = np.full(self.count, np.nan)
+        result.loss = np.full(self.count, np.nan)
+        result.predictions[keep] = alg.predict(model, Z[keep])
+        result.loss[keep] = alg.loss(model, Z[keep])
+        correct = alg.correct(model, Z[keep])
+        if correct is None:
+            result.correct = None
+        else:
+            result.correct = np.zeros(self.count, dtype=bool)
+            result.correct[keep] = correct
+        return result
+
+
+class Ledger:
+    """Delivery accounting at the sink: which item of the stream got its final result.
+
+    ``deliver`` marks stream offsets; one delivered twice counts as a duplicate (a bug the run
+    must report, never hide). Items never delivered by the end are the lost ones.
+    """
+
+    def __init__(self, items: int) -> None:
+        self.delivered = np.zeros(items, dtype=bool)
+        self.duplicated = 0
+
+    def deliver(self, offsets: np.ndarray) -> None:
+        seen = self.delivered[offsets]
+        self.duplicated += int(seen.sum())
+        self.delivered[offsets] = True
+
+    @property
+    def items_out(self) -> int:
+        return int(self.delivered.sum())
+
+    def lost(self, items_in: int) -> int:
+        return items_in - int(self.delivered[:items_in].sum())

@@ -1,0 +1,300 @@
+"""EC(k, r): stripes of k items encoded into r parity items, k+r slots per group.
+
+Layout. The batch is cut into ``groups`` contiguous parts; a part of n items is read as
+``stripes = ceil(n / k)`` stripes of k consecutive items (zero-padded at the end). Item j of
+every stripe goes to data slot j of the group; parity q of every stripe goes to slot k+q.
+
+Two attach modes decide what a slot sends back and how the sink rebuilds a lost data slot:
+
+* ``inputs``: data slots attach their rows, parity slots forward their parity rows; the sink
+  decodes the lost rows and recomputes their results.
+* ``linear`` (hybrid coded computation): every slot sends only its Z (parity slots compute the
+  linear part of their parity rows). The sink decodes a lost slot's Z, hence its predictions,
+  as soon as any k outputs arrived. The lost update statistics ``X_e.T @ F_e`` come from one
+  extra round: with D the decoding matrix of the k chosen rows, survivor i is sent
+  ``W_i = sum_e D[e, i] F_e`` and answers ``Y_i.T @ W_i``; the answers sum to the lost
+  statistics exactly. Only vectors of stripe and model size cross the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .. import codec
+from ..algorithms import Algorithm, Stats
+from .base import (
+    DATA,
+    PARITY,
+    Assembler,
+    BatchResult,
+    Scheme,
+    SlotOutput,
+    Task,
+    compute,
+    contiguous_parts,
+)
+
+ATTACH_MODES = ("linear", "inputs")
+
+
+def stripe_view(rows: np.ndarray, k: int) -> np.ndarray:
+    """Rows as (stripes, k, width), zero-padded to whole stripes (a view when no padding)."""
+    n, width = rows.shape
+    stripes = -(-n // k)
+    if stripes * k == n:
+        return rows.reshape(stripes, k, width)
+    padded = np.zeros((stripes * k, width))
+    padded[:n] = rows
+    return padded.reshape(stripes, k, width)
+
+
+def slot_sizes(n: int, k: int) -> list[int]:
+    """Real (unpadded) items of each data slot of a part of n items."""
+    return [(n - j + k - 1) // k for j in range(k)]
+
+
+class ErasureCoded(Scheme):
+    name = "ec"
+
+    def __init__(
+        self,
+        processors: int,
+        k: int = 4,
+        r: int = 2,
+        code: str = codec.DEFAULT_CODE,
+        attach: str = "linear",
+        incremental: bool = True,
+    ) -> None:
+        super().__init__(processors)
+        if processors % (k + r):
+            msg = f"{processors} processors is not a multiple of k+r={k + r}"
+            raise ValueError(msg)
+        if attach not in ATTACH_MODES:
+            msg = f"attach {attach!r} is not known: choose one of {', '.join(ATTACH_MODES)}"
+            raise ValueError(msg)
+        self.code = codec.make_code(k, r, code)
+        self.k, self.r = k, r
+        self.attach = attach
+        self.incremental = incremental
+
+    @property
+    def n(self) -> int:
+        return self.k + self.r
+
+    @property
+    def groups(self) -> int:
+        return self.processors // self.n
+
+    def describe(self) -> str:
+        return f"ec({self.k},{self.r})-{self.attach}"
+
+    def role(self, slot: int) -> str:
+        return DATA if slot % self.n < self.k else PARITY
+
+    # -- source -------------------------------------------------------------------------------
+
+    def route(self, rows: np.ndarray) -> Iterator[Task]:
+        k = self.k
+        for g, (lo, hi) in enumerate(contiguous_parts(rows.shape[0], self.groups)):
+            base = g * self.n
+            stripes = stripe_view(rows[lo:hi], k)
+            sizes = slot_sizes(hi - lo, k)
+            if self.incremental:
+                encoder = self.code.encoder(stripes.shape[0], stripes.shape[2])
+                for j in range(k):
+                    data = np.ascontiguousarray(stripes[:, j])
+                    encoder.fold(j, data)
+                    yield Task(base + j, DATA, data[: sizes[j]])
+                parity = encoder.parity
+                for q in range(self.r):
+                    yield Task(base + k + q, PARITY, parity[q])
+            else:
+                parity = self.code.encode(stripes)
+                for j in range(k):
+                    yield Task(base + j, DATA, np.ascontiguousarray(stripes[: sizes[j], j]))
+                for q in range(self.r):
+                    yield Task(base + k + q, PARITY, np.ascontiguousarray(parity[:, q]))
+
+    # -- processor ----------------------------------------------------------------------------
+
+    def process(self, algorithm: Algorithm, model: np.ndarray, task: Task) -> SlotOutput:
+        attach = task.rows if self.attach == "inputs" else None
+        if task.role == DATA:
+            out = compute(algorithm, model, task.rows)
+            out.slot, out.rows = task.slot, attach
+            return out
+        if self.attach == "inputs":
+            return SlotOutput(task.slot, rows=task.rows)
+        return SlotOutput(task.slot, Z=algorithm.linear(model, task.rows))
+
+    # -- sink ---------------------------------------------------------------------------------
+
+    def assembler(self, algorithm: Algorithm, model: np.ndarray, count: int) -> Assembler:
+        return ECAssembler(self, algorithm, model, count)
+
+    def tolerates(self, failed) -> bool:
+        per_group: dict[int, int] = {}
+        for slot in set(failed):
+            per_group[slot // self.n] = per_group.get(slot // self.n, 0) + 1
+        return all(n <= self.r for n in per_group.values())
+
+
+class _Group:
+    """Sink-side state of one group of one batch."""
+
+    def __init__(self, lo: int, hi: int, k: int) -> None:
+        self.lo, self.hi = lo, hi
+        self.sizes = slot_sizes(hi - lo, k)
+        self.stripes = -(-(hi - lo) // k)
+        self.arrived: list[int] = []  # local rows (0..k+r-1) in arrival order
+        self.decoded: dict[int, np.ndarray] = {}  # lost data slot -> Z (sizes[j], zcols)
+        self.decoded_stats: Stats | None = None  # inputs mode: stats of the decoded rows
+        self.lost_F: dict[int, np.ndarray] = {}  # linear mode: lost data slot -> F (stripes, m)
+        self.requested: dict[int, np.ndarray] = {}
+        self.answers: dict[int, np.ndarray] = {}
+
+
+class ECAssembler(Assembler):
+    def __init__(self, scheme: ErasureCoded, algorithm: Algorithm, model: np.ndarray, count: int):
+        super().__init__(algorithm, model, count)
+        self.scheme = scheme
+        self.groups = [
+            _Group(lo, hi, scheme.k) for lo, hi in contiguous_parts(count, scheme.groups)
+        ]
+        self._expected = frozenset(range(scheme.processors))
+
+    @property
+    def expected(self) -> frozenset[int]:
+        return self._expected
+
+    @property
+    def sufficient(self) -> bool:
+        return all(len(g.arrived) >= self.scheme.k for g in self.groups)
+
+    def _items_of(self, group: _Group, j: int) -> np.ndarray:
+        return group.lo + j + self.scheme.k * np.arange(group.sizes[j])
+
+    def _became_final(self, slot: int) -> np.ndarray:
+        k, n = self.scheme.k, self.scheme.n
+        group = self.groups[slot // n]
+        local = slot % n
+        group.arrived.append(local)
+        final: list[np.ndarray] = []
+        have = set(group.arrived)
+        if len(group.arrived) < k:
+            if local < k:
+                final.append(self._items_of(group, local))
+        elif len(group.arrived) == k:
+            # Any k outputs make the whole group final: decode every data slot still missing.
+            missing = [j for j in range(k) if j not in have]
+            self._decode(slot // n, missing)
+            final.extend(self._items_of(group, j) for j in range(k) if j == local or j in missing)
+        elif local < k and local not in group.decoded:
+            final.append(self._items_of(group, local))
+        return np.concatenate(final) if final else np.empty(0, dtype=np.int64)
+
+    def _arrived_rows(self, g: int, field: str) -> dict[int, np.ndarray]:
+        """Arrived outputs of group g as code rows padded to whole stripes."""
+        group, n = self.groups[g], self.scheme.n
+        rows = {}
+        for local in group.arrived:
+            value = getattr(self.outputs[g * n + local], field)
+            if value.shape[0] < group.stripes:
+                padded = np.zeros((group.stripes, value.shape[1]))
+                padded[: value.shape[0]] = value
+                value = padded
+            rows[local] = value
+        return rows
+
+    def _decode(self, g: int, missing: list[int]) -> None:
+        if not missing:
+            return
+        group, alg, model = self.groups[g], self.algorithm, self.model
+        if self.scheme.attach == "linear":
+            decoded = self.scheme.code.decode_rows(self._arrived_rows(g, "Z"), missing)
+            for e, Z in zip(missing, decoded, strict=True):
+                group.decoded[e] = Z[: group.sizes[e]]
+                F = np.zeros((group.stripes, alg.outputs))
+                F[: group.sizes[e]] = alg.coefficients(model, group.decoded[e])
+                group.lost_F[e] = F
+            return
+        decoded = self.scheme.code.decode_rows(self._arrived_rows(g, "rows"), missing)
+        stats = Stats.zero(alg.d, alg.outputs)
+        for e, rows in zip(missing, decoded, strict=True):
+            real = rows[: group.sizes[e]]
+            out = compute(alg, model, real)
+            group.decoded[e] = out.Z
+            stats = stats + out.stats
+        group.decoded_stats = stats
+
+    # -- the extra round (linear mode) --------------------------------------------------------
+
+    def recovery_requests(self, unavailable: frozenset[int] = frozenset()) -> dict[int, np.ndarray]:
+        """Weights per survivor slot so that their answers sum to the lost statistics."""
+        requests: dict[int, np.ndarray] = {}
+        if self.scheme.attach != "linear":
+            return requests
+        code, n = self.scheme.code, self.scheme.n
+        for g, group in enumerate(self.groups):
+            group.requested, group.answers = {}, {}
+            if not group.lost_F:
+                continue
+            usable = [i for i in group.arrived if g * n + i not in unavailable]
+            if len(usable) < code.k:
+                continue  # beyond tolerance: these statistics are lost (see result)
+            rows = code.choose_rows(usable)
+            D = code.decoder(rows)
+            for position, local in enumerate(rows):
+                weights = sum(D[e, position] * F for e, F in group.lost_F.items())
+                group.requested[local] = weights
+                requests[g * n + local] = weights
+        return requests
+
+    def add_recovery(self, slot: int, partial: np.ndarray) -> None:
+        group = self.groups[slot // self.scheme.n]
+        local = slot % self.scheme.n
+        if local in group.requested:
+            group.answers[local] = partial
+
+    @property
+    def recovery_complete(self) -> bool:
+        return all(set(g.answers) == set(g.requested) for g in self.groups)
+
+    # -- final --------------------------------------------------------------------------------
+
+    def result(self) -> BatchResult:
+        alg, k, n = self.algorithm, self.scheme.k, self.scheme.n
+        zcols = self._zcols()
+        Z = np.full((self.count, zcols), np.nan)
+        lost = np.zeros(self.count, dtype=bool)
+        stats = Stats.zero(alg.d, alg.outputs)
+        decoded = 0
+        for g, group in enumerate(self.groups):
+            have = set(group.arrived)
+            recovered = (
+                bool(group.lost_F)
+                and group.requested
+                and set(group.answers) == set(group.requested)
+            )
+            for j in range(k):
+                items = self._items_of(group, j)
+                if j in have:
+                    out = self.outputs[g * n + j]
+                    Z[items] = out.Z
+                    stats = stats + out.stats
+                elif j in group.decoded and (self.scheme.attach == "inputs" or recovered):
+                    Z[items] = group.decoded[j]
+                    decoded += items.size
+                else:
+                    lost[items] = True
+            if group.decoded_stats is not None:
+                stats = stats + group.decoded_stats
+            if recovered:
+                U = sum(group.answers[i] for i in sorted(group.answers))
+                F = np.concatenate(
+                    [group.lost_F[e][: group.sizes[e]] for e in sorted(group.lost_F)]
+                )
+                stats = stats + Stats(U, F.sum(axis=0), F.shape[0])
+        return self._finish(Z, lost, stats, decoded)

@@ -1,0 +1,135 @@
+"""Partitioned routing shared by ``none``, ``rep`` and ``reactive``.
+
+The batch is cut into contiguous parts, one per group; every slot of a group receives its
+group's whole part (one slot per group without replication, ``copies`` with it). The first
+output of a group to arrive is final; later copies are ignored, so no item counts twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..algorithms import Algorithm, Stats
+from .base import PART, Assembler, BatchResult, Scheme, Task, contiguous_parts
+
+
+class Partitioned(Scheme):
+    """``processors`` slots in groups of ``copies``; group g covers the g-th contiguous part."""
+
+    copies = 1
+
+    @property
+    def groups(self) -> int:
+        return self.processors // self.copies
+
+    def group_of(self, slot: int) -> int:
+        return slot // self.copies
+
+    def route(self, rows: np.ndarray) -> Iterator[Task]:
+        for g, (lo, hi) in enumerate(contiguous_parts(rows.shape[0], self.groups)):
+            part = rows[lo:hi]
+            for c in range(self.copies):
+                yield Task(g * self.copies + c, PART, part)
+
+    def assembler(self, algorithm: Algorithm, model: np.ndarray, count: int) -> Assembler:
+        return PartitionAssembler(self, algorithm, model, count)
+
+    def tolerates(self, failed) -> bool:
+        hit: dict[int, int] = {}
+        for slot in set(failed):
+            hit[self.group_of(slot)] = hit.get(self.group_of(slot), 0) + 1
+        return all(n < self.copies for n in hit.values())
+
+
+class PartitionAssembler(Assembler):
+    def __init__(self, scheme: Partitioned, algorithm: Algorithm, model: np.ndarray, count: int):
+        super().__init__(algorithm, model, count)
+        self.scheme = scheme
+        self.ranges = contiguous_parts(count, scheme.groups)
+        self.first: dict[int, int] = {}  # group -> slot whose output counts
+        self._expected = frozenset(range(scheme.processors))
+
+    @property
+    def expected(self) -> frozenset[int]:
+        return self._expected
+
+    @property
+    def complete(self) -> bool:
+        # A group is done with its first copy: later copies are not waited for.
+        return len(self.first) == self.scheme.groups
+
+    @property
+    def missing(self) -> frozenset[int]:
+        done = set(self.first)
+        return frozenset(s for s in self._expected if self.scheme.group_of(s) not in done)
+
+    @property
+    def sufficient(self) -> bool:
+        return self.complete
+
+    def _became_final(self, slot: int) -> np.ndarray:
+        group = self.scheme.group_of(slot)
+        if group in self.first:
+            return np.empty(0, dtype=np.int64)
+        self.first[group] = slot
+        lo, hi = self.ranges[group]
+        return np.arange(lo, hi)
+
+    def result(self) -> BatchResult:
+        alg = self.algorithm
+        Z = np.full((self.count, self._zcols()), np.nan)
+        lost = np.ones(self.count, dtype=bool)
+        stats = Stats.zero(alg.d, alg.outputs)
+        for group in sorted(self.first):
+            out = self.outputs[self.first[group]]
+            lo, hi = self.ranges[group]
+            Z[lo:hi] = out.Z
+            lost[lo:hi] = False
+            stats = stats + out.stats
+        return self._finish(Z, lost, stats, decoded=0)
+
+
+class NoScheme(Partitioned):
+    """No redundancy: a crashed slot's items of that batch are lost (and reported)."""
+
+    name = "none"
+
+
+class Replication(Partitioned):
+    """Every item goes to ``copies`` slots; the first copy to arrive wins."""
+
+    name = "rep"
+
+    def __init__(self, processors: int, copies: int = 3) -> None:
+        super().__init__(processors)
+        if processors % copies:
+            msg = f"{processors} processors is not a multiple of copies={copies}"
+            raise ValueError(msg)
+        self.copies = copies
+
+    def describe(self) -> str:
+        return f"rep-{self.copies}x"
+
+
+class Reactive(Partitioned):
+    """Partitioned, plus a write-ahead log and periodic checkpoints (recovery by replay).
+
+    Routing and assembling are those of ``none``; what differs is the recovery policy, which
+    the pipeline carries out: on a missing output, restore the last checkpoint and replay the
+    logged batches since, delivering each item's result once.
+    """
+
+    name = "reactive"
+
+    def __init__(self, processors: int, checkpoint_every: int = 10) -> None:
+        super().__init__(processors)
+        self.checkpoint_every = checkpoint_every
+
+    def tolerates(self, failed) -> bool:
+        return True  # every crash is recovered by replay
+
+    def checkpoint_due(self, batch: int) -> bool:
+        """Whether the model after ``batch`` is checkpointed."""
+        return (batch + 1) % self.checkpoint_every == 0
