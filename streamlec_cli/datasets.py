@@ -118,3 +118,25 @@ def batches(name: str, items: int, batch: int, seed: int = 1) -> Iterator[np.nda
             yield block_rows[start - offset : stop - offset]
         else:
             yield generate(name, start, stop, seed)
+
+
+class DatasetError(ValueError):
+    """A data file that cannot be read; the message names the file and the line."""
+
+
+def open_batches(dataset, batch: int) -> Iterator[np.ndarray]:
+    """Batches of a spec's ``dataset``: the real file when ``path`` is set, else the generator."""
+    if dataset.path is not None:
+        msg = (
+            f"dataset.path: reading {dataset.path!r} is not supported yet; "
+            "remove dataset.path to stream the seeded generator"
+        )
+        raise DatasetError(msg)
+    return batches(dataset.name, dataset.items, batch, dataset.seed)
+
+
+def source_description(dataset) -> dict:
+    """What ``meta.json`` says about where the data came from."""
+    if dataset.path is not None:
+        return {"kind": "file", "path": dataset.path, "format": dataset.format}
+    return {"kind": "generator", "name": dataset.name, "seed": dataset.seed}

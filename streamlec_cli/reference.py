@@ -6,12 +6,14 @@ produced by batch b - depth), no scheme, no sockets. Every run is compared again
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .algorithms import Algorithm, Stats
+
+BatchMetrics = tuple[float, float]  # (mean loss, accuracy or NaN) of one batch
 
 
 @dataclass
@@ -58,13 +60,11 @@ class ModelHistory:
         return other
 
 
-def run_reference(
+def iter_reference(
     algorithm: Algorithm, batches: Iterable[np.ndarray], depth: int = 1
-) -> ReferenceResult:
-    """Run the stream through ``algorithm`` in one process; rows are dataset rows ``[y, x]``."""
+) -> Iterator[tuple[np.ndarray, np.ndarray, BatchMetrics]]:
+    """Stream the reference: per batch ``(predictions, model after the batch, metrics)``."""
     history: ModelHistory | None = None
-    predictions: list[np.ndarray] = []
-    result = ReferenceResult(np.empty(0), np.empty(0))
     for raw in batches:
         rows = algorithm.prepare(raw)
         if history is None:
@@ -73,12 +73,26 @@ def run_reference(
         Z = algorithm.linear(model, rows)
         F = algorithm.coefficients(model, Z)
         stats: Stats = algorithm.statistics(rows, F)
-        predictions.append(algorithm.predict(model, Z))
-        result.batch_loss.append(float(algorithm.loss(model, Z).mean()))
         correct = algorithm.correct(model, Z)
-        result.batch_accuracy.append(float(correct.mean()) if correct is not None else float("nan"))
+        metrics = (
+            float(algorithm.loss(model, Z).mean()),
+            float(correct.mean()) if correct is not None else float("nan"),
+        )
         history.push(algorithm.update(history.latest, stats))
-    result.model = history.latest if history is not None else np.empty(0)
+        yield algorithm.predict(model, Z), history.latest, metrics
+
+
+def run_reference(
+    algorithm: Algorithm, batches: Iterable[np.ndarray], depth: int = 1
+) -> ReferenceResult:
+    """Run the stream through ``algorithm`` in one process; rows are dataset rows ``[y, x]``."""
+    result = ReferenceResult(np.empty(0), np.empty(0))
+    predictions: list[np.ndarray] = []
+    for batch_predictions, model, (loss, accuracy) in iter_reference(algorithm, batches, depth):
+        predictions.append(batch_predictions)
+        result.batch_loss.append(loss)
+        result.batch_accuracy.append(accuracy)
+        result.model = model
     result.predictions = np.concatenate(predictions) if predictions else np.empty(0)
     return result
 

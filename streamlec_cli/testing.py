@@ -51,8 +51,14 @@ def run_pipeline(
     batches: Sequence[np.ndarray],
     failures: Sequence[SlotFailure] = (),
     depth: int = 1,
+    slow: Sequence[SlotFailure] = (),
+    late: Sequence[SlotFailure] = (),
 ) -> PipelineResult:
-    """Drive ``batches`` (dataset rows ``[y, x]``) through ``scheme`` in one process."""
+    """Drive ``batches`` (dataset rows ``[y, x]``) through ``scheme`` in one process.
+
+    ``slow`` slots' outputs arrive after all others but before the sink plans the extra
+    round; ``late`` slots' outputs arrive after the round, just before the batch is final.
+    """
     prepared = [algorithm.prepare(rows) for rows in batches]
     offsets = np.cumsum([0] + [rows.shape[0] for rows in prepared])
     items = int(offsets[-1])
@@ -71,11 +77,22 @@ def run_pipeline(
         rows = prepared[b]
         assembler = scheme.assembler(algorithm, model, rows.shape[0])
         held: dict[int, np.ndarray] = {}  # each live slot keeps its inputs until committed
+        slow_now = {f.slot for f in slow if f.dead_at(b)}
+        late_now = {f.slot for f in late if f.dead_at(b)}
+        delayed: dict[int, list] = {"slow": [], "late": []}
         for task in scheme.route(rows):
             if task.slot in dead:
                 continue
             held[task.slot] = task.rows
-            assembler.add(scheme.process(algorithm, model, task))
+            output = scheme.process(algorithm, model, task)
+            if task.slot in slow_now:
+                delayed["slow"].append(output)
+            elif task.slot in late_now:
+                delayed["late"].append(output)
+            else:
+                assembler.add(output)
+        for output in delayed["slow"]:
+            assembler.add(output)
         if reactive and not assembler.complete:
             # Detected: restart the slots, restore the last checkpoint, replay from the log.
             pending = [f for f in pending if f.slot not in dead or not f.dead_at(b)]
@@ -85,6 +102,8 @@ def run_pipeline(
         requests = assembler.recovery_requests(frozenset(dead))
         for slot, weights in requests.items():
             assembler.add_recovery(slot, partial_statistics(algorithm, held[slot], weights))
+        for output in delayed["late"]:
+            assembler.add(output)
         result = assembler.result()
         if b >= delivered_upto:
             keep = np.flatnonzero(~result.lost)

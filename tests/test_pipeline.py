@@ -94,6 +94,20 @@ def test_pipeline_depth_two_matches_reference(stream, name):
     assert max_rel_err(result.predictions, ref.predictions) <= TOL
 
 
+@pytest.mark.parametrize("attach", ["linear", "inputs"])
+@pytest.mark.parametrize("when", ["slow", "late"])
+def test_outputs_arriving_after_a_decode_count_once(stream, references, attach, when):
+    # Slots 1 and 4 answer after the sink already rebuilt them (or planned to): each item
+    # must still count exactly once in the model update.
+    delayed = {when: [SlotFailure(1, 0), SlotFailure(4, 0), SlotFailure(2, 5, 7)]}
+    result = run_pipeline(ErasureCoded(6, 4, 2, attach=attach), algorithm("logreg"), stream,
+                          **delayed)
+    ref = references["logreg"]
+    assert result.items_lost == 0
+    assert max_rel_err(result.model, ref.model) <= TOL
+    assert max_rel_err(result.predictions, ref.predictions) <= TOL
+
+
 def test_reactive_replays_from_last_checkpoint(stream):
     result = run_pipeline(Reactive(6, 4), algorithm("logreg"), stream, fail((3, 6)))
     # Checkpoints after batches 3 and 7; a crash at batch 6 replays batches 4 and 5.

@@ -167,6 +167,15 @@ class Assembler(ABC):
         msg = f"{type(self).__name__} has no recovery round"
         raise RuntimeError(msg)
 
+    @property
+    def recovery_complete(self) -> bool:
+        """Whether every answer of the extra round arrived (always, without a round)."""
+        return True
+
+    def silent_survivors(self) -> set[int]:
+        """Slots asked in the extra round that have not answered."""
+        return set()
+
     @abstractmethod
     def result(self) -> BatchResult:
         """Final results of the batch from what arrived (lost items marked)."""

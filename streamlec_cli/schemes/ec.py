@@ -150,8 +150,9 @@ class _Group:
         self.stripes = -(-(hi - lo) // k)
         self.arrived: list[int] = []  # local rows (0..k+r-1) in arrival order
         self.decoded: dict[int, np.ndarray] = {}  # lost data slot -> Z (sizes[j], zcols)
-        self.decoded_stats: Stats | None = None  # inputs mode: stats of the decoded rows
+        self.decoded_stats: dict[int, Stats] = {}  # inputs mode: lost data slot -> its stats
         self.lost_F: dict[int, np.ndarray] = {}  # linear mode: lost data slot -> F (stripes, m)
+        self.recovering: tuple[int, ...] = ()  # data slots the extra round rebuilds
         self.requested: dict[int, np.ndarray] = {}
         self.answers: dict[int, np.ndarray] = {}
 
@@ -221,13 +222,10 @@ class ECAssembler(Assembler):
                 group.lost_F[e] = F
             return
         decoded = self.scheme.code.decode_rows(self._arrived_rows(g, "rows"), missing)
-        stats = Stats.zero(alg.d, alg.outputs)
         for e, rows in zip(missing, decoded, strict=True):
-            real = rows[: group.sizes[e]]
-            out = compute(alg, model, real)
+            out = compute(alg, model, rows[: group.sizes[e]])
             group.decoded[e] = out.Z
-            stats = stats + out.stats
-        group.decoded_stats = stats
+            group.decoded_stats[e] = out.stats
 
     # -- the extra round (linear mode) --------------------------------------------------------
 
@@ -239,7 +237,9 @@ class ECAssembler(Assembler):
         code, n = self.scheme.code, self.scheme.n
         for g, group in enumerate(self.groups):
             group.requested, group.answers = {}, {}
-            if not group.lost_F:
+            # A slot decoded at the k-th arrival whose own output came since needs no round.
+            group.recovering = tuple(e for e in sorted(group.lost_F) if e not in group.arrived)
+            if not group.recovering:
                 continue
             usable = [i for i in group.arrived if g * n + i not in unavailable]
             if len(usable) < code.k:
@@ -247,7 +247,7 @@ class ECAssembler(Assembler):
             rows = code.choose_rows(usable)
             D = code.decoder(rows)
             for position, local in enumerate(rows):
-                weights = sum(D[e, position] * F for e, F in group.lost_F.items())
+                weights = sum(D[e, position] * group.lost_F[e] for e in group.recovering)
                 group.requested[local] = weights
                 requests[g * n + local] = weights
         return requests
@@ -262,6 +262,15 @@ class ECAssembler(Assembler):
     def recovery_complete(self) -> bool:
         return all(set(g.answers) == set(g.requested) for g in self.groups)
 
+    def silent_survivors(self) -> set[int]:
+        n = self.scheme.n
+        return {
+            g * n + local
+            for g, group in enumerate(self.groups)
+            for local in group.requested
+            if local not in group.answers
+        }
+
     # -- final --------------------------------------------------------------------------------
 
     def result(self) -> BatchResult:
@@ -273,28 +282,25 @@ class ECAssembler(Assembler):
         decoded = 0
         for g, group in enumerate(self.groups):
             have = set(group.arrived)
-            recovered = (
-                bool(group.lost_F)
-                and group.requested
-                and set(group.answers) == set(group.requested)
-            )
+            recovered = bool(group.requested) and set(group.answers) == set(group.requested)
+            rebuilt = set(group.recovering) if recovered else set()
             for j in range(k):
                 items = self._items_of(group, j)
-                if j in have:
+                if j in rebuilt:  # linear mode: decoded Z, statistics from the extra round
+                    Z[items] = group.decoded[j]
+                    decoded += items.size
+                elif j in have:
                     out = self.outputs[g * n + j]
                     Z[items] = out.Z
                     stats = stats + out.stats
-                elif j in group.decoded and (self.scheme.attach == "inputs" or recovered):
+                elif j in group.decoded_stats:  # inputs mode: decoded rows, recomputed
                     Z[items] = group.decoded[j]
+                    stats = stats + group.decoded_stats[j]
                     decoded += items.size
                 else:
                     lost[items] = True
-            if group.decoded_stats is not None:
-                stats = stats + group.decoded_stats
-            if recovered:
+            if rebuilt:
                 U = sum(group.answers[i] for i in sorted(group.answers))
-                F = np.concatenate(
-                    [group.lost_F[e][: group.sizes[e]] for e in sorted(group.lost_F)]
-                )
+                F = np.concatenate([group.lost_F[e][: group.sizes[e]] for e in sorted(rebuilt)])
                 stats = stats + Stats(U, F.sum(axis=0), F.shape[0])
         return self._finish(Z, lost, stats, decoded)

@@ -1,0 +1,151 @@
+"""A run's results directory: writing it as the run goes, reading it back for plots and reports.
+
+``results/<spec name>/<run id>/`` holds ``spec.yaml`` (resolved), ``meta.json`` (commit, host,
+cores, memory, versions, start time), ``batches.csv``, ``timeline.csv``, ``events.csv``,
+``predictions.f64`` (one float64 per stream item, NaN where lost), ``model.npy``, worker logs
+under ``logs/`` and ``summary.json``. CSV rows are flushed as they are written, and events are
+appended one ``write`` per line, so whatever was measured survives a crash of the harness.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BATCH_COLUMNS = (
+    "batch",
+    "epoch",
+    "offset",
+    "count",
+    "items_lost",
+    "decoded_items",
+    "recovery_round",
+    "model_version",
+    "loss",
+    "accuracy",
+    "t_arrival_first",
+    "t_final",
+    "replayed",
+)
+TIMELINE_COLUMNS = (
+    "t_s",
+    "items",
+    "throughput_items_per_s",
+    "latency_ms_p50",
+    "latency_ms_p99",
+    "latency_ms_max",
+)
+EVENT_COLUMNS = ("time", "worker", "event", "detail")
+
+
+class CsvLog:
+    """A CSV file written row by row, each row flushed."""
+
+    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+        self.columns = tuple(columns)
+        self._file = open(path, "w", newline="")  # noqa: SIM115 - open for the run
+        self._writer = csv.DictWriter(self._file, fieldnames=self.columns)
+        self._writer.writeheader()
+        self._file.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def append_event(run_dir: Path, time: float, worker: str, event: str, detail: str = "") -> None:
+    """Append one line to ``events.csv`` with a single write (safe from several processes)."""
+    path = Path(run_dir) / "events.csv"
+    detail = detail.replace('"', "'")
+    line = f'{time:.6f},{worker},{event},"{detail}"\n'
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if os.fstat(fd).st_size == 0:
+            os.write(fd, (",".join(EVENT_COLUMNS) + "\n").encode())
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_plain) + "\n")
+    os.replace(tmp, path)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    """The commit of the checkout the harness runs from (with ``-dirty``), or ``unknown``."""
+    where = cwd or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def machine_info() -> dict[str, Any]:
+    """Host, cores, memory and versions of what the numbers depend on."""
+    memory = None
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    versions = {"python": platform.python_version()}
+    for package in ("streamlec", "numpy", "pyzmq", "scikit-learn", "pandas", "matplotlib"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cores": os.cpu_count(),
+        "memory_bytes": memory,
+        "memory_gib": round(memory / 2**30, 1) if memory else None,
+        "versions": versions,
+        "argv": sys.argv,
+    }
+
+
+def run_directories(paths: Sequence[Path]) -> list[Path]:
+    """Every run directory (one holding ``summary.json``) under the given paths."""
+    found: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if (path / "summary.json").exists():
+            found.append(path)
+        elif path.is_dir():
+            found.extend(sorted(p.parent for p in path.rglob("summary.json")))
+    return found
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / "summary.json").read_text())

@@ -1,0 +1,1 @@
+"""The distributed runtime: source, processors, sink and supervisor as OS processes."""

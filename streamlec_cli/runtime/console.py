@@ -1,0 +1,143 @@
+"""What ``streamlec run`` shows: a progress line per run, a verdict, a summary table."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..spec import Spec
+from .supervisor import RunFailed, Supervisor
+
+
+class Progress:
+    """One self-rewriting line on a terminal (items, items/s, failures so far)."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled and sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, state: dict) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.2:
+            return
+        self.last = now
+        done, total = state["items_out"], max(1, state["items"])
+        width = 24
+        filled = min(width, int(width * done / total))
+        rate = done / state["elapsed"] if state["elapsed"] > 0 else 0.0
+        line = (
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{done:,}/{total:,} items  {rate:,.0f} items/s  failures {state['failures']}"
+        )
+        click.echo(line, nl=False, err=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            click.echo("", err=True)
+
+
+def verdict(summary: dict) -> str:
+    """One or two plain sentences on what happened to the failures and the data."""
+    kills = summary["failures"]
+    lost, dup = summary["items_lost"], summary["items_duplicated"]
+    ref = summary.get("reference") or {}
+    parts = []
+    if summary.get("error"):
+        return f"run failed: {summary['error']}"
+    if not summary["complete"]:
+        return "run stopped before the end of the stream; results so far are kept"
+    if kills:
+        names = ", ".join(f"{k['worker']} ({k['by']})" for k in kills)
+        if lost == 0:
+            how = []
+            if summary.get("decoded_items"):
+                how.append(f"{summary['decoded_items']:,} items decoded from parity")
+            if summary.get("rollbacks"):
+                how.append(
+                    f"{summary['rollbacks']} rollback(s), {summary['replayed_batches']} batches "
+                    "replayed from the log"
+                )
+            parts.append(f"killed {names}: absorbed" + (f" ({'; '.join(how)})" if how else ""))
+        else:
+            parts.append(
+                f"killed {names}: beyond what {summary['scheme_label']} tolerates, "
+                f"{lost:,} items LOST (see events.csv)"
+            )
+    parts.append(f"{lost:,} items lost, {dup:,} duplicated")
+    if ref.get("matches"):
+        parts.append(
+            f"model and predictions match the reference (max rel. err {ref['max_rel_err']:.1e})"
+        )
+    elif ref:
+        err = ref.get("max_rel_err")
+        parts.append(
+            "model differs from the reference"
+            + (f" (max rel. err {err:.1e})" if err is not None else " (items missing)")
+        )
+    if summary.get("unexpected_exits"):
+        parts.append("unexpected exits: " + ", ".join(summary["unexpected_exits"]))
+    return "; ".join(parts)
+
+
+def _fmt(value, spec: str = ",.0f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def table(summaries: list[dict]) -> str:
+    head = ("run", "scheme", "items/s", "p50 ms", "p99 ms", "lost", "dup", "decoded", "ref err")
+    rows = [head]
+    for s in summaries:
+        lat = s.get("latency_ms") or {}
+        err = s.get("reference_max_rel_err")
+        rows.append(
+            (
+                s["run_id"],
+                s["scheme_label"],
+                _fmt(s.get("throughput_items_per_s")),
+                _fmt(lat.get("p50"), ".1f"),
+                _fmt(lat.get("p99"), ".1f"),
+                _fmt(s.get("items_lost"), ","),
+                _fmt(s.get("items_duplicated"), ","),
+                _fmt(s.get("decoded_items"), ","),
+                "-" if err is None else f"{err:.1e}",
+            )
+        )
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
+    """Run each spec in turn; returns the exit code (1 if a run failed)."""
+    summaries = []
+    code = 0
+    for index, spec in enumerate(runs, 1):
+        label = f"[{index}/{len(runs)}] {spec.run_id}"
+        click.echo(f"{label}: {spec.describe()}", err=True)
+        progress = Progress(label, enabled=not quiet)
+        try:
+            summary = Supervisor(spec, out, progress).run()
+        except KeyboardInterrupt:
+            progress.close()
+            click.echo("interrupted: every worker stopped; results so far are kept", err=True)
+            return 130
+        except RunFailed as exc:  # pragma: no cover - summarised inside run()
+            progress.close()
+            click.echo(f"error: {exc}", err=True)
+            return 1
+        progress.close()
+        click.echo(f"{label}: {verdict(summary)}", err=True)
+        click.echo(f"  results: {summary['run_dir']}", err=True)
+        if summary.get("error") or not summary["complete"]:
+            code = 1
+        summaries.append(summary)
+    click.echo(table(summaries))
+    return code

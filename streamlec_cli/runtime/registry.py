@@ -1,0 +1,74 @@
+"""Live runs on this machine, for ``streamlec ps`` and ``streamlec kill-worker``.
+
+Each supervisor keeps one JSON file per live run in the registry directory
+(``$STREAMLEC_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/streamlec``, else
+``/tmp/streamlec-<uid>``): the run's name, directory, the supervisor's pid and every worker's
+pid and state. It is rewritten atomically on every change and removed when the run ends; a
+file whose supervisor is gone is stale and ignored (and cleaned up).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def registry_dir() -> Path:
+    base = os.environ.get("STREAMLEC_RUNTIME_DIR")
+    if base:
+        path = Path(base)
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        path = Path(os.environ["XDG_RUNTIME_DIR"]) / "streamlec"
+    else:
+        path = Path(f"/tmp/streamlec-{os.getuid()}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class LiveRun:
+    run: str  # "<spec name>/<run id>"
+    run_dir: str
+    supervisor: int
+    workers: dict[str, dict]  # name -> {"pid": int, "state": str}
+
+    @property
+    def path(self) -> Path:
+        return registry_dir() / (self.run.replace("/", "__") + ".json")
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=1))
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_runs() -> list[LiveRun]:
+    """Runs whose supervisor is alive; stale entries are removed."""
+    runs = []
+    for path in sorted(registry_dir().glob("*.json")):
+        try:
+            run = LiveRun(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+        if _alive(run.supervisor):
+            runs.append(run)
+        else:
+            path.unlink(missing_ok=True)
+    return runs

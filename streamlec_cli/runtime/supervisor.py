@@ -1,0 +1,490 @@
+"""The supervisor: one run, start to finish, as real OS processes.
+
+It spawns the sink, the source and P processors (``python -m streamlec_cli worker ...``, each
+in its own session so a terminal Ctrl-C reaches only the supervisor), carries out the spec's
+failures with SIGKILL, watches its children (an exit is reported to the sink at once and the
+processor restarted in its slot), samples every worker's memory, and at the end stops the
+workers in stages (end of stream, SIGTERM, SIGKILL), compares the run with the single-process
+reference and writes ``summary.json``. Nothing it measured is lost if it is interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+import zmq
+
+from .. import datasets
+from ..reference import iter_reference
+from ..results import append_event, git_commit, machine_info, write_json
+from ..spec import Spec
+from . import wire
+from .plan import make_plan
+from .registry import LiveRun
+
+STARTUP_TIMEOUT = 60.0
+STOP_GRACE = 3.0
+
+
+class RunFailed(RuntimeError):
+    """The run could not finish (a source or sink crash, a start-up timeout)."""
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen
+    killed_by_us: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def run_directory(out: Path, spec: Spec) -> Path:
+    return Path(out) / spec.name / spec.run_id
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s2:
+            try:
+                s2.bind(("", port + 1))
+            except OSError:
+                continue
+        return port
+    msg = "no two consecutive free TCP ports found"
+    raise RunFailed(msg)
+
+
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in kB, (0, 0) when it is gone."""
+    rss = hwm = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, hwm
+
+
+class Supervisor:
+    def __init__(
+        self,
+        spec: Spec,
+        out: Path,
+        progress: Callable[[dict], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.run_dir = run_directory(out, spec)
+        self.progress = progress or (lambda state: None)
+        self.children: dict[str, Child] = {}
+        self.killed_pids: set[int] = set()
+        self.fired: set[int] = set()
+        self.started_at: float | None = None
+        self.last_batch = -1
+        self.items_out = 0
+        self.failures_done: list[dict] = []
+        self.restarts = 0
+        self.unexpected: list[str] = []
+        self.peak_kb: dict[str, int] = {}
+        self.incarnations: dict[str, int] = {}
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        if self.run_dir.exists():
+            shutil.rmtree(self.run_dir)
+        (self.run_dir / "logs").mkdir(parents=True)
+        resolved = self.spec.to_dict()
+        resolved["repeat"] = 1
+        resolved.pop("sweep", None)
+        with open(self.run_dir / "spec.yaml", "w") as f:
+            yaml.safe_dump(resolved, f, sort_keys=False)
+        if self.spec.transport == "tcp":
+            (self.run_dir / "port").write_text(str(_free_port_pair()))
+        meta = {
+            "spec_name": self.spec.name,
+            "run_id": self.spec.run_id,
+            "run_index": self.spec.run_index,
+            "sweep_values": dict(self.spec.sweep_values),
+            "commit": git_commit(),
+            "start_time": time.time(),
+            "start_time_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "dataset_source": datasets.source_description(self.spec.dataset),
+            **machine_info(),
+        }
+        write_json(self.run_dir / "meta.json", meta)
+        self.plan = make_plan(self.spec, self.run_dir)
+
+    def spawn(self, name: str) -> Child:
+        log = open(self.run_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
+        env = dict(os.environ)
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = "1"  # one core per worker: the workers are the parallelism
+        env["PYTHONUNBUFFERED"] = "1"
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamlec_cli",
+            "worker",
+            str(self.run_dir / "spec.yaml"),
+            name,
+            "--run-dir",
+            str(self.run_dir),
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+        child = Child(name, proc)
+        self.children[name] = child
+        self.incarnations[name] = self.incarnations.get(name, 0) + 1
+        self.event(
+            "spawned" if self.incarnations[name] == 1 else "restarted", f"pid {proc.pid}", name
+        )
+        return child
+
+    def event(self, event: str, detail: str = "", worker: str = "supervisor") -> None:
+        append_event(self.run_dir, time.time(), worker, event, detail)
+
+    def register(self) -> None:
+        self.live = LiveRun(
+            run=f"{self.spec.name}/{self.spec.run_id}",
+            run_dir=str(self.run_dir),
+            supervisor=os.getpid(),
+            workers={},
+        )
+        self.update_registry()
+
+    def update_registry(self) -> None:
+        self.live.workers = {
+            name: {"pid": child.pid, "state": "running" if child.proc.poll() is None else "exited"}
+            for name, child in self.children.items()
+        }
+        self.live.save()
+
+    # -- the run --------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        self.prepare()
+        ctx = zmq.Context()
+        sink_sock = None
+        interrupted = False
+        error: str | None = None
+        try:
+            self.spawn("sink")
+            sink_sock = wire.dealer(ctx, self.plan.address("sink"), "supervisor")
+            wire.send(sink_sock, wire.HELLO, {"pid": os.getpid()})
+            self.spawn("source")
+            for i in range(self.spec.processors):
+                self.spawn(f"processor-{i}")
+            self.register()
+            self.loop(sink_sock)
+        except KeyboardInterrupt:
+            interrupted = True
+            self.event("interrupted", "Ctrl-C: stopping every worker, keeping the results")
+            if sink_sock is not None:
+                wire.send(sink_sock, wire.STOP, block=False)
+                self.wait_for_exit(["sink"], 2.0)
+        except RunFailed as exc:
+            error = str(exc)
+            self.event("run failed", error)
+        finally:
+            self.shutdown()
+            ctx.destroy(linger=0)
+            wire.remove_socket_files(self.run_dir)
+            if hasattr(self, "live"):
+                self.live.remove()
+        summary = self.summarise(interrupted=interrupted, error=error)
+        if interrupted:
+            raise KeyboardInterrupt
+        return summary
+
+    def loop(self, sink_sock: zmq.Socket) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        next_sample = 0.0
+        memory_log = open(self.run_dir / "memory.csv", "w", newline="")  # noqa: SIM115
+        memory = csv.writer(memory_log)
+        memory.writerow(["time", "worker", "pid", "rss_mb", "peak_mb"])
+        try:
+            while True:
+                if sink_sock.poll(20):
+                    while True:
+                        try:
+                            msg = wire.recv(sink_sock, block=False)
+                        except zmq.Again:
+                            break
+                        if msg.kind == wire.PROGRESS:
+                            if msg.meta["batch"] == -1 and self.started_at is None:
+                                self.started_at = time.time()
+                            self.last_batch = max(self.last_batch, msg.meta["batch"])
+                            self.items_out = msg.meta["items_out"]
+                        elif msg.kind == wire.DONE:
+                            return
+                if self.started_at is None and time.monotonic() > deadline:
+                    msg = "workers did not start in time; see the logs/ of the run"
+                    raise RunFailed(msg)
+                self.inject()
+                self.watch(sink_sock)
+                now = time.monotonic()
+                if now >= next_sample:
+                    next_sample = now + 0.5
+                    for name, child in self.children.items():
+                        rss, hwm = _memory_kb(child.pid)
+                        if rss:
+                            self.peak_kb[name] = max(self.peak_kb.get(name, 0), hwm)
+                            memory.writerow(
+                                [f"{time.time():.3f}", name, child.pid, rss / 1024, hwm / 1024]
+                            )
+                    memory_log.flush()
+                self.progress(
+                    {
+                        "items_out": self.items_out,
+                        "items": self.spec.dataset.items,
+                        "elapsed": time.time() - (self.started_at or time.time()),
+                        "failures": len(self.failures_done),
+                        "batch": self.last_batch,
+                    }
+                )
+        finally:
+            memory_log.close()
+
+    def inject(self) -> None:
+        if self.started_at is None:
+            return
+        elapsed = time.time() - self.started_at
+        for index, failure in enumerate(self.spec.failures):
+            if index in self.fired:
+                continue
+            due = (failure.at is not None and elapsed >= failure.at) or (
+                failure.at_batch is not None and self.last_batch >= failure.at_batch - 1
+            )
+            if not due:
+                continue
+            self.fired.add(index)
+            for name in failure.kill:
+                child = self.children[name]
+                if child.proc.poll() is not None:
+                    continue
+                child.killed_by_us = True
+                self.killed_pids.add(child.pid)
+                os.kill(child.pid, signal.SIGKILL)
+                when = (
+                    f"at {elapsed:.2f}s"
+                    if failure.at is not None
+                    else f"at batch {failure.at_batch}"
+                )
+                self.event("kill", f"SIGKILL pid {child.pid} (scheduled {when})", name)
+                self.failures_done.append(
+                    {
+                        "worker": name,
+                        "pid": child.pid,
+                        "elapsed_s": elapsed,
+                        "after_batch": self.last_batch,
+                        "by": "spec",
+                    }
+                )
+
+    def watch(self, sink_sock: zmq.Socket) -> None:
+        for name, child in list(self.children.items()):
+            code = child.proc.poll()
+            if code is None:
+                continue
+            if name in ("source", "sink"):
+                if code == 0:
+                    continue
+                msg = f"the {name} exited with code {code}; see {self.run_dir / 'logs' / name}.log"
+                raise RunFailed(msg)
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            if not child.killed_by_us:
+                by = "kill-worker" if code == -signal.SIGKILL else "crash"
+                self.unexpected.append(f"{name} ({how})")
+                self.failures_done.append(
+                    {
+                        "worker": name,
+                        "pid": child.pid,
+                        "elapsed_s": time.time() - (self.started_at or time.time()),
+                        "after_batch": self.last_batch,
+                        "by": by,
+                    }
+                )
+            self.event("exited", f"pid {child.pid}, {how}", name)
+            wire.send(sink_sock, wire.DIED, {"worker": name, "pid": child.pid}, block=False)
+            if self.spec.runtime.restart:
+                self.spawn(name)
+                self.restarts += 1
+            else:
+                del self.children[name]
+            self.update_registry()
+
+    # -- the end --------------------------------------------------------------------------
+
+    def wait_for_exit(self, names: list[str], timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if all(self.children[n].proc.poll() is not None for n in names if n in self.children):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def shutdown(self) -> None:
+        """End of stream already told the workers to stop; then SIGTERM, then SIGKILL."""
+        names = list(self.children)
+        if self.wait_for_exit(names, STOP_GRACE):
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for name in names:
+                child = self.children[name]
+                if child.proc.poll() is None:
+                    self.event("stopping", f"{signal.Signals(sig).name} pid {child.pid}", name)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child.pid, sig)
+            if self.wait_for_exit(names, 2.0):
+                return
+
+    def summarise(self, interrupted: bool, error: str | None) -> dict:
+        spec = self.spec
+        sink_path = self.run_dir / "sink.json"
+        sink = {}
+        if sink_path.exists():
+            import json
+
+            sink = json.loads(sink_path.read_text())
+        audit = audit_batches(self.run_dir / "batches.csv")
+        items_in = sink.get("items_in") or audit["items_seen"]
+        complete = bool(sink.get("complete")) and not interrupted and error is None
+        reference = compare_with_reference(spec, self.run_dir, self.plan) if complete else {}
+        summary = {
+            "spec_name": spec.name,
+            "run_id": spec.run_id,
+            "complete": complete,
+            "error": error,
+            "scheme": spec.scheme.name,
+            "scheme_label": self.plan.scheme.describe(),
+            "algorithm": spec.algorithm.name,
+            "dataset": spec.dataset.name,
+            "processors": spec.processors,
+            "k": spec.scheme.k if spec.scheme.name == "ec" else None,
+            "r": spec.scheme.r if spec.scheme.name == "ec" else None,
+            "code": spec.scheme.code if spec.scheme.name == "ec" else None,
+            "attach": spec.scheme.attach if spec.scheme.name == "ec" else None,
+            "copies": spec.scheme.copies if spec.scheme.name == "rep" else None,
+            "batch": spec.batch,
+            "rate": "max" if spec.rate is None else spec.rate,
+            "items_in": items_in,
+            "items_out": audit["items_out"],
+            "items_lost": (items_in - audit["items_out"]) if items_in is not None else None,
+            "items_duplicated": audit["items_duplicated"],
+            "decoded_items": sink.get("decoded_items"),
+            "throughput_items_per_s": sink.get("throughput_items_per_s"),
+            "measured_seconds": sink.get("measured_seconds"),
+            "warmup_seconds": sink.get("warmup_seconds"),
+            "latency_ms": sink.get("latency_ms"),
+            "failures": self.failures_done,
+            "unexpected_exits": self.unexpected,
+            "restarts": self.restarts,
+            "recovery_rounds": sink.get("recovery_rounds"),
+            "rollbacks": sink.get("rollbacks"),
+            "replayed_batches": sink.get("replayed_batches"),
+            "tolerated": spec_tolerates(self.plan, self.failures_done),
+            "reference_max_rel_err": reference.get("max_rel_err"),
+            "reference": reference,
+            "metrics": sink.get("metrics"),
+            "peak_memory_mb": {k: round(v / 1024, 1) for k, v in sorted(self.peak_kb.items())},
+            "run_dir": str(self.run_dir),
+        }
+        write_json(self.run_dir / "summary.json", summary)
+        return summary
+
+
+def spec_tolerates(plan, failures: list[dict]) -> bool:
+    """Whether the scheme promises to absorb these kills (each batch sees at most these)."""
+    slots = [int(f["worker"].rsplit("-", 1)[1]) for f in failures]
+    return plan.scheme.tolerates(slots)
+
+
+def audit_batches(path: Path) -> dict:
+    """Independent count of what the sink delivered, from ``batches.csv``.
+
+    Each delivered (not replayed) row covers ``[offset, offset+count)`` minus its lost items;
+    an item covered by two delivered rows is a duplicate.
+    """
+    items_out = duplicated = seen = 0
+    covered: list[tuple[int, int]] = []
+    if path.exists():
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row["replayed"] == "1":
+                    continue
+                offset, count = int(row["offset"]), int(row["count"])
+                items_out += count - int(row["items_lost"])
+                covered.append((offset, offset + count))
+                seen = max(seen, offset + count)
+    covered.sort()
+    reach = 0
+    for lo, hi in covered:
+        if lo < reach:
+            duplicated += min(hi, reach) - lo
+        reach = max(reach, hi)
+    return {"items_out": items_out, "items_duplicated": duplicated, "items_seen": seen}
+
+
+def compare_with_reference(spec: Spec, run_dir: Path, plan) -> dict:
+    """Distance of the run's model and predictions to the single-process reference."""
+    path = run_dir / "predictions.f64"
+    if not path.exists() or not (run_dir / "model.npy").exists():
+        return {}
+    predictions = np.memmap(path, dtype=np.float64, mode="r")
+    model = np.load(run_dir / "model.npy")
+    diff = scale = 0.0
+    offset = 0
+    ref_model = None
+    for batch_predictions, after_batch, _ in iter_reference(
+        plan.algorithm, datasets.open_batches(spec.dataset, spec.batch), spec.pipeline_depth
+    ):
+        ref_model = after_batch
+        got = predictions[offset : offset + batch_predictions.size]
+        offset += batch_predictions.size
+        if got.size != batch_predictions.size or np.isnan(got).any():
+            diff = float("inf")
+            continue
+        diff = max(diff, float(np.abs(got - batch_predictions).max()))
+        scale = max(scale, float(np.abs(batch_predictions).max()))
+    pred_err = diff / scale if scale > 0 else diff
+    assert ref_model is not None
+    model_scale = float(np.abs(ref_model).max())
+    model_err = float(np.abs(model - ref_model).max()) / (model_scale or 1.0)
+    worst = max(pred_err, model_err)
+    return {
+        "max_rel_err": worst if np.isfinite(worst) else None,
+        "model_rel_err": model_err,
+        "predictions_rel_err": pred_err if np.isfinite(pred_err) else None,
+        "predictions_compared": offset,
+        "matches": bool(np.isfinite(worst) and worst <= 1e-9),
+    }

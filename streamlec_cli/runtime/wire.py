@@ -1,0 +1,219 @@
+"""The message format, in one place: every kind of message the workers exchange.
+
+A message is a list of ZeroMQ frames: ``[identity] header buffer...``. The header is a small
+JSON object ``{"kind": ..., "meta": {...}, "arrays": [[dtype, shape], ...]}``; each array
+follows as one raw frame, sent without copying and received as a numpy view of the frame
+(pyzmq's zero-copy serialisation; nothing is pickled).
+
+Topology (``endpoint`` builds the addresses):
+
+* the sink binds a ROUTER at ``sink``; the source, every processor and the supervisor connect a
+  DEALER with their worker name as identity. Outputs, recovery answers, heartbeats and batch
+  announcements flow in; models, recovery requests, acks and progress flow out.
+* the source binds a ROUTER at ``source``; every processor connects a DEALER with its name as
+  identity and receives its tasks there.
+
+ROUTER sockets are mandatory-routing with handover: a message to a dead worker fails at once
+(the sender skips it and never blocks) and a restarted worker takes its name over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from ..algorithms import Stats
+from ..schemes import SlotOutput
+
+# Message kinds -------------------------------------------------------------------------------
+HELLO = "hello"  # worker -> sink/source: I am up (meta: pid, incarnation)
+HEARTBEAT = "heartbeat"  # processor -> sink: I am alive
+TASK = "task"  # source -> processor: rows of one batch for one slot (meta: batch, role)
+BATCH = "batch"  # source -> sink: a batch was ingested (meta: batch, offset, count, t0, t1)
+END = "end"  # source -> sink: the stream is over (meta: batches, items)
+OUTPUT = "output"  # processor -> sink: Z / stats / rows of one slot for one batch
+RECOVER = "recover"  # sink -> processor: weights of the EC recovery round (meta: batch)
+PARTIAL = "partial"  # processor -> sink: answer to RECOVER
+MODEL = "model"  # sink -> processor: model versions (meta: first version), arrays: models
+ACK = "ack"  # sink -> source: batches up to meta.batch are final (flow control)
+REPLAY = "replay"  # sink -> source: reactive recovery, resend from meta.batch
+PROGRESS = "progress"  # sink -> supervisor: meta: batch, items_out, ...
+DIED = "died"  # supervisor -> sink: a worker exited (meta: worker, pid, at)
+RESTARTED = "restarted"  # supervisor -> sink: a worker was restarted
+DONE = "done"  # sink -> supervisor: results written (meta: summary)
+STOP = "stop"  # supervisor/sink -> anyone: shut down now
+
+KINDS = frozenset(
+    {
+        HELLO,
+        HEARTBEAT,
+        TASK,
+        BATCH,
+        END,
+        OUTPUT,
+        RECOVER,
+        PARTIAL,
+        MODEL,
+        ACK,
+        REPLAY,
+        PROGRESS,
+        DIED,
+        RESTARTED,
+        DONE,
+        STOP,
+    }
+)
+
+
+@dataclass
+class Message:
+    kind: str
+    meta: dict = field(default_factory=dict)
+    arrays: list[np.ndarray] = field(default_factory=list)
+    sender: str | None = None  # identity frame, on ROUTER sockets
+
+
+def frames(kind: str, meta: dict | None = None, arrays: Sequence[np.ndarray] = ()) -> list:
+    """The frames of a message (without identity)."""
+    if kind not in KINDS:
+        msg = f"unknown message kind {kind!r}"
+        raise ValueError(msg)
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    header = {
+        "kind": kind,
+        "meta": meta or {},
+        "arrays": [[a.dtype.str, list(a.shape)] for a in arrays],
+    }
+    return [json.dumps(header, separators=(",", ":")).encode(), *arrays]
+
+
+def send(
+    sock: zmq.Socket,
+    kind: str,
+    meta: dict | None = None,
+    arrays: Sequence[np.ndarray] = (),
+    to: str | None = None,
+    block: bool = True,
+) -> bool:
+    """Send one message; on a ROUTER give ``to``. Returns False if it could not go right now
+    (peer gone or queue full with ``block=False``) instead of blocking."""
+    parts = frames(kind, meta, arrays)
+    if to is not None:
+        parts.insert(0, to.encode())
+    try:
+        sock.send_multipart(parts, copy=False, flags=0 if block else zmq.NOBLOCK)
+    except zmq.Again:
+        return False
+    except zmq.ZMQError as exc:
+        if exc.errno == zmq.EHOSTUNREACH:
+            return False
+        raise
+    return True
+
+
+def recv(sock: zmq.Socket, router: bool = False, block: bool = True) -> Message:
+    """Receive one message; arrays are read-only views of the received frames.
+
+    With ``block=False`` raises ``zmq.Again`` when nothing is waiting."""
+    parts = sock.recv_multipart(copy=False, flags=0 if block else zmq.NOBLOCK)
+    sender = None
+    if router:
+        sender = bytes(parts[0].buffer).decode()
+        parts = parts[1:]
+    header = json.loads(bytes(parts[0].buffer))
+    arrays = [
+        np.frombuffer(part.buffer, dtype=np.dtype(dtype)).reshape(shape)
+        for (dtype, shape), part in zip(header["arrays"], parts[1:], strict=True)
+    ]
+    return Message(header["kind"], header["meta"], arrays, sender)
+
+
+# Endpoints and sockets -----------------------------------------------------------------------
+
+DEFAULT_PORTS = {"sink": 0, "source": 1}
+
+
+def endpoint(
+    run_dir: Path, name: str, transport: str = "ipc", host: str = "127.0.0.1", base_port: int = 0
+) -> str:
+    """Address of the ``sink`` or ``source`` ROUTER."""
+    if transport == "ipc":
+        return f"ipc://{Path(run_dir).resolve() / ('sock-' + name)}"
+    return f"tcp://{host}:{base_port + DEFAULT_PORTS[name]}"
+
+
+def bind_address(address: str) -> str:
+    """What the owner binds: for tcp, every interface on the port."""
+    if address.startswith("tcp://"):
+        return "tcp://*:" + address.rsplit(":", 1)[1]
+    return address
+
+
+HWM = 64  # messages queued per peer before a send would block
+
+
+def router(ctx: zmq.Context, address: str) -> zmq.Socket:
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    sock.setsockopt(zmq.SNDHWM, HWM)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.bind(bind_address(address))
+    return sock
+
+
+def dealer(ctx: zmq.Context, address: str, identity: str) -> zmq.Socket:
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.IDENTITY, identity.encode())
+    sock.setsockopt(zmq.SNDHWM, HWM)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.connect(address)
+    return sock
+
+
+def remove_socket_files(run_dir: Path) -> None:
+    """Remove the ipc socket files of a run (no leftovers after it ends)."""
+    for path in Path(run_dir).glob("sock-*"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+# Slot outputs --------------------------------------------------------------------------------
+
+
+def output_message(out: SlotOutput, batch: int, epoch: int) -> tuple[dict, list[np.ndarray]]:
+    """Meta and arrays of an OUTPUT message for a ``SlotOutput``."""
+    present: dict[str, np.ndarray] = {}
+    if out.Z is not None:
+        present["Z"] = out.Z
+    if out.stats is not None:
+        present["U"] = out.stats.U
+        present["fsum"] = out.stats.fsum
+    if out.rows is not None:
+        present["rows"] = out.rows
+    meta = {
+        "batch": batch,
+        "slot": out.slot,
+        "epoch": epoch,
+        "fields": list(present),
+        "count": out.stats.count if out.stats is not None else 0,
+    }
+    return meta, list(present.values())
+
+
+def parse_output(message: Message) -> SlotOutput:
+    """The ``SlotOutput`` carried by an OUTPUT message."""
+    got = dict(zip(message.meta["fields"], message.arrays, strict=True))
+    stats = None
+    if "U" in got:
+        stats = Stats(got["U"], got["fsum"], int(message.meta["count"]))
+    return SlotOutput(message.meta["slot"], Z=got.get("Z"), stats=stats, rows=got.get("rows"))
