@@ -1,0 +1,1003 @@
+"""Experiment specs: YAML -> validated, frozen dataclasses.
+
+A spec file describes one experiment. ``sweep`` (a cartesian product over dotted keys) and
+``repeat`` expand it into several runs; :func:`load` and :func:`parse` return one :class:`Spec`
+per run, each validated on its own after the ``--set`` overrides and its sweep assignments are
+applied. Every mistake is a :class:`SpecError` whose message is one paragraph naming the key,
+the bad value and what is allowed, fit to print as it is.
+
+Build specs through :func:`load` or :func:`parse`: constructing the dataclasses directly skips
+validation (only :class:`AlgorithmSpec` fills in its defaults on its own).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+import re
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from .codec import CODES, DEFAULT_CODE, MAX_SLOTS
+
+DATASETS = ("higgs", "kdd12")
+DATASET_FORMATS: dict[str, tuple[str, ...]] = {
+    "higgs": ("higgs-csv",),
+    "kdd12": ("kdd12-dense", "kdd12-raw", "kdd12-libsvm"),
+}
+ALGORITHMS = ("linreg", "logreg", "svm", "kmeans")
+_LINEAR_DEFAULTS: dict[str, object] = {"lr": 0.05, "l2": 1e-4}
+ALGORITHM_DEFAULTS: dict[str, dict[str, object]] = {
+    "linreg": _LINEAR_DEFAULTS,
+    "logreg": _LINEAR_DEFAULTS,
+    "svm": _LINEAR_DEFAULTS,
+    "kmeans": {"clusters": 8, "decay": 0.01, "seed": 0},
+}
+SCHEMES = ("none", "ec", "rep", "reactive")
+SCHEME_ALIASES = {"replication": "rep", "checkpoint": "reactive"}
+SCHEME_KEYS: dict[str, tuple[str, ...]] = {
+    "none": ("name",),
+    "ec": ("name", "k", "r", "code", "attach", "incremental"),
+    "rep": ("name", "copies"),
+    "reactive": ("name", "checkpoint_every", "wal_fsync"),
+}
+ATTACH_MODES = ("linear", "inputs")
+TRANSPORTS = ("ipc", "tcp")
+TOP_LEVEL_KEYS = (
+    "name",
+    "dataset",
+    "algorithm",
+    "scheme",
+    "processors",
+    "batch",
+    "pipeline_depth",
+    "rate",
+    "failures",
+    "sweep",
+    "repeat",
+    "transport",
+    "hosts",
+    "runtime",
+)
+_NOT_SWEPT = ("name", "sweep", "repeat")
+_DATASET_KEYS = ("name", "items", "seed", "path", "format")
+_FAILURE_KEYS = ("at", "at_batch", "kill")
+_RUNTIME_KEYS = ("heartbeat_interval", "failure_timeout", "grace", "warmup", "restart")
+_DEFAULT_SECTIONS = {"dataset": "higgs", "algorithm": "logreg", "scheme": "none"}
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+_DURATION = re.compile(
+    r"(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>ms|s|m|h)?"
+)
+_DURATION_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be run; the message names the key, the value and what is allowed."""
+
+
+# -- the resolved spec -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """The data to stream: the file at ``path`` when set, else the seeded generator."""
+
+    name: str
+    items: int = 200_000
+    seed: int = 1
+    path: str | None = None
+    format: str | None = None
+
+    def describe(self) -> str:
+        """One-line summary, e.g. ``higgs(items=200000,seed=1)``."""
+        parts = [f"items={self.items}", f"seed={self.seed}"]
+        if self.path is not None:
+            parts.append(f"path={self.path}")
+        if self.format is not None:
+            parts.append(f"format={self.format}")
+        return f"{self.name}({','.join(parts)})"
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """An algorithm and its hyperparameters; ``params`` always holds every key, sorted."""
+
+    name: str
+    params: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self) -> None:
+        merged = dict(ALGORITHM_DEFAULTS.get(self.name, {}))
+        merged.update(dict(self.params))
+        object.__setattr__(self, "params", tuple(sorted(merged.items())))
+
+    def kwargs(self) -> dict[str, object]:
+        """Keyword arguments for the algorithm's constructor."""
+        return dict(self.params)
+
+    def describe(self) -> str:
+        """One-line summary, e.g. ``logreg(l2=0.0001,lr=0.05)``."""
+        return f"{self.name}({','.join(f'{k}={_plain(v)}' for k, v in self.params)})"
+
+
+@dataclass(frozen=True)
+class SchemeSpec:
+    """A fault-tolerance scheme; fields that do not apply to ``name`` keep their defaults."""
+
+    name: str
+    k: int = 4
+    r: int = 2
+    code: str = DEFAULT_CODE
+    attach: str = "linear"
+    incremental: bool = True
+    copies: int = 3
+    checkpoint_every: int = 10
+    wal_fsync: bool = True
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The keys that apply to this scheme (``name`` first)."""
+        return SCHEME_KEYS[self.name]
+
+    @property
+    def label(self) -> str:
+        """Short filesystem-safe label: ``none``, ``ec42`` (``ec12-3`` past one digit), ``rep3``."""
+        if self.name == "ec":
+            sep = "" if self.k < 10 and self.r < 10 else "-"
+            return f"ec{self.k}{sep}{self.r}"
+        if self.name == "rep":
+            return f"rep{self.copies}"
+        return self.name
+
+    def to_dict(self) -> dict[str, object]:
+        """The keys that apply to this scheme and their values."""
+        return {key: getattr(self, key) for key in self.keys}
+
+    def describe(self) -> str:
+        """One-line summary, e.g. ``ec(k=4,r=2,code=gaussian,attach=linear,incremental=true)``."""
+        params = [f"{k}={_plain(v)}" for k, v in self.to_dict().items() if k != "name"]
+        return f"{self.name}({','.join(params)})" if params else self.name
+
+
+@dataclass(frozen=True)
+class Failure:
+    """SIGKILL of the processors in ``kill`` at ``at`` seconds or at batch ``at_batch``."""
+
+    at: float | None = None
+    at_batch: int | None = None
+    kill: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        """``{at: seconds, kill: [...]}`` or ``{at_batch: n, kill: [...]}``."""
+        when: dict[str, object] = (
+            {"at": self.at} if self.at is not None else {"at_batch": self.at_batch}
+        )
+        return {**when, "kill": list(self.kill)}
+
+    def describe(self) -> str:
+        """E.g. ``at 10s kill processor-1`` or ``at batch 60 kill processor-1``."""
+        when = f"at {_plain(self.at)}s" if self.at is not None else f"at batch {self.at_batch}"
+        return f"{when} kill {','.join(self.kill)}"
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """Timing of failure detection and recovery, in seconds."""
+
+    heartbeat_interval: float = 0.1
+    failure_timeout: float = 0.5
+    grace: float = 0.05
+    warmup: float = 1.0
+    restart: bool = True
+
+    def to_dict(self) -> dict[str, object]:
+        """Every field and its value."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One run: a fully resolved, validated experiment configuration."""
+
+    name: str
+    dataset: DatasetSpec = field(default_factory=lambda: DatasetSpec("higgs"))
+    algorithm: AlgorithmSpec = field(default_factory=lambda: AlgorithmSpec("logreg"))
+    scheme: SchemeSpec = field(default_factory=lambda: SchemeSpec("none"))
+    processors: int = 1
+    batch: int = 12_000
+    pipeline_depth: int = 1
+    rate: float | None = None
+    failures: tuple[Failure, ...] = ()
+    repeat: int = 1
+    transport: str = "ipc"
+    hosts: tuple[tuple[str, str], ...] = ()
+    runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
+    run_index: int = 0
+    sweep_values: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def workers(self) -> tuple[str, ...]:
+        """``("source", "processor-0", ..., "processor-{P-1}", "sink")``."""
+        return ("source", *_processor_names(self.processors), "sink")
+
+    @property
+    def run_id(self) -> str:
+        """Filesystem-safe label, unique among the runs of one expansion.
+
+        ``<scheme label>-<algorithm>-<dataset>``, then one part per sweep key (its resolved
+        value), then ``-rN`` when the spec repeats, e.g. ``ec42-logreg-higgs-batch6000-r1``.
+        """
+        parts = [self.scheme.label, self.algorithm.name, self.dataset.name]
+        resolved = self.to_dict()
+        for key, raw in self.sweep_values:
+            parts.extend(_sweep_slug(key, _lookup(resolved, key, raw)))
+        if self.repeat > 1:
+            parts.append(f"r{self.run_index}")
+        return "-".join(part for part in parts if part)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved spec as plain data (YAML-dumpable; ``parse`` accepts it again).
+
+        ``run_index`` and ``sweep_values`` are not part of it: ``parse(d)[spec.run_index]``
+        gives back this run's configuration.
+        """
+        return {
+            "name": self.name,
+            "dataset": {f.name: getattr(self.dataset, f.name) for f in fields(self.dataset)},
+            "algorithm": {"name": self.algorithm.name, **self.algorithm.kwargs()},
+            "scheme": self.scheme.to_dict(),
+            "processors": self.processors,
+            "batch": self.batch,
+            "pipeline_depth": self.pipeline_depth,
+            "rate": "max" if self.rate is None else self.rate,
+            "failures": [failure.to_dict() for failure in self.failures],
+            "repeat": self.repeat,
+            "transport": self.transport,
+            "hosts": dict(self.hosts),
+            "runtime": self.runtime.to_dict(),
+        }
+
+    def describe(self) -> str:
+        """One line: run id, scheme, algorithm, dataset, processors, batch, rate, failures."""
+        rate = "max" if self.rate is None else f"{_plain(self.rate)}/s"
+        failures = "; ".join(f.describe() for f in self.failures) or "none"
+        return (
+            f"{self.run_id}  scheme={self.scheme.describe()}  "
+            f"algorithm={self.algorithm.describe()}  dataset={self.dataset.describe()}  "
+            f"processors={self.processors}  batch={self.batch}  rate={rate}  "
+            f"failures=[{failures}]"
+        )
+
+
+# -- public entry points -----------------------------------------------------------------------
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> list[Spec]:
+    """Read a spec file, apply ``--set`` overrides, expand sweep x repeat, validate each run."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        msg = f"spec file '{path}' does not exist"
+        raise SpecError(msg) from None
+    except IsADirectoryError:
+        msg = f"spec file '{path}' is a directory, not a YAML file"
+        raise SpecError(msg) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"spec file '{path}' cannot be read: {exc}"
+        raise SpecError(msg) from exc
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        msg = f"spec file '{path}' is not valid YAML: {_yaml_problem(exc)}"
+        raise SpecError(msg) from exc
+    if raw is None:
+        msg = f"spec file '{path}' is empty: a spec is a mapping with at least name and processors"
+        raise SpecError(msg)
+    if not isinstance(raw, Mapping):
+        msg = (
+            f"spec file '{path}' must be a mapping of keys (at least name and processors), "
+            f"found {_kind(raw)}"
+        )
+        raise SpecError(msg)
+    return parse(raw, overrides, source=str(path))
+
+
+def parse(raw: dict, overrides: Sequence[str] = (), source: str = "<spec>") -> list[Spec]:
+    """Validate an already-loaded spec mapping and expand it into its runs.
+
+    ``raw`` is not modified. Overrides are applied first, in order, then each sweep
+    combination (keys in the given order, the first varying slowest), then ``repeat``.
+    """
+    if not isinstance(raw, Mapping):
+        msg = (
+            f"{source}: a spec must be a mapping of keys (at least name and processors), "
+            f"found {_kind(raw)}"
+        )
+        raise SpecError(msg)
+    for assignment in overrides:
+        raw = apply_override(raw, assignment)
+    raw = dict(raw)
+    _check_keys(raw, TOP_LEVEL_KEYS, "")
+    if raw.get("name") is None:
+        msg = "name: missing: a spec must give a name (it names the results directory)"
+        raise SpecError(msg)
+    sweep = _sweep_axes(raw.pop("sweep", None))
+    repeat = _integer("repeat", raw.get("repeat", 1), 1)
+
+    runs: list[Spec] = []
+    for combination in itertools.product(*(values for _, values in sweep)):
+        assignments = tuple(
+            (key, value) for (key, _), value in zip(sweep, combination, strict=True)
+        )
+        resolved = copy.deepcopy(raw)
+        for key, value in assignments:
+            _assign(resolved, key, copy.deepcopy(value), f"sweep key {key!r}")
+        try:
+            base = _build(resolved, _freeze(assignments))
+        except SpecError as exc:
+            if not assignments:
+                raise
+            msg = f"run {_combination_label(assignments)}: {exc}"
+            raise SpecError(msg) from exc
+        runs.extend(replace(base, run_index=index) for index in range(repeat))
+
+    seen: dict[str, Spec] = {}
+    for run in runs:
+        if run.run_id in seen:
+            msg = (
+                f"sweep: two runs resolve to the same settings (run id {run.run_id!r}): "
+                "make every sweep combination differ"
+            )
+            raise SpecError(msg)
+        seen[run.run_id] = run
+    return runs
+
+
+def apply_override(raw: dict, assignment: str) -> dict:
+    """Return a copy of ``raw`` with ``dotted.key=value`` set (value parsed as YAML).
+
+    Missing mappings on the way are created; ``scheme: ec`` becomes ``{name: ec}`` when a key
+    below it is set; a number indexes a list (``failures.0.at=5s``); ``sweep.scheme.k=[2, 4]``
+    sets the sweep key ``scheme.k``.
+    """
+    key, sep, text = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        msg = f"--set {assignment!r} is not allowed: write dotted.key=value"
+        raise SpecError(msg)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        msg = f"--set {assignment!r} is not allowed: the value is not valid YAML"
+        raise SpecError(msg) from exc
+    result = copy.deepcopy(dict(raw))
+    _assign(result, key, value, f"--set {assignment!r}")
+    return result
+
+
+def parse_duration(value: object, key: str) -> float:
+    """Seconds from ``"10s"``, ``"500ms"``, ``"1.5s"``, ``"2m"``, ``"1h"`` or a bare number."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if match:
+            seconds = float(match["number"]) * _DURATION_UNITS[match["unit"]]
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        _reject(
+            key,
+            value,
+            f"{_leaf(key)} must be a duration such as 10s, 500ms, 1.5s, 2m or a number of "
+            "seconds, not negative",
+        )
+    return seconds
+
+
+# -- building one run --------------------------------------------------------------------------
+
+
+def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) -> Spec:
+    """Validate one fully assigned spec mapping (no sweep left) into a Spec."""
+    name = raw.get("name")
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
+        _reject(
+            "name",
+            name,
+            "name must be letters, digits, '.', '_' or '-' (it names the results directory)",
+        )
+    if raw.get("processors") is None:
+        msg = "processors: missing: a spec must give processors (a positive integer)"
+        raise SpecError(msg)
+    processors = _integer("processors", raw["processors"], 1)
+    scheme = _scheme(raw.get("scheme"))
+    _check_group(scheme, processors)
+    transport = _choice("transport", raw.get("transport", "ipc"), TRANSPORTS)
+    rate_raw = raw.get("rate", "max")
+    rate: float | None = None
+    if not (rate_raw is None or (isinstance(rate_raw, str) and rate_raw.strip() == "max")):
+        rate = _real(
+            "rate",
+            rate_raw,
+            positive=True,
+            why="rate must be 'max' or a positive number of items per second",
+        )
+    return Spec(
+        name=name,
+        dataset=_dataset(raw.get("dataset")),
+        algorithm=_algorithm(raw.get("algorithm")),
+        scheme=scheme,
+        processors=processors,
+        batch=_integer("batch", raw.get("batch", 12_000), 1),
+        pipeline_depth=_integer("pipeline_depth", raw.get("pipeline_depth", 1), 1),
+        rate=rate,
+        failures=_failures(raw.get("failures"), processors),
+        repeat=_integer("repeat", raw.get("repeat", 1), 1),
+        transport=transport,
+        hosts=_hosts(raw.get("hosts"), processors, transport),
+        runtime=_runtime(raw.get("runtime")),
+        sweep_values=sweep_values,
+    )
+
+
+def _section(value: object, key: str) -> dict[str, Any]:
+    """``dataset``/``algorithm``/``scheme`` as a mapping: a bare string is its name."""
+    if value is None:
+        return {"name": _DEFAULT_SECTIONS[key]}
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, Mapping):
+        section = dict(value)
+        if section.get("name") is None:
+            msg = f"{key}.name: missing: {key} needs a name"
+            raise SpecError(msg)
+        return section
+    _reject(key, value, f"{key} must be a name or a mapping with a name and its settings")
+
+
+def _dataset(value: object) -> DatasetSpec:
+    section = _section(value, "dataset")
+    _check_keys(section, _DATASET_KEYS, "dataset")
+    name = _choice("dataset.name", section["name"], DATASETS)
+    path = section.get("path")
+    if path is not None and (not isinstance(path, str) or not path.strip()):
+        _reject("dataset.path", path, "path must be the path of a data file")
+    fmt = section.get("format")
+    if fmt is not None:
+        fmt = _choice("dataset.format", fmt, DATASET_FORMATS[name], what=f"dataset {name}")
+        if path is None:
+            _reject("dataset.format", fmt, "format applies only to a file given by dataset.path")
+    return DatasetSpec(
+        name=name,
+        items=_integer("dataset.items", section.get("items", 200_000), 1),
+        seed=_integer("dataset.seed", section.get("seed", 1), 0),
+        path=path,
+        format=fmt,
+    )
+
+
+def _algorithm(value: object) -> AlgorithmSpec:
+    section = _section(value, "algorithm")
+    name = _choice("algorithm.name", section["name"], ALGORITHMS)
+    defaults = ALGORITHM_DEFAULTS[name]
+    allowed = ("name", *defaults)
+    for key in section:
+        if key not in allowed:
+            owners = [a for a in ALGORITHMS if key in ALGORITHM_DEFAULTS[a]]
+            hint = f" ({key} is for {', '.join(owners)})" if owners else ""
+            msg = (
+                f"unknown key 'algorithm.{key}': allowed keys under algorithm are "
+                f"{', '.join(allowed)} when name is {name}{hint}"
+            )
+            raise SpecError(msg)
+    params: dict[str, object] = {}
+    for key, default in defaults.items():
+        given = section.get(key, default)
+        path = f"algorithm.{key}"
+        if key == "lr":
+            params[key] = _real(path, given, positive=True)
+        elif key in ("l2", "decay"):
+            params[key] = _real(path, given, positive=False)
+        elif key == "clusters":
+            params[key] = _integer(path, given, 1)
+        else:
+            params[key] = _integer(path, given, 0)
+    return AlgorithmSpec(name=name, params=tuple(params.items()))
+
+
+def _scheme(value: object) -> SchemeSpec:
+    section = _section(value, "scheme")
+    name = _choice("scheme.name", section["name"], SCHEMES, aliases=SCHEME_ALIASES)
+    allowed = SCHEME_KEYS[name]
+    for key in section:
+        if key not in allowed:
+            owners = [s for s in SCHEMES if key in SCHEME_KEYS[s]]
+            head = (
+                f"key 'scheme.{key}' does not apply to scheme {name}"
+                if owners
+                else f"unknown key 'scheme.{key}'"
+            )
+            hint = f" ({key} is for {', '.join(owners)})" if owners else ""
+            msg = (
+                f"{head}: allowed keys under scheme are {', '.join(allowed)} "
+                f"when name is {name}{hint}"
+            )
+            raise SpecError(msg)
+    fields_: dict[str, Any] = {"name": name}
+    if name == "ec":
+        fields_["k"] = k = _integer("scheme.k", section.get("k", 4), 2)
+        fields_["r"] = r = _integer("scheme.r", section.get("r", 2), 1)
+        if k + r > MAX_SLOTS:
+            msg = (
+                f"scheme.r: k+r={k + r} (k={k}, r={r}) is not allowed: "
+                f"k+r must be at most {MAX_SLOTS}"
+            )
+            raise SpecError(msg)
+        fields_["code"] = _choice("scheme.code", section.get("code", DEFAULT_CODE), CODES)
+        fields_["attach"] = _choice("scheme.attach", section.get("attach", "linear"), ATTACH_MODES)
+        fields_["incremental"] = _boolean("scheme.incremental", section.get("incremental", True))
+    elif name == "rep":
+        fields_["copies"] = _integer("scheme.copies", section.get("copies", 3), 2)
+    elif name == "reactive":
+        fields_["checkpoint_every"] = _integer(
+            "scheme.checkpoint_every", section.get("checkpoint_every", 10), 1
+        )
+        fields_["wal_fsync"] = _boolean("scheme.wal_fsync", section.get("wal_fsync", True))
+    return SchemeSpec(**fields_)
+
+
+def _check_group(scheme: SchemeSpec, processors: int) -> None:
+    """EC and rep need a whole number of groups of k+r (or copies) processors."""
+    if scheme.name == "ec":
+        size, key, value, what = scheme.k + scheme.r, "scheme.r", scheme.r, "k+r"
+    elif scheme.name == "rep":
+        size, key, value, what = scheme.copies, "scheme.copies", scheme.copies, "copies"
+    else:
+        return
+    if processors < size:
+        msg = f"{key}: {value} needs {what}={size} processors, spec has {processors}"
+        raise SpecError(msg)
+    if processors % size:
+        msg = (
+            f"processors: {processors} is not a multiple of {what}={size} "
+            f"({scheme.name} groups of {what} processors)"
+        )
+        raise SpecError(msg)
+
+
+def _failures(value: object, processors: int) -> tuple[Failure, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        _reject("failures", value, "failures must be a list of {at or at_batch, kill}")
+    names = _processor_names(processors)
+    known = _name_range(names)
+    result = []
+    for index, item in enumerate(value):
+        key = f"failures[{index}]"
+        if not isinstance(item, Mapping):
+            _reject(key, item, "a failure is a mapping {at: 10s, kill: [processor-1]}")
+        _check_keys(item, _FAILURE_KEYS, key)
+        given = [k for k in ("at", "at_batch") if item.get(k) is not None]
+        if len(given) != 1:
+            found = (
+                "both at and at_batch are given" if given else "neither at nor at_batch is given"
+            )
+            msg = (
+                f"{key}: {found}: give exactly one "
+                "(at: a time such as 10s, or at_batch: a batch number)"
+            )
+            raise SpecError(msg)
+        at = parse_duration(item["at"], f"{key}.at") if "at" in given else None
+        at_batch = _integer(f"{key}.at_batch", item["at_batch"], 0) if at is None else None
+        kill = item.get("kill")
+        if isinstance(kill, str):
+            kill = [kill]
+        if not isinstance(kill, list) or not kill:
+            _reject(f"{key}.kill", kill, f"kill must list processors to kill ({known})")
+        for worker in kill:
+            if worker in ("source", "sink"):
+                msg = (
+                    f"{key}.kill: {worker} cannot be killed: only processors can be killed "
+                    f"({known})"
+                )
+                raise SpecError(msg)
+            if worker not in names:
+                msg = f"{key}.kill: {_plain(worker)} does not exist ({known})"
+                raise SpecError(msg)
+            if kill.count(worker) > 1:
+                msg = f"{key}.kill: {worker} is listed twice: list each processor once"
+                raise SpecError(msg)
+        result.append(Failure(at=at, at_batch=at_batch, kill=tuple(kill)))
+    return tuple(result)
+
+
+def _hosts(value: object, processors: int, transport: str) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        _reject("hosts", value, "hosts must map worker names to host names")
+    workers = ("source", *_processor_names(processors), "sink")
+    for worker, host in value.items():
+        if worker not in workers:
+            known = f"source, {_name_range(_processor_names(processors))}, sink"
+            msg = f"hosts.{worker}: {worker} does not exist ({known})"
+            raise SpecError(msg)
+        if not isinstance(host, str) or not host.strip() or any(c.isspace() for c in host):
+            _reject(f"hosts.{worker}", host, "a host must be a host name or address")
+    if transport == "ipc" and len(set(value.values())) > 1:
+        msg = (
+            f"hosts: {len(set(value.values()))} different hosts are not allowed with "
+            "transport ipc (one host only): set transport: tcp"
+        )
+        raise SpecError(msg)
+    return tuple((worker, value[worker]) for worker in workers if worker in value)
+
+
+def _runtime(value: object) -> RuntimeSpec:
+    if value is None:
+        return RuntimeSpec()
+    if not isinstance(value, Mapping):
+        _reject("runtime", value, f"runtime must be a mapping of {', '.join(_RUNTIME_KEYS)}")
+    _check_keys(value, _RUNTIME_KEYS, "runtime")
+    defaults = RuntimeSpec()
+    durations = {}
+    for key in _RUNTIME_KEYS[:-1]:
+        durations[key] = parse_duration(value.get(key, getattr(defaults, key)), f"runtime.{key}")
+    for key in ("heartbeat_interval", "failure_timeout"):
+        if durations[key] <= 0:
+            _reject(f"runtime.{key}", value.get(key), f"{key} must be longer than 0 s")
+    if durations["failure_timeout"] <= durations["heartbeat_interval"]:
+        _reject(
+            "runtime.failure_timeout",
+            value.get("failure_timeout", defaults.failure_timeout),
+            "failure_timeout must be longer than heartbeat_interval "
+            f"({_plain(durations['heartbeat_interval'])} s)",
+        )
+    restart = _boolean("runtime.restart", value.get("restart", True))
+    return RuntimeSpec(**durations, restart=restart)
+
+
+# -- sweep and overrides -----------------------------------------------------------------------
+
+
+def _sweep_axes(value: object) -> list[tuple[str, list[object]]]:
+    """``sweep`` as ``[(dotted key, values), ...]`` in the given order."""
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        _reject("sweep", value, "sweep must map dotted keys to lists of values")
+    axes = []
+    sweepable = [key for key in TOP_LEVEL_KEYS if key not in _NOT_SWEPT]
+    for key, values in value.items():
+        top = str(key).split(".")[0]
+        if top not in sweepable:
+            msg = (
+                f"unknown key {str(key)!r} in sweep: sweep keys start with one of "
+                f"{', '.join(sweepable)}"
+            )
+            raise SpecError(msg)
+        if not isinstance(values, list) or not values:
+            _reject(f"sweep.{key}", values, "a sweep value must be a non-empty list of values")
+        axes.append((str(key), values))
+    return axes
+
+
+def _assign(raw: dict[str, Any], dotted: str, value: object, where: str) -> None:
+    """Set ``dotted`` in ``raw`` in place (see :func:`apply_override`)."""
+    parts = dotted.split(".")
+    if parts[0] == "sweep" and len(parts) > 1:
+        sweep = raw.get("sweep")
+        sweep = dict(sweep) if isinstance(sweep, Mapping) else {}
+        sweep[".".join(parts[1:])] = value
+        raw["sweep"] = sweep
+        return
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                msg = (
+                    f"{where} is not allowed: {'.'.join(parts[:depth])} is a list of "
+                    f"{len(node)}: index it with 0..{len(node) - 1}"
+                )
+                raise SpecError(msg)
+            slot: Any = int(part)
+        elif isinstance(node, dict):
+            slot = part
+        else:
+            msg = f"{where} is not allowed: {'.'.join(parts[:depth])} is not a mapping"
+            raise SpecError(msg)
+        if last:
+            node[slot] = value
+            return
+        child = node[slot] if isinstance(node, list) else node.get(slot)
+        if child is None:
+            child = (
+                {"name": _DEFAULT_SECTIONS[slot]}
+                if depth == 0 and slot in _DEFAULT_SECTIONS
+                else {}
+            )
+        elif isinstance(child, str) and depth == 0 and slot in _DEFAULT_SECTIONS:
+            child = {"name": child}
+        elif isinstance(child, Mapping):
+            child = dict(child)
+        elif isinstance(child, list):
+            child = list(child)
+        node[slot] = child
+        node = child
+
+
+def _combination_label(assignments: Sequence[tuple[str, object]]) -> str:
+    """``scheme=ec,k=5`` for a swept mapping, ``scheme.k=5`` for a swept key."""
+    parts = []
+    for key, value in assignments:
+        if isinstance(value, Mapping):
+            items = dict(value)
+            if "name" in items:
+                parts.append(f"{key}={_plain(items.pop('name'))}")
+                parts.extend(f"{k}={_plain(v)}" for k, v in items.items())
+            else:
+                parts.extend(f"{key}.{k}={_plain(v)}" for k, v in items.items())
+        else:
+            parts.append(f"{key}={_plain(value)}")
+    return ",".join(parts)
+
+
+def _freeze(value: Any) -> Any:
+    """Hashable copy: mappings become tuples of pairs, lists become tuples."""
+    if isinstance(value, Mapping):
+        return tuple((str(k), _freeze(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+# -- run ids -----------------------------------------------------------------------------------
+
+# Keys already in the run id's base label: a sweep over them adds nothing more.
+_IN_BASE = {
+    "scheme": ("name", "k", "r", "copies"),
+    "algorithm": ("name",),
+    "dataset": ("name",),
+}
+
+
+def _lookup(resolved: dict[str, Any], dotted: str, fallback: object) -> object:
+    """The resolved value at ``dotted`` (list indices allowed), or ``fallback``."""
+    node: Any = resolved
+    for part in dotted.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return fallback
+    return node
+
+
+def _sweep_slug(key: str, value: object) -> list[str]:
+    """Run id parts for one sweep assignment: injective in the resolved value."""
+    parts = key.split(".")
+    top, leaf = parts[0], parts[-1]
+    if len(parts) == 2 and leaf in _IN_BASE.get(top, ()):
+        return []
+    if len(parts) == 1 and top in _IN_BASE | {"runtime": ()} and isinstance(value, dict):
+        defaults = _section_defaults(top, value)
+        return [
+            _scalar_slug(k, v)
+            for k, v in value.items()
+            if k not in _IN_BASE.get(top, ()) and v != defaults.get(k, _MISSING)
+        ]
+    if top == "failures" and len(parts) == 1 and isinstance(value, list):
+        if not value:
+            return ["nofail"]
+        return ["fail_" + "_".join(_failure_slug(f) for f in value)]
+    if isinstance(value, dict | list):
+        digest = hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode())
+        return [f"{_safe(leaf)}_{digest.hexdigest()[:6]}"]
+    return [_scalar_slug(leaf, value)]
+
+
+_MISSING = object()
+
+
+def _section_defaults(top: str, value: dict[str, Any]) -> dict[str, object]:
+    if top == "scheme":
+        return SchemeSpec(str(value.get("name", "none"))).to_dict()
+    if top == "algorithm":
+        return dict(ALGORITHM_DEFAULTS.get(str(value.get("name")), {}))
+    if top == "dataset":
+        return {f.name: f.default for f in fields(DatasetSpec)}
+    return RuntimeSpec().to_dict()
+
+
+def _failure_slug(failure: dict[str, Any]) -> str:
+    when = f"{_plain(failure['at'])}s" if "at" in failure else f"b{failure.get('at_batch')}"
+    kills = "".join(str(k).replace("processor-", "p") for k in failure.get("kill", ()))
+    return _safe(f"{when}{kills}")
+
+
+def _scalar_slug(key: str, value: object) -> str:
+    if isinstance(value, bool):
+        return key if value else f"no{key}"
+    if value is None:
+        return f"{key}none"
+    if isinstance(value, int | float):
+        return _safe(f"{key}{_plain(value)}")
+    return _safe(f"{key}_{value}")
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+# -- value checks ------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                break  # SafeLoader's own check reports it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """``<problem> at line L, column C`` from a YAML error, without PyYAML's stream name."""
+    problem = getattr(exc, "problem", None) or str(exc)
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
+def _reject(key: str, value: object, why: str) -> NoReturn:
+    msg = f"{key}: {_show(value)} is not allowed: {why}"
+    raise SpecError(msg)
+
+
+def _check_keys(mapping: Mapping, allowed: Sequence[str], where: str) -> None:
+    for key in mapping:
+        if key not in allowed:
+            if where:
+                msg = (
+                    f"unknown key '{where}.{key}': allowed keys under {where} are "
+                    f"{', '.join(allowed)}"
+                )
+            else:
+                msg = f"unknown key {str(key)!r}: allowed top-level keys are {', '.join(allowed)}"
+            raise SpecError(msg)
+
+
+def _number(value: object) -> int | float | None:
+    """The finite number a YAML value stands for (``"3e6"`` included), or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _integer(key: str, value: object, minimum: int) -> int:
+    number = _number(value)
+    if number is not None and float(number).is_integer() and number >= minimum:
+        return int(number)
+    noun = _leaf(key)
+    if minimum == 1:
+        why = f"{noun} must be a positive integer"
+    elif minimum == 0:
+        why = f"{noun} must be a non-negative integer"
+    elif number is not None and float(number).is_integer():
+        why = f"{noun} must be at least {minimum}"
+    else:
+        why = f"{noun} must be an integer of at least {minimum}"
+    _reject(key, value, why)
+
+
+def _real(key: str, value: object, *, positive: bool, why: str | None = None) -> float:
+    number = _number(value)
+    if number is not None and (number > 0 if positive else number >= 0):
+        return float(number)
+    noun = _leaf(key)
+    default = f"{noun} must be a {'positive' if positive else 'non-negative'} number"
+    _reject(key, value, why or default)
+
+
+def _boolean(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    _reject(key, value, f"{_leaf(key)} must be true or false")
+
+
+def _choice(
+    key: str,
+    value: object,
+    choices: Sequence[str],
+    *,
+    aliases: Mapping[str, str] | None = None,
+    what: str | None = None,
+) -> str:
+    aliases = aliases or {}
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in choices:
+            return text
+        if text in aliases:
+            return aliases[text]
+    extra = f" (or {', '.join(f'{a} for {t}' for a, t in aliases.items())})" if aliases else ""
+    scope = f" for {what}" if what else ""
+    _reject(key, value, f"choose one of {', '.join(choices)}{scope}{extra}")
+
+
+def _leaf(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def _processor_names(processors: int) -> tuple[str, ...]:
+    return tuple(f"processor-{i}" for i in range(processors))
+
+
+def _name_range(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}"
+
+
+def _plain(value: object) -> str:
+    """A value as a user would write it in YAML (no quotes on strings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, dict | list | tuple):
+        return _show(value)
+    return str(value)
+
+
+def _show(value: object) -> str:
+    """A value as it appears in an error message (strings quoted)."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict | list | tuple):
+        try:
+            return yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
+        except yaml.YAMLError:
+            return repr(value)
+    return _plain(value)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    return f"{_show(value)}"

@@ -1,0 +1,416 @@
+"""Spec parsing: defaults, aliases, sweep x repeat expansion, overrides and readable errors."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streamlec_cli.spec import (
+    AlgorithmSpec,
+    Failure,
+    RuntimeSpec,
+    SchemeSpec,
+    SpecError,
+    apply_override,
+    load,
+    parse,
+    parse_duration,
+)
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
+
+
+def ec_spec(**extra: object) -> dict:
+    """A small valid EC(4,2) spec mapping; ``extra`` replaces top-level keys."""
+    return {
+        "name": "t",
+        "dataset": {"name": "higgs", "items": 24_000},
+        "algorithm": "logreg",
+        "scheme": {"name": "ec", "k": 4, "r": 2},
+        "processors": 6,
+        **extra,
+    }
+
+
+def only(raw: dict, *overrides: str):
+    runs = parse(raw, overrides)
+    assert len(runs) == 1
+    return runs[0]
+
+
+# -- valid specs -------------------------------------------------------------------------------
+
+
+def test_quickstart_is_ec42_logreg_with_one_failure() -> None:
+    (run,) = load(QUICKSTART)
+    assert run.scheme == SchemeSpec("ec", k=4, r=2, code="gaussian", attach="linear")
+    assert run.algorithm.name == "logreg"
+    assert (run.dataset.name, run.dataset.items) == ("higgs", 3_000_000)
+    assert (run.processors, run.batch, run.rate) == (6, 12_000, None)
+    assert run.failures == (Failure(at_batch=60, kill=("processor-1",)),)
+    assert run.run_id == "ec42-logreg-higgs"
+
+
+def test_minimal_spec_gets_every_default() -> None:
+    run = only({"name": "m", "processors": 2})
+    assert run.dataset.name == "higgs"
+    assert (run.dataset.items, run.dataset.seed, run.dataset.path) == (200_000, 1, None)
+    assert run.algorithm.kwargs() == {"lr": 0.05, "l2": 1e-4}
+    assert run.scheme.name == "none"
+    assert (run.batch, run.pipeline_depth, run.repeat) == (12_000, 1, 1)
+    assert run.rate is None
+    assert run.transport == "ipc"
+    assert run.runtime == RuntimeSpec(0.1, 0.5, 0.05, 1.0, True)
+    assert run.failures == ()
+    assert run.workers == ("source", "processor-0", "processor-1", "sink")
+
+
+def test_kmeans_params_are_filled_and_sorted() -> None:
+    run = only(ec_spec(algorithm={"name": "kmeans", "clusters": 5}))
+    assert run.algorithm.params == (("clusters", 5), ("decay", 0.01), ("seed", 0))
+    assert run.algorithm.kwargs() == {"clusters": 5, "decay": 0.01, "seed": 0}
+    # built directly, the dataclass fills its defaults the same way
+    assert AlgorithmSpec("kmeans", (("seed", 3),)).kwargs() == {
+        "clusters": 8,
+        "decay": 0.01,
+        "seed": 3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("given_name", "scheme", "processors"),
+    [("replication", "rep", 6), ("checkpoint", "reactive", 5), ("EC", "ec", 6)],
+)
+def test_scheme_aliases_map_to_canonical_names(
+    given_name: str, scheme: str, processors: int
+) -> None:
+    run = only(ec_spec(scheme=given_name, processors=processors))
+    assert run.scheme.name == scheme
+    assert run.to_dict()["scheme"]["name"] == scheme
+
+
+def test_rep_and_reactive_keep_their_own_fields() -> None:
+    rep = only(ec_spec(scheme={"name": "rep", "copies": 2}, processors=4))
+    assert (rep.scheme.copies, rep.scheme.label) == (2, "rep2")
+    assert rep.to_dict()["scheme"] == {"name": "rep", "copies": 2}
+    reactive = only(ec_spec(scheme={"name": "reactive", "checkpoint_every": 3, "wal_fsync": False}))
+    assert reactive.to_dict()["scheme"] == {
+        "name": "reactive",
+        "checkpoint_every": 3,
+        "wal_fsync": False,
+    }
+
+
+def test_sweep_is_a_cartesian_product_in_key_order() -> None:
+    raw = ec_spec(
+        sweep={
+            "scheme": [{"name": "none"}, {"name": "ec", "k": 4, "r": 2}, {"name": "rep"}],
+            "batch": [6000, 12000],
+        }
+    )
+    runs = parse(raw)
+    assert [(r.scheme.name, r.batch) for r in runs] == [
+        ("none", 6000),
+        ("none", 12000),
+        ("ec", 6000),
+        ("ec", 12000),
+        ("rep", 6000),
+        ("rep", 12000),
+    ]
+    assert runs[0].run_id == "none-logreg-higgs-batch6000"
+    assert runs[3].run_id == "ec42-logreg-higgs-batch12000"
+    assert runs[4].run_id == "rep3-logreg-higgs-batch6000"
+    assert runs[3].sweep_values == (
+        ("scheme", (("name", "ec"), ("k", 4), ("r", 2))),
+        ("batch", 12000),
+    )
+    assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_dotted_sweep_key_replaces_one_field_only() -> None:
+    raw = ec_spec(scheme={"name": "ec", "k": 4, "r": 2, "code": "vandermonde"}, processors=12)
+    raw["sweep"] = {"scheme.k": [2, 4], "algorithm.lr": [0.1, 0.01]}
+    runs = parse(raw)
+    assert [(r.scheme.k, r.algorithm.kwargs()["lr"]) for r in runs] == [
+        (2, 0.1),
+        (2, 0.01),
+        (4, 0.1),
+        (4, 0.01),
+    ]
+    assert {r.scheme.code for r in runs} == {"vandermonde"}
+    assert [r.run_id for r in runs] == [
+        "ec22-logreg-higgs-lr0.1",
+        "ec22-logreg-higgs-lr0.01",
+        "ec42-logreg-higgs-lr0.1",
+        "ec42-logreg-higgs-lr0.01",
+    ]
+
+
+def test_sweep_over_non_base_scheme_fields_still_gives_unique_ids() -> None:
+    raw = ec_spec(sweep={"scheme": [{"name": "ec"}, {"name": "ec", "attach": "inputs"}]})
+    ids = [r.run_id for r in parse(raw)]
+    assert ids == ["ec42-logreg-higgs", "ec42-logreg-higgs-attach_inputs"]
+
+
+def test_repeat_multiplies_runs_and_labels_them() -> None:
+    runs = parse(ec_spec(repeat=3, sweep={"rate": ["max", 50_000]}))
+    assert len(runs) == 6
+    assert [r.run_index for r in runs] == [0, 1, 2, 0, 1, 2]
+    assert [r.rate for r in runs] == [None] * 3 + [50_000.0] * 3
+    assert runs[0].run_id == "ec42-logreg-higgs-rate_max-r0"
+    assert runs[5].run_id == "ec42-logreg-higgs-rate50000-r2"
+    assert len({r.run_id for r in runs}) == 6
+
+
+def test_identical_sweep_combinations_are_rejected() -> None:
+    with pytest.raises(SpecError, match="same settings"):
+        parse(ec_spec(scheme="rep", sweep={"scheme.name": ["rep", "replication"]}))
+
+
+def test_overrides_are_applied_before_validation() -> None:
+    raw = ec_spec(scheme="ec")
+    before = copy.deepcopy(raw)
+    run = only(
+        raw, "scheme.k=2", "scheme.r=1", "processors=9", "failures=[{at: 2m, kill: [processor-8]}]"
+    )
+    assert raw == before  # the input mapping is left alone
+    assert (run.scheme.k, run.scheme.r, run.processors) == (2, 1, 9)
+    assert run.failures == (Failure(at=120.0, kill=("processor-8",)),)
+
+
+def test_apply_override_handles_lists_new_mappings_and_sweep_keys() -> None:
+    raw = ec_spec(failures=[{"at": "10s", "kill": ["processor-1"]}])
+    out = apply_override(raw, "failures.0.at=500ms")
+    assert out["failures"][0] == {"at": "500ms", "kill": ["processor-1"]}
+    assert raw["failures"][0]["at"] == "10s"
+    out = apply_override(raw, "runtime.warmup=2s")
+    assert out["runtime"] == {"warmup": "2s"}
+    out = apply_override(raw, "sweep.scheme.k=[2, 4]")
+    assert out["sweep"] == {"scheme.k": [2, 4]}
+    assert len(parse(out, ["processors=12"])) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("10s", 10.0),
+        ("500ms", 0.5),
+        ("1.5s", 1.5),
+        ("2m", 120.0),
+        (3, 3.0),
+        (0.25, 0.25),
+        ("7", 7.0),
+    ],
+)
+def test_parse_duration(text: object, seconds: float) -> None:
+    assert parse_duration(text, "runtime.warmup") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["10x", "-1s", "s", True, None, [1], "fast"])
+def test_parse_duration_rejects_with_the_key(bad: object) -> None:
+    with pytest.raises(SpecError, match=r"^failures\[0\]\.at: .* is not allowed: .*10s, 500ms"):
+        parse_duration(bad, "failures[0].at")
+
+
+def test_runtime_durations_are_parsed() -> None:
+    run = only(
+        ec_spec(runtime={"heartbeat_interval": "50ms", "failure_timeout": "1s", "warmup": 0})
+    )
+    assert run.runtime == RuntimeSpec(0.05, 1.0, 0.05, 0.0, True)
+
+
+def test_to_dict_round_trips_through_yaml() -> None:
+    raw = ec_spec(
+        rate=1000,
+        failures=[{"at": "1.5s", "kill": "processor-2"}, {"at_batch": 9, "kill": ["processor-0"]}],
+        transport="tcp",
+        hosts={"source": "a", "processor-0": "b"},
+        runtime={"grace": "10ms"},
+    )
+    run = only(raw)
+    dumped = yaml.safe_load(yaml.safe_dump(run.to_dict()))
+    assert dumped["rate"] == 1000.0
+    assert dumped["hosts"] == {"source": "a", "processor-0": "b"}
+    assert only(dumped) == run
+    assert only(ec_spec()).to_dict()["rate"] == "max"
+
+
+def test_spec_is_frozen_and_hashable() -> None:
+    run = only(ec_spec(sweep={"scheme": [{"name": "ec", "k": 4}]}))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.processors = 3  # type: ignore[misc]
+    assert hash(run) == hash(only(ec_spec(sweep={"scheme": [{"name": "ec", "k": 4}]})))
+
+
+@given(k=st.integers(2, 8), r=st.integers(1, 8), groups=st.integers(1, 3))
+def test_every_ec_shape_within_16_slots_validates(k: int, r: int, groups: int) -> None:
+    raw = ec_spec(scheme={"name": "ec", "k": k, "r": r}, processors=groups * (k + r))
+    if k + r > 16:
+        with pytest.raises(SpecError, match="at most 16"):
+            parse(raw)
+        return
+    run = only(raw)
+    assert len(run.workers) == groups * (k + r) + 2
+    assert run.run_id.startswith("ec")
+
+
+# -- bad specs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"scheme": {"name": "ec", "kk": 3}},
+            ["unknown key 'scheme.kk'", "allowed keys under scheme are name, k, r"],
+        ),
+        ({"foo": 1}, ["unknown key 'foo'", "allowed top-level keys are name, dataset"]),
+        (
+            {"scheme": {"name": "ec", "copies": 3}},
+            ["scheme.copies", "does not apply to scheme ec", "name, k, r, code, attach"],
+        ),
+        ({"scheme": {"name": "ec", "k": 0}}, ["scheme.k: 0 is not allowed: k must be at least 2"]),
+        ({"scheme": {"name": "ec", "r": 5}}, ["scheme.r: 5 needs k+r=9 processors, spec has 6"]),
+        (
+            {"processors": 8},
+            ["processors: 8 is not a multiple of k+r=6 (ec groups of k+r processors)"],
+        ),
+        ({"scheme": {"name": "ec", "k": 14, "r": 3}, "processors": 17}, ["k+r must be at most 16"]),
+        (
+            {"scheme": {"name": "rep", "copies": 4}},
+            ["processors: 6 is not a multiple of copies=4"],
+        ),
+        (
+            {"failures": [{"at": "10s", "kill": ["processor-9"]}]},
+            ["failures[0].kill: processor-9 does not exist (processor-0..processor-5)"],
+        ),
+        (
+            {"failures": [{"at": "10s", "kill": ["source"]}]},
+            ["failures[0].kill: source cannot be killed", "only processors can be killed"],
+        ),
+        (
+            {"failures": [{"at": "1s", "at_batch": 3, "kill": ["processor-1"]}]},
+            ["failures[0]: both at and at_batch are given", "exactly one"],
+        ),
+        (
+            {"failures": [{"kill": ["processor-1"]}]},
+            ["failures[0]: neither at nor at_batch is given"],
+        ),
+        ({"batch": "abc"}, ["batch: 'abc' is not allowed: batch must be a positive integer"]),
+        (
+            {"algorithm": "foo"},
+            ["algorithm.name: 'foo' is not allowed: choose one of linreg, logreg, svm, kmeans"],
+        ),
+        (
+            {"rate": -5},
+            ["rate: -5 is not allowed: rate must be 'max' or a positive number of items"],
+        ),
+        ({"processors": True}, ["processors: true is not allowed", "positive integer"]),
+        ({"scheme": {"name": "ec", "incremental": "yes please"}}, ["must be true or false"]),
+        (
+            {"algorithm": {"name": "svm", "clusters": 3}},
+            ["unknown key 'algorithm.clusters'", "name, lr, l2", "clusters is for kmeans"],
+        ),
+        ({"scheme": "raid"}, ["scheme.name: 'raid' is not allowed", "none, ec, rep, reactive"]),
+        ({"transport": "udp"}, ["transport: 'udp' is not allowed: choose one of ipc, tcp"]),
+        (
+            {"dataset": {"name": "kdd12", "path": "x.txt", "format": "higgs-csv"}},
+            ["dataset.format", "kdd12-dense, kdd12-raw, kdd12-libsvm"],
+        ),
+        ({"hosts": {"processor-6": "h1"}}, ["hosts.processor-6: processor-6 does not exist"]),
+        (
+            {"hosts": {"source": "h1", "sink": "h2"}},
+            ["2 different hosts are not allowed with transport ipc"],
+        ),
+        ({"runtime": {"warmup": "soon"}}, ["runtime.warmup: 'soon' is not allowed", "500ms"]),
+        ({"name": "../x"}, ["name: '../x' is not allowed"]),
+        ({"processors": None}, ["processors: missing"]),
+        ({"sweep": {"batch": 6000}}, ["sweep.batch: 6000 is not allowed", "non-empty list"]),
+        ({"sweep": {"bogus.key": [1]}}, ["unknown key 'bogus.key' in sweep"]),
+    ],
+)
+def test_bad_spec_names_key_and_allowed_values(change: dict, expected: list[str]) -> None:
+    with pytest.raises(SpecError) as info:
+        parse(ec_spec(**change))
+    message = str(info.value)
+    for fragment in expected:
+        assert fragment in message
+    assert "\n" not in message
+
+
+def test_sweep_error_names_the_combination() -> None:
+    raw = ec_spec(sweep={"scheme": [{"name": "ec", "k": 4}, {"name": "ec", "k": 5}]})
+    with pytest.raises(SpecError) as info:
+        parse(raw)
+    assert str(info.value) == "run scheme=ec,k=5: scheme.r: 2 needs k+r=7 processors, spec has 6"
+
+
+@pytest.mark.parametrize(
+    "assignment", ["foo", "=3", "scheme..k=3", "processors.x=1", "failures.3.at=1s"]
+)
+def test_bad_override_is_a_spec_error(assignment: str) -> None:
+    with pytest.raises(SpecError, match=r"^--set .* is not allowed"):
+        parse(ec_spec(failures=[]), [assignment])
+
+
+def test_bad_override_message_asks_for_dotted_key() -> None:
+    with pytest.raises(SpecError) as info:
+        apply_override({}, "foo")
+    assert str(info.value) == "--set 'foo' is not allowed: write dotted.key=value"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "does not exist"),
+        ("name: [unclosed\n", "is not valid YAML"),
+        ("name: a\nname: b\nprocessors: 1\n", "duplicate key 'name' at line 2"),
+        ("- 1\n- 2\n", "must be a mapping"),
+        ("", "is empty"),
+    ],
+)
+def test_file_errors_name_the_file(tmp_path: Path, content: str | None, expected: str) -> None:
+    path = tmp_path / "spec.yaml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SpecError) as info:
+        load(path)
+    assert str(path) in str(info.value)
+    assert expected in str(info.value)
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 20),
+    st.floats(allow_nan=True),
+    st.sampled_from(["ec", "rep", "max", "10s", "processor-1", "k", "x.y", "", "1e3"]),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["name", "k", "r", "at", "kill", "lr", "0"]), inner)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    st.dictionaries(st.sampled_from(["name", "processors", "bogus", *ec_spec()]), _values),
+    st.dictionaries(st.sampled_from(["scheme", "batch", "failures", "sweep", "rate"]), _values),
+)
+def test_any_yaml_shaped_input_gives_specs_or_a_spec_error(base: dict, extra: dict) -> None:
+    try:
+        runs = parse({**ec_spec(), **base, **extra})
+    except SpecError as exc:
+        assert str(exc)
+        return
+    assert runs
+    assert len({r.run_id for r in runs}) == len(runs)
