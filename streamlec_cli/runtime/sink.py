@@ -201,6 +201,8 @@ class Sink:
     def hello(self, worker: str, pid: int, now: float) -> None:
         if worker == "source":
             self.source_ready = True
+        elif worker == "supervisor" and self.started:  # it connected late: tell it again
+            self.send("supervisor", wire.PROGRESS, {"batch": -1, "items_out": 0, "items_lost": 0})
         elif worker.startswith("processor-"):
             old = self.pids.get(worker)
             self.pids[worker] = pid

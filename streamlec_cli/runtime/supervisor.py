@@ -241,7 +241,7 @@ class Supervisor:
                         except zmq.Again:
                             break
                         if msg.kind == wire.PROGRESS:
-                            if msg.meta["batch"] == -1 and self.started_at is None:
+                            if self.started_at is None:  # the stream has started
                                 self.started_at = time.time()
                             self.last_batch = max(self.last_batch, msg.meta["batch"])
                             self.items_out = msg.meta["items_out"]

@@ -1,0 +1,241 @@
+"""The distributed runtime with real processes, real ZeroMQ sockets and real SIGKILLs.
+
+Each test runs ``python -m streamlec_cli run`` on a small spec, then reads the run's results
+directory: what a user relies on is that the kills happened (events.csv), nothing was lost or
+delivered twice, the model matches the single-process reference, and no worker outlived the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+RUN_TIMEOUT = 180
+
+
+def write_spec(tmp_path: Path, **overrides) -> Path:
+    spec = {
+        "name": "it",
+        "dataset": {"name": "higgs", "items": 144_000, "seed": 5},
+        "algorithm": {"name": "logreg", "lr": 0.05},
+        "scheme": {"name": "ec", "k": 4, "r": 2},
+        "processors": 6,
+        "batch": 6_000,
+        "runtime": {"warmup": 0.0},
+    }
+    spec.update(overrides)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def streamlec(*args: str, timeout: float = RUN_TIMEOUT, env: dict | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "streamlec_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def only_run_dir(out: Path) -> Path:
+    runs = [p.parent for p in out.rglob("summary.json")]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def events(run_dir: Path) -> list[dict]:
+    with open(run_dir / "events.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def leftover_processes(run_dir: Path) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(run_dir) in line and "worker" in line]
+
+
+def run_spec(tmp_path: Path, **overrides) -> tuple[dict, Path, subprocess.CompletedProcess]:
+    out = tmp_path / "results"
+    proc = streamlec("run", str(write_spec(tmp_path, **overrides)), "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = only_run_dir(out)
+    return json.loads((run_dir / "summary.json").read_text()), run_dir, proc
+
+
+def assert_absorbed(summary: dict, run_dir: Path, killed: list[str]) -> None:
+    context = json.dumps(summary, indent=1)
+    assert summary["complete"], context
+    assert summary["items_in"] == 144_000
+    assert summary["items_lost"] == 0, context
+    assert summary["items_duplicated"] == 0, context
+    assert summary["reference_max_rel_err"] is not None, context
+    assert summary["reference_max_rel_err"] <= 1e-9, context
+    log = events(run_dir)
+    for worker in killed:
+        assert any(e["worker"] == worker and e["event"] == "kill" for e in log), log
+        assert any(e["worker"] == worker and e["event"] == "restarted" for e in log), log
+    assert sorted(f["worker"] for f in summary["failures"]) == sorted(killed)
+    assert leftover_processes(run_dir) == []
+    assert not list(run_dir.glob("sock-*"))
+
+
+@pytest.mark.parametrize("attach", ["linear", "inputs"])
+def test_ec42_absorbs_two_kills_at_different_batches(tmp_path, attach):
+    summary, run_dir, _ = run_spec(
+        tmp_path,
+        scheme={"name": "ec", "k": 4, "r": 2, "attach": attach},
+        failures=[
+            {"at_batch": 3, "kill": ["processor-1"]},
+            {"at_batch": 9, "kill": ["processor-2"]},
+        ],
+    )
+    assert_absorbed(summary, run_dir, ["processor-1", "processor-2"])
+    assert summary["decoded_items"] > 0
+
+
+def test_ec51_absorbs_one_kill(tmp_path):
+    summary, run_dir, _ = run_spec(
+        tmp_path,
+        scheme={"name": "ec", "k": 5, "r": 1},
+        failures=[{"at_batch": 4, "kill": ["processor-3"]}],
+    )
+    assert_absorbed(summary, run_dir, ["processor-3"])
+    assert summary["decoded_items"] > 0
+
+
+def test_rep3_absorbs_two_copies_of_one_group(tmp_path):
+    summary, run_dir, _ = run_spec(
+        tmp_path,
+        scheme={"name": "rep", "copies": 3},
+        failures=[
+            {"at_batch": 3, "kill": ["processor-0"]},
+            {"at_batch": 6, "kill": ["processor-1"]},
+        ],
+    )
+    assert_absorbed(summary, run_dir, ["processor-0", "processor-1"])
+
+
+def test_reactive_replays_after_a_kill(tmp_path):
+    summary, run_dir, _ = run_spec(
+        tmp_path,
+        scheme={"name": "reactive", "checkpoint_every": 4},
+        failures=[{"at_batch": 6, "kill": ["processor-2"]}],
+    )
+    assert_absorbed(summary, run_dir, ["processor-2"])
+    assert summary["rollbacks"] >= 1
+    assert summary["replayed_batches"] >= 1
+    assert (run_dir / "wal.bin").stat().st_size >= 144_000 * 29 * 8
+    assert any(e["event"] == "rollback" for e in events(run_dir))
+
+
+def test_ec42_three_kills_in_one_batch_reports_the_loss(tmp_path):
+    summary, run_dir, proc = run_spec(
+        tmp_path,
+        failures=[{"at_batch": 5, "kill": ["processor-0", "processor-1", "processor-2"]}],
+    )
+    assert summary["complete"]
+    assert summary["items_lost"] > 0
+    assert summary["items_duplicated"] == 0
+    assert summary["items_out"] + summary["items_lost"] == 144_000
+    assert "LOST" in proc.stderr
+    with open(run_dir / "batches.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert all(int(r["items_lost"]) == 0 for r in rows[:5])  # results before are kept
+    assert sum(int(r["items_lost"]) for r in rows) == summary["items_lost"]
+    assert leftover_processes(run_dir) == []
+
+
+def test_none_with_one_kill_reports_the_loss(tmp_path):
+    summary, run_dir, proc = run_spec(
+        tmp_path, scheme={"name": "none"}, failures=[{"at_batch": 4, "kill": ["processor-5"]}]
+    )
+    assert summary["items_lost"] > 0
+    assert summary["items_lost"] % 1_000 == 0  # whole slices of the dead slot: 6000 / 6
+    assert summary["items_duplicated"] == 0
+    assert "LOST" in proc.stderr
+    assert any(e["event"] == "items lost" for e in events(run_dir))
+
+
+def test_kill_worker_from_a_second_shell(tmp_path):
+    registry = tmp_path / "registry"
+    env = {"STREAMLEC_RUNTIME_DIR": str(registry)}
+    out = tmp_path / "results"
+    spec = write_spec(tmp_path, rate=60_000)  # open loop: about 2.4 s of stream
+    run = subprocess.Popen(
+        [sys.executable, "-m", "streamlec_cli", "run", str(spec), "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ps = streamlec("ps", env=env)
+            if "processor-2" in ps.stdout and "running" in ps.stdout:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the run never showed up in `streamlec ps`")
+        time.sleep(0.8)  # mid-stream
+        wrong = streamlec("kill-worker", "processor-9", env=env)
+        assert wrong.returncode == 2
+        assert "processor-9" in wrong.stderr and "processor-0" in wrong.stderr
+        killed = streamlec("kill-worker", "processor-2", env=env)
+        assert killed.returncode == 0, killed.stderr
+        assert "SIGKILL" in killed.stdout
+        stdout, stderr = run.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, stdout + stderr
+    run_dir = only_run_dir(out)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert_absorbed(summary, run_dir, ["processor-2"])
+    assert summary["failures"][0]["by"] == "kill-worker"
+    assert any("kill-worker" in e["detail"] for e in events(run_dir) if e["event"] == "kill")
+    assert streamlec("ps", env=env).stdout.strip() == "no live runs"
+
+
+def test_ctrl_c_stops_everything_and_keeps_results(tmp_path):
+    out = tmp_path / "results"
+    spec = write_spec(tmp_path, rate=30_000)  # about 5 s of stream
+    run = subprocess.Popen(
+        [sys.executable, "-m", "streamlec_cli", "run", str(spec), "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        batches = None
+        while time.monotonic() < deadline:
+            found = list(out.rglob("batches.csv"))
+            if found and len(found[0].read_text().splitlines()) > 4:
+                batches = found[0]
+                break
+            time.sleep(0.1)
+        assert batches is not None, "no batch was committed"
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr
+    run_dir = batches.parent
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["complete"] is False
+    assert summary["items_out"] >= 3 * 6_000
+    assert leftover_processes(run_dir) == []
+    assert not list(run_dir.glob("sock-*"))
