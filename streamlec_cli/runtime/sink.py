@@ -178,6 +178,10 @@ class Sink:
                 pending.assembler.add_recovery(msg.meta["slot"], msg.arrays[0])
         elif kind == wire.HEARTBEAT:
             self.last_seen[sender] = now
+            if sender in self.dead and self.pids.get(sender) == msg.meta["pid"]:
+                # declared dead on a missed heartbeat, yet alive: its lost outputs stay lost
+                self.dead.discard(sender)
+                self.event("alive again", f"pid {msg.meta['pid']}", sender)
         elif kind == wire.BATCH:
             self.announce(msg, now)
         elif kind == wire.HELLO:

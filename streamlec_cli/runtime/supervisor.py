@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import shutil
 import signal
@@ -373,8 +374,6 @@ class Supervisor:
         sink_path = self.run_dir / "sink.json"
         sink = {}
         if sink_path.exists():
-            import json
-
             sink = json.loads(sink_path.read_text())
         audit = audit_batches(self.run_dir / "batches.csv")
         items_in = sink.get("items_in") or audit["items_seen"]
