@@ -2,7 +2,8 @@
 
 ``results/<spec name>/<run id>/`` holds ``spec.yaml`` (resolved), ``meta.json`` (commit, host,
 cores, memory, versions, start time), ``batches.csv``, ``timeline.csv``, ``events.csv``,
-``predictions.f64`` (one float64 per stream item, NaN where lost), ``model.npy``, worker logs
+``predictions.f64`` (one float64 per stream item, NaN where lost), ``latency.f32`` (seconds
+from each item's arrival to its final result, NaN where lost), ``model.npy``, worker logs
 under ``logs/`` and ``summary.json``. CSV rows are flushed as they are written, and events are
 appended one ``write`` per line, so whatever was measured survives a crash of the harness.
 """
@@ -22,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 BATCH_COLUMNS = (
     "batch",
     "epoch",
@@ -34,6 +37,7 @@ BATCH_COLUMNS = (
     "loss",
     "accuracy",
     "t_arrival_first",
+    "t_arrival_last",
     "t_final",
     "replayed",
 )
@@ -149,3 +153,39 @@ def run_directories(paths: Sequence[Path]) -> list[Path]:
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
     return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+def item_arrivals(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Arrival time and latency (seconds) of every delivered item, in stream order.
+
+    Read from ``batches.csv`` and ``latency.f32``; returns two float64 arrays.
+    """
+    latency = np.fromfile(Path(run_dir) / "latency.f32", dtype=np.float32).astype(np.float64)
+    arrivals = np.empty_like(latency)
+    with open(Path(run_dir) / "batches.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["replayed"] == "1":
+                continue
+            offset, count = int(row["offset"]), int(row["count"])
+            first, last = float(row["t_arrival_first"]), float(row["t_arrival_last"])
+            arrivals[offset : offset + count] = np.linspace(first, last, count)
+    return arrivals, latency
+
+
+def latency_around(run_dir: Path, instant: float, window: float = 5.0) -> dict:
+    """p50/p99 latency (ms) of items arriving in ``window`` seconds before and after ``instant``."""
+    arrivals, latency = item_arrivals(run_dir)
+    out = {"window_s": window}
+    for name, lo, hi in (
+        ("before", instant - window, instant),
+        ("after", instant, instant + window),
+    ):
+        chosen = latency[(arrivals >= lo) & (arrivals < hi) & ~np.isnan(latency)]
+        out[name] = {
+            "items": int(chosen.size),
+            "p50_ms": float(np.percentile(chosen, 50) * 1e3) if chosen.size else None,
+            "p99_ms": float(np.percentile(chosen, 99) * 1e3) if chosen.size else None,
+        }
+    if out["before"]["p99_ms"] and out["after"]["p99_ms"]:
+        out["p99_ratio"] = out["after"]["p99_ms"] / out["before"]["p99_ms"]
+    return out

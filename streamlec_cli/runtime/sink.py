@@ -51,7 +51,7 @@ class Pending:
     recovery_sent_at: float | None = None
     recovery_excluded: set[int] = field(default_factory=set)
     recovery_rounds: int = 0
-    final_mask: np.ndarray | None = None
+    latency: np.ndarray | None = None  # per item, seconds; NaN until final
 
     def arrival(self, items: np.ndarray) -> np.ndarray:
         if self.count <= 1:
@@ -107,6 +107,7 @@ class Sink:
         self.batches_log = CsvLog(self.run_dir / "batches.csv", BATCH_COLUMNS)
         self.timeline_log = CsvLog(self.run_dir / "timeline.csv", TIMELINE_COLUMNS)
         self.predictions = open(self.run_dir / "predictions.f64", "wb")  # noqa: SIM115
+        self.latencies = open(self.run_dir / "latency.f32", "wb")  # noqa: SIM115
         self.checkpoint_path = self.run_dir / "checkpoint.npy"
 
     # -- helpers --------------------------------------------------------------------------
@@ -158,6 +159,7 @@ class Sink:
                     return
         finally:
             self.predictions.close()
+            self.latencies.close()
             self.batches_log.close()
             self.timeline_log.close()
             self.ctx.destroy(linger=0)
@@ -244,7 +246,7 @@ class Sink:
             now,
             never=set(meta.get("skipped", [])),
         )
-        pending.final_mask = np.zeros(pending.count, dtype=bool)
+        pending.latency = np.full(pending.count, np.nan)
         # slots already known dead cannot deliver this batch
         pending.never |= {int(w.rsplit("-", 1)[1]) for w in self.dead}
         self.pending[batch] = pending
@@ -274,9 +276,9 @@ class Sink:
         """Items of a batch became final now: record their latency (delivery is at commit)."""
         if pending.batch < self.delivered_upto:
             return  # a replayed batch: these items were delivered before the crash
-        fresh = items[~pending.final_mask[items]]
-        pending.final_mask[fresh] = True
+        fresh = items[np.isnan(pending.latency[items])]
         latencies = now - pending.arrival(fresh)
+        pending.latency[fresh] = latencies
         self.latency_all.add(latencies)
         assert self.timeline is not None
         self.timeline.add(now, latencies)
@@ -413,11 +415,14 @@ class Sink:
         keep = ~result.lost
         if not replayed:
             # Items final only now (a recovery round) get their latency now.
-            late = np.flatnonzero(keep & ~pending.final_mask)
+            late = np.flatnonzero(keep & np.isnan(pending.latency))
             if late.size:
                 self.stamp(pending, late, now)
+            pending.latency[~keep] = np.nan
             self.predictions.write(result.predictions.astype(np.float64).tobytes())
             self.predictions.flush()
+            self.latencies.write(pending.latency.astype(np.float32).tobytes())
+            self.latencies.flush()
             delivered = int(keep.sum())
             self.items_out += delivered
             self.items_lost += result.items_lost
@@ -452,6 +457,7 @@ class Sink:
                 "loss": float(np.nanmean(result.loss)) if keep.any() else "",
                 "accuracy": correct,
                 "t_arrival_first": pending.t_first,
+                "t_arrival_last": pending.t_last,
                 "t_final": now,
                 "replayed": int(replayed),
             }

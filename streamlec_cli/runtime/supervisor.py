@@ -30,7 +30,7 @@ import zmq
 
 from .. import datasets
 from ..reference import iter_reference
-from ..results import append_event, git_commit, machine_info, write_json
+from ..results import append_event, git_commit, latency_around, machine_info, write_json
 from ..spec import Spec
 from . import wire
 from .plan import make_plan
@@ -38,6 +38,7 @@ from .registry import LiveRun
 
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 3.0
+LATENCY_WINDOW = 5.0  # seconds before/after the first kill compared in the summary
 
 
 class RunFailed(RuntimeError):
@@ -306,6 +307,7 @@ class Supervisor:
                     {
                         "worker": name,
                         "pid": child.pid,
+                        "time": time.time(),
                         "elapsed_s": elapsed,
                         "after_batch": self.last_batch,
                         "by": "spec",
@@ -330,6 +332,7 @@ class Supervisor:
                     {
                         "worker": name,
                         "pid": child.pid,
+                        "time": time.time(),
                         "elapsed_s": time.time() - (self.started_at or time.time()),
                         "after_batch": self.last_batch,
                         "by": by,
@@ -379,6 +382,10 @@ class Supervisor:
         items_in = sink.get("items_in") or audit["items_seen"]
         complete = bool(sink.get("complete")) and not interrupted and error is None
         reference = compare_with_reference(spec, self.run_dir, self.plan) if complete else {}
+        around = None
+        if complete and self.failures_done:
+            first = min(f["time"] for f in self.failures_done)
+            around = latency_around(self.run_dir, first, LATENCY_WINDOW)
         summary = {
             "spec_name": spec.name,
             "run_id": spec.run_id,
@@ -405,6 +412,7 @@ class Supervisor:
             "measured_seconds": sink.get("measured_seconds"),
             "warmup_seconds": sink.get("warmup_seconds"),
             "latency_ms": sink.get("latency_ms"),
+            "latency_around_first_failure": around,
             "failures": self.failures_done,
             "unexpected_exits": self.unexpected,
             "restarts": self.restarts,
