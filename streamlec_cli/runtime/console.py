@@ -79,6 +79,11 @@ def verdict(summary: dict) -> str:
             "model differs from the reference"
             + (f" (max rel. err {err:.1e})" if err is not None else " (items missing)")
         )
+    if summary.get("failures_not_done"):
+        parts.append(
+            f"{len(summary['failures_not_done'])} scheduled failure(s) not carried out: "
+            "the stream ended first"
+        )
     if summary.get("unexpected_exits"):
         parts.append("unexpected exits: " + ", ".join(summary["unexpected_exits"]))
     return "; ".join(parts)

@@ -414,6 +414,11 @@ class Supervisor:
             "latency_ms": sink.get("latency_ms"),
             "latency_around_first_failure": around,
             "failures": self.failures_done,
+            "failures_not_done": [
+                failure.to_dict()
+                for index, failure in enumerate(spec.failures)
+                if index not in self.fired
+            ],
             "unexpected_exits": self.unexpected,
             "restarts": self.restarts,
             "recovery_rounds": sink.get("recovery_rounds"),
