@@ -95,8 +95,9 @@ def test_code_info_default_beats_vandermonde_at_k8_r3():
     assert {"k", "r", "code", "generator", "worst_condition", "worst_decode_rel_error"} <= set(info)
     assert np.array(info["generator"]).shape == (11, 8)
     vand = json.loads(
-        runner.invoke(main, ["code-info", "--k", "8", "--r", "3", "--code", "vandermonde", "--json"])
-        .output
+        runner.invoke(
+            main, ["code-info", "--k", "8", "--r", "3", "--code", "vandermonde", "--json"]
+        ).output
     )
     assert info["worst_condition"] <= 1e3
     assert vand["worst_condition"] >= 100 * info["worst_condition"]

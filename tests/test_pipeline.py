@@ -100,8 +100,9 @@ def test_outputs_arriving_after_a_decode_count_once(stream, references, attach, 
     # Slots 1 and 4 answer after the sink already rebuilt them (or planned to): each item
     # must still count exactly once in the model update.
     delayed = {when: [SlotFailure(1, 0), SlotFailure(4, 0), SlotFailure(2, 5, 7)]}
-    result = run_pipeline(ErasureCoded(6, 4, 2, attach=attach), algorithm("logreg"), stream,
-                          **delayed)
+    result = run_pipeline(
+        ErasureCoded(6, 4, 2, attach=attach), algorithm("logreg"), stream, **delayed
+    )
     ref = references["logreg"]
     assert result.items_lost == 0
     assert max_rel_err(result.model, ref.model) <= TOL
@@ -117,9 +118,7 @@ def test_reactive_replays_from_last_checkpoint(stream):
 
 def lost_ec_items(failed_slots, from_batch, k=4):
     sizes = [rows.shape[0] for rows in datasets.batches("higgs", ITEMS, BATCH, seed=7)]
-    return sum(
-        slot_sizes(size, k)[j] for size in sizes[from_batch:] for j in failed_slots if j < k
-    )
+    return sum(slot_sizes(size, k)[j] for size in sizes[from_batch:] for j in failed_slots if j < k)
 
 
 BEYOND = {
@@ -130,7 +129,11 @@ BEYOND = {
         fail((0, 5), (1, 5), (2, 5)),
         (0, 1, 2),
     ),
-    "rep-3x, all copies of group 1": (lambda: Replication(6, 3), fail((3, 2), (4, 2), (5, 2)), None),
+    "rep-3x, all copies of group 1": (
+        lambda: Replication(6, 3),
+        fail((3, 2), (4, 2), (5, 2)),
+        None,
+    ),
 }
 
 

@@ -429,10 +429,39 @@ class Supervisor:
             "reference": reference,
             "metrics": sink.get("metrics"),
             "peak_memory_mb": {k: round(v / 1024, 1) for k, v in sorted(self.peak_kb.items())},
+            "memory_growth_mb": memory_growth(self.run_dir / "memory.csv"),
             "run_dir": str(self.run_dir),
         }
         write_json(self.run_dir / "summary.json", summary)
         return summary
+
+
+def memory_growth(path: Path) -> dict:
+    """Per worker: median RSS (MB) over the second and over the last quarter of the run.
+
+    A worker whose memory does not grow with the run length shows the same two numbers.
+    """
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    start, end = float(rows[0]["time"]), float(rows[-1]["time"])
+    span = max(end - start, 1e-9)
+    out = {}
+    for worker in sorted({r["worker"] for r in rows}):
+        mine = [r for r in rows if r["worker"] == worker]
+        last_pid = mine[-1]["pid"]  # the latest incarnation
+        mine = [(float(r["time"]), float(r["rss_mb"])) for r in mine if r["pid"] == last_pid]
+        second = [m for t, m in mine if 0.25 <= (t - start) / span < 0.5]
+        last = [m for t, m in mine if (t - start) / span >= 0.75]
+        if second and last:
+            out[worker] = {
+                "second_quarter": round(float(np.median(second)), 1),
+                "last_quarter": round(float(np.median(last)), 1),
+            }
+    return out
 
 
 def spec_tolerates(plan, failures: list[dict]) -> bool:

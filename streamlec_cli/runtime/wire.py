@@ -157,6 +157,7 @@ def bind_address(address: str) -> str:
 
 
 HWM = 64  # messages queued per peer before a send would block
+RCV_HWM = 4096  # messages queued at a receiver before its senders are held back
 
 
 def router(ctx: zmq.Context, address: str) -> zmq.Socket:
@@ -165,7 +166,7 @@ def router(ctx: zmq.Context, address: str) -> zmq.Socket:
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
     sock.setsockopt(zmq.SNDHWM, HWM)
-    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.setsockopt(zmq.RCVHWM, RCV_HWM)
     sock.bind(bind_address(address))
     return sock
 
@@ -175,7 +176,7 @@ def dealer(ctx: zmq.Context, address: str, identity: str) -> zmq.Socket:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IDENTITY, identity.encode())
     sock.setsockopt(zmq.SNDHWM, HWM)
-    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.setsockopt(zmq.RCVHWM, RCV_HWM)
     sock.connect(address)
     return sock
 
