@@ -162,6 +162,9 @@ def test_none_with_one_kill_reports_the_loss(tmp_path):
     assert summary["items_lost"] > 0
     assert summary["items_lost"] % 1_000 == 0  # whole slices of the dead slot: 6000 / 6
     assert summary["items_duplicated"] == 0
+    with open(run_dir / "batches.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert all(int(r["items_lost"]) == 0 for r in rows[:4])  # nothing lost before the kill
     assert "LOST" in proc.stderr
     assert any(e["event"] == "items lost" for e in events(run_dir))
 

@@ -74,6 +74,7 @@ class Sink:
         self.pids: dict[str, int] = {}
         self.last_seen: dict[str, float] = {}
         self.dead: set[str] = set()
+        self.dead_pids: set[int] = set()
         self.source_ready = False
         self.started = False
         # model versions by number; the window a batch may need is kept
@@ -183,6 +184,7 @@ class Sink:
             if sender in self.dead and self.pids.get(sender) == msg.meta["pid"]:
                 # declared dead on a missed heartbeat, yet alive: its lost outputs stay lost
                 self.dead.discard(sender)
+                self.dead_pids.discard(msg.meta["pid"])
                 self.event("alive again", f"pid {msg.meta['pid']}", sender)
         elif kind == wire.BATCH:
             self.announce(msg, now)
@@ -190,6 +192,7 @@ class Sink:
             self.hello(sender, msg.meta["pid"], now)
         elif kind == wire.DIED:
             worker, pid = msg.meta["worker"], msg.meta["pid"]
+            self.dead_pids.add(pid)
             if self.pids.get(worker, pid) == pid:
                 self.declare_dead(worker, now, how="exit seen by supervisor")
             else:  # its replacement already said hello: only its lost work matters
@@ -244,11 +247,12 @@ class Sink:
             meta["t_first"],
             meta["t_last"],
             now,
-            never=set(meta.get("skipped", [])),
+            # a task that did not go out, or went to an incarnation now dead, has no output
+            never={
+                s for s, pid in enumerate(meta["sent_to"]) if pid == -1 or pid in self.dead_pids
+            },
         )
         pending.latency = np.full(pending.count, np.nan)
-        # slots already known dead cannot deliver this batch
-        pending.never |= {int(w.rsplit("-", 1)[1]) for w in self.dead}
         self.pending[batch] = pending
         self.open_assembler(pending, now)
 
@@ -297,6 +301,8 @@ class Sink:
         if worker in self.dead or not worker.startswith("processor-"):
             return
         self.dead.add(worker)
+        if worker in self.pids:
+            self.dead_pids.add(self.pids[worker])
         self.last_seen.pop(worker, None)
         self.event("detected", how, worker)
         self.lose_outputs(int(worker.rsplit("-", 1)[1]))

@@ -65,20 +65,20 @@ def run_source(plan: Plan, name: str = "source") -> None:
 
     def send_batch(batch: int, offset: int, rows, t_first: float, t_last: float) -> None:
         """Tasks first (EC: each slice as soon as it is encoded), then the announcement,
-        which names the slots the tasks could not reach (dead processors)."""
+        which says which incarnation of each processor got its task (-1: none, it is down)."""
         epoch = state["epoch"]
-        skipped = [
-            task.slot
-            for task in scheme.route(rows)
-            if not wire.send(
+        sent_to = [-1] * scheme.processors  # pid of the incarnation each task went to
+        for task in scheme.route(rows):
+            name = f"processor-{task.slot}"
+            if wire.send(
                 workers,
                 wire.TASK,
                 {"batch": batch, "epoch": epoch, "role": task.role},
                 [task.rows],
-                to=f"processor-{task.slot}",
+                to=name,
                 block=False,
-            )
-        ]
+            ):
+                sent_to[task.slot] = hello.get(name, 0)
         meta = {
             "batch": batch,
             "offset": offset,
@@ -86,15 +86,16 @@ def run_source(plan: Plan, name: str = "source") -> None:
             "t_first": t_first,
             "t_last": t_last,
             "epoch": epoch,
-            "skipped": skipped,
+            "sent_to": sent_to,
         }
         arrays = [algorithm.init_model(rows)] if batch == 0 else []
         wire.send(to_sink, wire.BATCH, meta, arrays)
 
     try:
-        # Start when the sink says every processor is up (ACK of batch -1).
+        # Start when the sink says every processor is up (ACK of batch -1) and every
+        # processor has said hello here too (a task sent before that would be dropped).
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while state["acked"] < -1 and not state["stop"]:
+        while (state["acked"] < -1 or len(hello) < scheme.processors) and not state["stop"]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the sink did not report every processor up in time")
             handle(100)

@@ -38,6 +38,7 @@ from .registry import LiveRun
 
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 3.0
+POLL_MS = 5  # how often child exits are looked at: the sink hears of a crash this fast
 LATENCY_WINDOW = 5.0  # seconds before/after the first kill compared in the summary
 
 
@@ -236,7 +237,7 @@ class Supervisor:
         memory.writerow(["time", "worker", "pid", "rss_mb", "peak_mb"])
         try:
             while True:
-                if sink_sock.poll(20):
+                if sink_sock.poll(POLL_MS):
                     while True:
                         try:
                             msg = wire.recv(sink_sock, block=False)
