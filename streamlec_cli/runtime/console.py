@@ -42,51 +42,67 @@ class Progress:
 
 
 def verdict(summary: dict) -> str:
-    """One or two plain sentences on what happened to the failures and the data."""
-    kills = summary["failures"]
-    lost, dup = summary["items_lost"], summary["items_duplicated"]
-    ref = summary.get("reference") or {}
-    parts = []
+    """A few plain lines: what happened to the failures, the items and the model."""
     if summary.get("error"):
-        return f"run failed: {summary['error']}"
+        return f"  run failed: {summary['error']}"
     if not summary["complete"]:
-        return "run stopped before the end of the stream; results so far are kept"
-    if kills:
-        names = ", ".join(f"{k['worker']} ({k['by']})" for k in kills)
+        return "  stopped before the end of the stream; the results so far are kept"
+    lost, dup = summary["items_lost"], summary["items_duplicated"]
+    lines = []
+    for kill in summary["failures"]:
+        by = {"spec": "as the spec says", "kill-worker": "by kill-worker"}.get(kill["by"], "crash")
+        lines.append(
+            f"  crash:     {kill['worker']} SIGKILLed ({by}) after batch {kill['after_batch']}"
+        )
+    if summary["failures"]:
         if lost == 0:
             how = []
             if summary.get("decoded_items"):
                 how.append(f"{summary['decoded_items']:,} items decoded from parity")
             if summary.get("rollbacks"):
                 how.append(
-                    f"{summary['rollbacks']} rollback(s), {summary['replayed_batches']} batches "
-                    "replayed from the log"
+                    f"{summary['rollbacks']} rollback(s) to a checkpoint, "
+                    f"{summary['replayed_batches']} batches replayed from the log"
                 )
-            parts.append(f"killed {names}: absorbed" + (f" ({'; '.join(how)})" if how else ""))
+            if summary.get("restarts"):
+                how.append(f"{summary['restarts']} processor(s) restarted in their slot")
+            lines.append("  absorbed:  " + ("; ".join(how) or "no item needed rebuilding"))
         else:
-            parts.append(
-                f"killed {names}: beyond what {summary['scheme_label']} tolerates, "
-                f"{lost:,} items LOST (see events.csv)"
+            lines.append(
+                f"  LOST:      {lost:,} items: more failures than {summary['scheme_label']} "
+                "tolerates (see events.csv and batches.csv)"
             )
-    parts.append(f"{lost:,} items lost, {dup:,} duplicated")
+    lines.append(
+        f"  items:     {summary['items_in']:,} in, {summary['items_out']:,} out, "
+        f"{lost:,} lost, {dup:,} duplicated"
+    )
+    ref = summary.get("reference") or {}
     if ref.get("matches"):
-        parts.append(
-            f"model and predictions match the reference (max rel. err {ref['max_rel_err']:.1e})"
+        lines.append(
+            "  reference: model and every prediction match the single-process reference "
+            f"(max rel. err {ref['max_rel_err']:.1e})"
         )
     elif ref:
         err = ref.get("max_rel_err")
-        parts.append(
-            "model differs from the reference"
-            + (f" (max rel. err {err:.1e})" if err is not None else " (items missing)")
+        lines.append(
+            "  reference: the model DIFFERS from the single-process reference "
+            + (f"(max rel. err {err:.1e})" if err is not None else "(items are missing)")
         )
     if summary.get("failures_not_done"):
-        parts.append(
-            f"{len(summary['failures_not_done'])} scheduled failure(s) not carried out: "
-            "the stream ended first"
+        lines.append(
+            f"  note:      {len(summary['failures_not_done'])} scheduled failure(s) not carried "
+            "out: the stream ended first"
         )
     if summary.get("unexpected_exits"):
-        parts.append("unexpected exits: " + ", ".join(summary["unexpected_exits"]))
-    return "; ".join(parts)
+        lines.append("  unexpected exits: " + ", ".join(summary["unexpected_exits"]))
+    throughput = summary.get("throughput_items_per_s")
+    lat = summary.get("latency_ms") or {}
+    if throughput:
+        p50, p99 = lat.get("p50", float("nan")), lat.get("p99", float("nan"))
+        lines.append(
+            f"  speed:     {throughput:,.0f} items/s, latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+        )
+    return "\n".join(lines)
 
 
 def _fmt(value, spec: str = ",.0f") -> str:
@@ -126,7 +142,8 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
     code = 0
     for index, spec in enumerate(runs, 1):
         label = f"[{index}/{len(runs)}] {spec.run_id}"
-        click.echo(f"{label}: {spec.describe()}", err=True)
+        click.echo(f"{label}", err=True)
+        click.echo(f"  spec:      {spec.describe().split('  ', 1)[1]}", err=True)
         progress = Progress(label, enabled=not quiet)
         try:
             summary = Supervisor(spec, out, progress).run()
@@ -139,8 +156,8 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
             click.echo(f"error: {exc}", err=True)
             return 1
         progress.close()
-        click.echo(f"{label}: {verdict(summary)}", err=True)
-        click.echo(f"  results: {summary['run_dir']}", err=True)
+        click.echo(verdict(summary), err=True)
+        click.echo(f"  results:   {summary['run_dir']}", err=True)
         if summary.get("error") or not summary["complete"]:
             code = 1
         summaries.append(summary)
