@@ -380,6 +380,7 @@ class Supervisor:
         if sink_path.exists():
             sink = json.loads(sink_path.read_text())
         audit = audit_batches(self.run_dir / "batches.csv")
+        meta = json.loads((self.run_dir / "meta.json").read_text())
         items_in = sink.get("items_in") or audit["items_seen"]
         complete = bool(sink.get("complete")) and not interrupted and error is None
         reference = compare_with_reference(spec, self.run_dir, self.plan) if complete else {}
@@ -401,6 +402,10 @@ class Supervisor:
             "r": spec.scheme.r if spec.scheme.name == "ec" else None,
             "code": spec.scheme.code if spec.scheme.name == "ec" else None,
             "attach": spec.scheme.attach if spec.scheme.name == "ec" else None,
+            "incremental": spec.scheme.incremental if spec.scheme.name == "ec" else None,
+            "code_worst_condition": (
+                self.plan.scheme.code.worst_condition() if spec.scheme.name == "ec" else None
+            ),
             "copies": spec.scheme.copies if spec.scheme.name == "rep" else None,
             "batch": spec.batch,
             "rate": "max" if spec.rate is None else spec.rate,
@@ -431,6 +436,9 @@ class Supervisor:
             "metrics": sink.get("metrics"),
             "peak_memory_mb": {k: round(v / 1024, 1) for k, v in sorted(self.peak_kb.items())},
             "memory_growth_mb": memory_growth(self.run_dir / "memory.csv"),
+            "pipeline_depth": spec.pipeline_depth,
+            "commit": meta.get("commit"),
+            "machine": {k: meta.get(k) for k in ("host", "cores", "memory_gib", "platform")},
             "run_dir": str(self.run_dir),
         }
         write_json(self.run_dir / "summary.json", summary)
