@@ -63,6 +63,7 @@ TOP_LEVEL_KEYS = (
     "sweep",
     "repeat",
     "transport",
+    "port",
     "hosts",
     "runtime",
 )
@@ -216,6 +217,7 @@ class Spec:
     failures: tuple[Failure, ...] = ()
     repeat: int = 1
     transport: str = "ipc"
+    port: int | None = None
     hosts: tuple[tuple[str, str], ...] = ()
     runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
     run_index: int = 0
@@ -259,6 +261,7 @@ class Spec:
             "failures": [failure.to_dict() for failure in self.failures],
             "repeat": self.repeat,
             "transport": self.transport,
+            "port": self.port,
             "hosts": dict(self.hosts),
             "runtime": self.runtime.to_dict(),
         }
@@ -441,6 +444,7 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
         failures=_failures(raw.get("failures"), processors),
         repeat=_integer("repeat", raw.get("repeat", 1), 1),
         transport=transport,
+        port=_port(raw.get("port")),
         hosts=_hosts(raw.get("hosts"), processors, transport),
         runtime=_runtime(raw.get("runtime")),
         sweep_values=sweep_values,
@@ -617,6 +621,16 @@ def _failures(value: object, processors: int) -> tuple[Failure, ...]:
                 raise SpecError(msg)
         result.append(Failure(at=at, at_batch=at_batch, kill=tuple(kill)))
     return tuple(result)
+
+
+def _port(value: object) -> int | None:
+    """``port``: the sink listens on it and the source on port+1 (tcp); None: pick free ones."""
+    if value is None:
+        return None
+    port = _integer("port", value, 1024)
+    if port > 65534:
+        _reject("port", value, "port must be between 1024 and 65534 (the source uses port+1)")
+    return port
 
 
 def _hosts(value: object, processors: int, transport: str) -> tuple[tuple[str, str], ...]:

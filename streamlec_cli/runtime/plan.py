@@ -38,7 +38,7 @@ class Plan:
             name,
             self.spec.transport,
             host=hosts.get(name, "127.0.0.1"),
-            base_port=base_port(self.run_dir),
+            base_port=self.spec.port or base_port(self.run_dir),
         )
 
     @staticmethod
@@ -46,10 +46,14 @@ class Plan:
         return int(worker.rsplit("-", 1)[1])
 
 
+DEFAULT_PORT = 47100
+
+
 def base_port(run_dir: Path) -> int:
-    """TCP base port of a run: written by the supervisor as ``port`` in the run directory."""
+    """TCP port of the sink (the source's is the next one) when the spec gives none: the free
+    pair the supervisor picked (file ``port`` in the run directory), else 47100."""
     path = Path(run_dir) / "port"
-    return int(path.read_text()) if path.exists() else 47100
+    return int(path.read_text()) if path.exists() else DEFAULT_PORT
 
 
 def make_plan(spec: Spec, run_dir: Path) -> Plan:

@@ -124,7 +124,7 @@ class Supervisor:
         resolved.pop("sweep", None)
         with open(self.run_dir / "spec.yaml", "w") as f:
             yaml.safe_dump(resolved, f, sort_keys=False)
-        if self.spec.transport == "tcp":
+        if self.spec.transport == "tcp" and self.spec.port is None:
             (self.run_dir / "port").write_text(str(_free_port_pair()))
         meta = {
             "spec_name": self.spec.name,
