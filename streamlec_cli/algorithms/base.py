@@ -118,6 +118,15 @@ class Algorithm(ABC):
         """Per-item correctness (bool, shape (n,)), or None where accuracy has no meaning."""
         return None
 
+    def evaluate(self, model: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        """Per-item results, shape (n, 3): prediction, loss, correct (1/0, NaN if no notion)."""
+        out = np.empty((Z.shape[0], 3))
+        out[:, 0] = self.predict(model, Z)
+        out[:, 1] = self.loss(model, Z)
+        correct = self.correct(model, Z)
+        out[:, 2] = np.nan if correct is None else correct
+        return out
+
     def statistics(self, rows: np.ndarray, F: np.ndarray) -> Stats:
         """Stats of these rows given their coefficients."""
         return Stats(self.features(rows).T @ F, F.sum(axis=0), rows.shape[0])

@@ -76,6 +76,19 @@ def _free_port_pair() -> int:
     raise RunFailed(msg)
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
 def _memory_kb(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of a process in kB, (0, 0) when it is gone."""
     rss = hwm = 0
@@ -111,6 +124,8 @@ class Supervisor:
         self.restarts = 0
         self.unexpected: list[str] = []
         self.peak_kb: dict[str, int] = {}
+        self.cpu_s: dict[tuple[str, int], float] = {}  # (worker, pid) -> CPU seconds so far
+        self.cpu_at_start: dict[tuple[str, int], float] = {}
         self.incarnations: dict[str, int] = {}
 
     # -- set-up ---------------------------------------------------------------------------
@@ -234,7 +249,7 @@ class Supervisor:
         next_sample = 0.0
         memory_log = open(self.run_dir / "memory.csv", "w", newline="")  # noqa: SIM115
         memory = csv.writer(memory_log)
-        memory.writerow(["time", "worker", "pid", "rss_mb", "peak_mb"])
+        memory.writerow(["time", "worker", "pid", "rss_mb", "peak_mb", "cpu_s"])
         try:
             while True:
                 if sink_sock.poll(POLL_MS):
@@ -246,9 +261,14 @@ class Supervisor:
                         if msg.kind == wire.PROGRESS:
                             if self.started_at is None:  # the stream has started
                                 self.started_at = time.time()
+                                self.cpu_at_start = {
+                                    (name, child.pid): _cpu_seconds(child.pid)
+                                    for name, child in self.children.items()
+                                }
                             self.last_batch = max(self.last_batch, msg.meta["batch"])
                             self.items_out = msg.meta["items_out"]
                         elif msg.kind == wire.DONE:
+                            self.sample(memory)
                             return
                 if self.started_at is None and time.monotonic() > deadline:
                     msg = "workers did not start in time; see the logs/ of the run"
@@ -258,13 +278,7 @@ class Supervisor:
                 now = time.monotonic()
                 if now >= next_sample:
                     next_sample = now + 0.5
-                    for name, child in self.children.items():
-                        rss, hwm = _memory_kb(child.pid)
-                        if rss:
-                            self.peak_kb[name] = max(self.peak_kb.get(name, 0), hwm)
-                            memory.writerow(
-                                [f"{time.time():.3f}", name, child.pid, rss / 1024, hwm / 1024]
-                            )
+                    self.sample(memory)
                     memory_log.flush()
                 self.progress(
                     {
@@ -277,6 +291,18 @@ class Supervisor:
                 )
         finally:
             memory_log.close()
+
+    def sample(self, memory) -> None:
+        """One row per live worker in memory.csv: RSS, peak RSS, CPU seconds so far."""
+        for name, child in self.children.items():
+            rss, hwm = _memory_kb(child.pid)
+            if rss:
+                self.peak_kb[name] = max(self.peak_kb.get(name, 0), hwm)
+                cpu = _cpu_seconds(child.pid)
+                self.cpu_s[(name, child.pid)] = cpu
+                memory.writerow(
+                    [f"{time.time():.3f}", name, child.pid, rss / 1024, hwm / 1024, cpu]
+                )
 
     def inject(self) -> None:
         if self.started_at is None:
@@ -373,6 +399,15 @@ class Supervisor:
             if self.wait_for_exit(names, 2.0):
                 return
 
+    def cpu_by_worker(self) -> dict[str, float]:
+        """CPU seconds each worker slot used from the stream's start to its end (all its
+        incarnations; a restarted one's start-up counts, it is part of recovering)."""
+        out: dict[str, float] = {}
+        for key, seconds in self.cpu_s.items():
+            used = seconds - self.cpu_at_start.get(key, 0.0)
+            out[key[0]] = round(out.get(key[0], 0.0) + used, 3)
+        return dict(sorted(out.items()))
+
     def summarise(self, interrupted: bool, error: str | None) -> dict:
         spec = self.spec
         sink_path = self.run_dir / "sink.json"
@@ -436,6 +471,7 @@ class Supervisor:
             "metrics": sink.get("metrics"),
             "peak_memory_mb": {k: round(v / 1024, 1) for k, v in sorted(self.peak_kb.items())},
             "memory_growth_mb": memory_growth(self.run_dir / "memory.csv"),
+            "cpu_seconds_during_stream": self.cpu_by_worker(),
             "pipeline_depth": spec.pipeline_depth,
             "commit": meta.get("commit"),
             "machine": {k: meta.get(k) for k in ("host", "cores", "memory_gib", "platform")},

@@ -201,6 +201,8 @@ def output_message(out: SlotOutput, batch: int, epoch: int) -> tuple[dict, list[
         present["fsum"] = out.stats.fsum
     if out.rows is not None:
         present["rows"] = out.rows
+    if out.results is not None:
+        present["results"] = out.results
     meta = {
         "batch": batch,
         "slot": out.slot,
@@ -217,4 +219,10 @@ def parse_output(message: Message) -> SlotOutput:
     stats = None
     if "U" in got:
         stats = Stats(got["U"], got["fsum"], int(message.meta["count"]))
-    return SlotOutput(message.meta["slot"], Z=got.get("Z"), stats=stats, rows=got.get("rows"))
+    return SlotOutput(
+        message.meta["slot"],
+        Z=got.get("Z"),
+        stats=stats,
+        rows=got.get("rows"),
+        results=got.get("results"),
+    )

@@ -44,6 +44,7 @@ class SlotOutput:
     Z: np.ndarray | None = None  # linear part of its rows
     stats: Stats | None = None  # update statistics of its rows
     rows: np.ndarray | None = None  # attached inputs (EC ``attach: inputs``)
+    results: np.ndarray | None = None  # (n, 3) prediction, loss, correct of its items
 
 
 @dataclass
@@ -77,7 +78,9 @@ def compute(algorithm: Algorithm, model: np.ndarray, rows: np.ndarray) -> SlotOu
     """The ordinary work of a slot holding real items: linear part and update statistics."""
     Z = algorithm.linear(model, rows)
     F = algorithm.coefficients(model, Z)
-    return SlotOutput(slot=-1, Z=Z, stats=algorithm.statistics(rows, F))
+    return SlotOutput(
+        slot=-1, Z=Z, stats=algorithm.statistics(rows, F), results=algorithm.evaluate(model, Z)
+    )
 
 
 def partial_statistics(algorithm: Algorithm, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -185,20 +188,22 @@ class Assembler(ABC):
     def _zcols(self) -> int:
         return 1 + self.algorithm.extra + self.algorithm.outputs
 
-    def _finish(self, Z: np.ndarray, lost: np.ndarray, stats: Stats, decoded: int) -> BatchResult:
+    def _finish(
+        self, Z: np.ndarray, results: np.ndarray, lost: np.ndarray, stats: Stats, decoded: int
+    ) -> BatchResult:
+        """The batch's result; items whose slot did not evaluate them (decoded ones) are
+        evaluated here from their Z."""
         result = BatchResult(self.count, stats, Z, lost, decoded)
-        alg, model = self.algorithm, self.model
-        keep = ~lost
-        result.predictions = np.full(self.count, np.nan)
-        result.loss = np.full(self.count, np.nan)
-        result.predictions[keep] = alg.predict(model, Z[keep])
-        result.loss[keep] = alg.loss(model, Z[keep])
-        correct = alg.correct(model, Z[keep])
-        if correct is None:
+        todo = ~lost & np.isnan(results[:, 0])
+        if todo.any():
+            results[todo] = self.algorithm.evaluate(self.model, Z[todo])
+        results[lost] = np.nan
+        result.predictions = results[:, 0]
+        result.loss = results[:, 1]
+        if np.isnan(results[~lost, 2]).any() or not self.algorithm.classifier:
             result.correct = None
         else:
-            result.correct = np.zeros(self.count, dtype=bool)
-            result.correct[keep] = correct
+            result.correct = results[:, 2] > 0.5
         return result
 
 

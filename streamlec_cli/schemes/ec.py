@@ -277,6 +277,7 @@ class ECAssembler(Assembler):
         alg, k, n = self.algorithm, self.scheme.k, self.scheme.n
         zcols = self._zcols()
         Z = np.full((self.count, zcols), np.nan)
+        results = np.full((self.count, 3), np.nan)
         lost = np.zeros(self.count, dtype=bool)
         stats = Stats.zero(alg.d, alg.outputs)
         decoded = 0
@@ -292,6 +293,7 @@ class ECAssembler(Assembler):
                 elif j in have:
                     out = self.outputs[g * n + j]
                     Z[items] = out.Z
+                    results[items] = out.results
                     stats = stats + out.stats
                 elif j in group.decoded_stats:  # inputs mode: decoded rows, recomputed
                     Z[items] = group.decoded[j]
@@ -303,4 +305,4 @@ class ECAssembler(Assembler):
                 U = sum(group.answers[i] for i in sorted(group.answers))
                 F = np.concatenate([group.lost_F[e][: group.sizes[e]] for e in sorted(rebuilt)])
                 stats = stats + Stats(U, F.sum(axis=0), F.shape[0])
-        return self._finish(Z, lost, stats, decoded)
+        return self._finish(Z, results, lost, stats, decoded)
