@@ -17,6 +17,13 @@ _BUCKETS = math.ceil(math.log(_HIGH / _LOW) / math.log(_RATIO)) + 2
 _EDGES = _LOW * _RATIO ** np.arange(_BUCKETS - 1)
 
 
+def bucket_counts(latencies: np.ndarray) -> np.ndarray:
+    """How many latencies fall in each bucket (bucket i holds (EDGES[i-1], EDGES[i]])."""
+    scaled = np.log(np.maximum(latencies, _LOW * 0.5) / _LOW) / math.log(_RATIO)
+    index = np.clip(np.ceil(scaled), 0, _BUCKETS - 1).astype(np.intp)
+    return np.bincount(index, minlength=_BUCKETS)
+
+
 class LatencyHistogram:
     """Counts of latencies (seconds) in log buckets; also the exact maximum."""
 
@@ -26,11 +33,13 @@ class LatencyHistogram:
         self.total = 0
 
     def add(self, latencies: np.ndarray) -> None:
-        if latencies.size == 0:
-            return
-        np.add.at(self.counts, np.searchsorted(_EDGES, latencies), 1)
-        self.max = max(self.max, float(latencies.max()))
-        self.total += int(latencies.size)
+        self.add_counts(bucket_counts(latencies), float(latencies.max(initial=0.0)))
+
+    def add_counts(self, counts: np.ndarray, largest: float) -> None:
+        """Add the ``bucket_counts`` of some latencies whose maximum is ``largest``."""
+        self.counts += counts
+        self.max = max(self.max, largest)
+        self.total += int(counts.sum())
 
     def merge(self, other: LatencyHistogram) -> None:
         self.counts += other.counts
@@ -70,11 +79,12 @@ class Timeline:
         self.bins: dict[int, _Bin] = {}
         self.closed_upto = 0  # bins below this index were handed over
 
-    def add(self, now: float, latencies: np.ndarray) -> None:
+    def add(self, now: float, counts: np.ndarray, largest: float) -> None:
+        """Latencies (as ``bucket_counts``) of items made final at ``now``."""
         index = max(self.closed_upto, int((now - self.start) // self.width))
         entry = self.bins.setdefault(index, _Bin())
-        entry.items += int(latencies.size)
-        entry.latency.add(latencies)
+        entry.items += int(counts.sum())
+        entry.latency.add_counts(counts, largest)
 
     def close(self, now: float | None = None) -> list[dict]:
         """Rows of every bin that ended before ``now`` (all bins when None), empty ones too."""

@@ -28,7 +28,7 @@ from ..algorithms import Stats
 from ..results import BATCH_COLUMNS, TIMELINE_COLUMNS, CsvLog, append_event, write_json
 from ..schemes import Assembler, Reactive, SlotOutput
 from . import wire
-from .metrics import LatencyHistogram, Timeline
+from .metrics import LatencyHistogram, Timeline, bucket_counts
 from .plan import Plan, model_version_for
 from .storage import read_checkpoint, write_checkpoint
 
@@ -283,11 +283,12 @@ class Sink:
         fresh = items[np.isnan(pending.latency[items])]
         latencies = now - pending.arrival(fresh)
         pending.latency[fresh] = latencies
-        self.latency_all.add(latencies)
+        counts, largest = bucket_counts(latencies), float(latencies.max(initial=0.0))
+        self.latency_all.add_counts(counts, largest)
         assert self.timeline is not None
-        self.timeline.add(now, latencies)
+        self.timeline.add(now, counts, largest)
         if pending.t_first >= self.t_start + self.spec.runtime.warmup:
-            self.latency.add(latencies)
+            self.latency.add_counts(counts, largest)
 
     # -- failures -------------------------------------------------------------------------
 
