@@ -127,7 +127,7 @@ def worker(spec_file: Path, worker: str, run_dir: Path | None, run_index: int) -
     if not 0 <= run_index < len(runs):
         raise click.UsageError(f"--run-index {run_index}: the spec has runs 0..{len(runs) - 1}")
     chosen = runs[run_index]
-    if worker not in chosen.workers:
+    if worker not in chosen.workers and worker != "standby":
         names = f"source, sink, processor-0..processor-{chosen.processors - 1}"
         raise click.UsageError(f"worker {worker!r} is not part of this run: choose one of {names}")
     run_worker(chosen, worker, run_dir or spec_file.resolve().parent)
@@ -172,3 +172,152 @@ def kill_worker(names: tuple[str, ...], sig: str) -> None:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(2) from None
     click.echo(message)
+
+
+@main.command("plot")
+@click.argument("results", nargs=-1, type=click.Path(path_type=Path), metavar="RESULTS...")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("plots"),
+    show_default=True,
+    help="Directory the figures go into (one PNG and one SVG each).",
+)
+def plot(results: tuple[Path, ...], out: Path) -> None:
+    """Figures from saved results only (RESULTS: run or results directories; default results/)."""
+    from .plotting import plot_results
+    from .results import NoRunsError
+
+    try:
+        written, notes = plot_results(results or (Path("results"),), out)
+    except NoRunsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(2) from None
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    for path in written:
+        click.echo(str(path))
+
+
+@main.command("report")
+@click.argument("results", nargs=-1, type=click.Path(path_type=Path), metavar="RESULTS...")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the Markdown report to this file.",
+)
+def report(results: tuple[Path, ...], out: Path | None) -> None:
+    """The paper's headline ratios beside the ones measured in RESULTS (Markdown)."""
+    from .report import build_report
+    from .results import NoRunsError
+
+    try:
+        text, notes = build_report(results or (Path("results"),))
+    except NoRunsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(2) from None
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+
+
+# -- streamlec datasets ------------------------------------------------------------------------
+
+_ALL_FORMATS = tuple(fmt for names in spec.DATASET_FORMATS.values() for fmt in names)
+
+
+def _dataset_failure(exc: Exception) -> click.exceptions.Exit:
+    """Print a data problem as one ``error:`` paragraph; raise the result (exit code 2)."""
+    click.echo(f"error: {exc}", err=True)
+    return click.exceptions.Exit(2)
+
+
+@main.group("datasets")
+def datasets_group() -> None:
+    """The built-in datasets: seeded generators and real data files (HIGGS, KDD12)."""
+
+
+@datasets_group.command("gen")
+@click.argument("name", type=click.Choice(spec.DATASETS))
+@click.option("--items", type=click.IntRange(min=1), required=True, help="Rows to write.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="File to write; compressed when it ends in .gz (.bz2, .xz).",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(_ALL_FORMATS),
+    default=None,
+    help="File format (default: higgs-csv for higgs, kdd12-dense for kdd12).",
+)
+def datasets_gen(name: str, items: int, out: Path, seed: int, fmt: str | None) -> None:
+    """Write the first ITEMS rows of a seeded stream in a real file format."""
+    from time import perf_counter
+
+    from . import datasets
+
+    start = perf_counter()
+    try:
+        rows = datasets.write_synthetic(name, items, out, seed=seed, fmt=fmt)
+    except datasets.DatasetError as exc:
+        raise _dataset_failure(exc) from None
+    fmt = fmt or datasets.formats.DEFAULT_FORMAT[name]
+    packed = datasets.formats.compression(out)
+    how = f"{fmt}, {packed}" if packed else fmt
+    took = perf_counter() - start
+    click.echo(f"wrote {rows} rows of {name} (seed {seed}) to {out} ({how}) in {took:.1f} s")
+
+
+@datasets_group.command("info")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(_ALL_FORMATS), default=None, help="Default: detected."
+)
+@click.option("--items", type=click.IntRange(min=1), default=None, help="Read only this many rows.")
+def datasets_info(path: Path, fmt: str | None, items: int | None) -> None:
+    """Format, rows, label balance and per-feature min/mean/max of a data file."""
+    from . import datasets
+
+    try:
+        summary = datasets.describe_file(path, fmt, items)
+    except datasets.DatasetError as exc:
+        raise _dataset_failure(exc) from None
+    how = "named" if fmt else "detected"
+    packed = f", {summary.compression}" if summary.compression else ""
+    click.echo(f"{summary.path}: {summary.format} ({how}{packed}), dataset {summary.dataset}")
+    click.echo(f"rows: {summary.rows}")
+    click.echo(
+        f"label: {summary.positives} positive ({100 * summary.positive_rate:.2f}%), "
+        f"{summary.rows - summary.positives} negative"
+    )
+    click.echo(f"{'feature':<26} {'min':>12} {'mean':>12} {'max':>12}")
+    for i, feature in enumerate(summary.feature_names):
+        low, mean, high = summary.minimum[i], summary.mean[i], summary.maximum[i]
+        click.echo(f"{feature:<26} {low:>12.6g} {mean:>12.6g} {high:>12.6g}")
+
+
+@datasets_group.command("list")
+def datasets_list() -> None:
+    """The built-in datasets and where their real files are looked for."""
+    from . import datasets
+
+    where = datasets.data_dir()
+    for info in datasets.DATASETS.values():
+        found = datasets.default_file(info.name)
+        click.echo(f"{info.name}: {info.features} features; {info.description}")
+        click.echo(f"  formats:   {', '.join(info.formats)}")
+        click.echo(f"  real file: {', '.join(str(where / f) for f in info.default_files)}")
+        state = f"using {found}" if found else "none found: runs use the seeded generator"
+        click.echo(f"  status:    {state}")
+    click.echo(
+        f"Real files are looked for under {where} (set {datasets.DATA_DIR_ENV} to change it); "
+        "a spec's dataset.path names any other file."
+    )

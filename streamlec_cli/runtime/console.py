@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -136,8 +137,13 @@ def table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops a run as Ctrl-C does: staged, results kept
+
+
 def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
     """Run each spec in turn; returns the exit code (1 if a run failed)."""
+    signal.signal(signal.SIGTERM, _terminate)
     summaries = []
     code = 0
     for index, spec in enumerate(runs, 1):

@@ -35,9 +35,11 @@ from ..spec import Spec
 from . import wire
 from .plan import make_plan
 from .registry import LiveRun
+from .worker import SUPERVISOR_ENV
 
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 3.0
+STANDBY = "standby"
 POLL_MS = 5  # how often child exits are looked at: the sink hears of a crash this fast
 LATENCY_WINDOW = 5.0  # seconds before/after the first kill compared in the summary
 
@@ -127,6 +129,7 @@ class Supervisor:
         self.cpu_s: dict[tuple[str, int], float] = {}  # (worker, pid) -> CPU seconds so far
         self.cpu_at_start: dict[tuple[str, int], float] = {}
         self.incarnations: dict[str, int] = {}
+        self.standby: Child | None = None  # a processor-to-be, imported and waiting
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -161,6 +164,7 @@ class Supervisor:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = "1"  # one core per worker: the workers are the parallelism
         env["PYTHONUNBUFFERED"] = "1"
+        env[SUPERVISOR_ENV] = str(os.getpid())
         cmd = [
             sys.executable,
             "-m",
@@ -175,18 +179,44 @@ class Supervisor:
             cmd,
             stdout=log,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if name == STANDBY else subprocess.DEVNULL,
             env=env,
             start_new_session=True,
         )
         log.close()
         child = Child(name, proc)
+        if name == STANDBY:
+            self.standby = child
+            return child
         self.children[name] = child
         self.incarnations[name] = self.incarnations.get(name, 0) + 1
         self.event(
             "spawned" if self.incarnations[name] == 1 else "restarted", f"pid {proc.pid}", name
         )
         return child
+
+    def replace(self, name: str) -> None:
+        """Put a processor back in its slot: the warm standby takes it over (it has already
+        paid for starting Python and importing), else a fresh process is started."""
+        standby = self.standby
+        self.standby = None
+        if standby is not None and standby.proc.poll() is None:
+            assert standby.proc.stdin is not None
+            try:
+                standby.proc.stdin.write(f"{name}\n".encode())
+                standby.proc.stdin.close()
+            except OSError:
+                standby = None
+        else:
+            standby = None
+        if standby is None:
+            self.spawn(name)
+        else:
+            self.children[name] = Child(name, standby.proc)
+            self.incarnations[name] = self.incarnations.get(name, 0) + 1
+            self.event("restarted", f"pid {standby.pid} (warm standby)", name)
+        if self.spec.runtime.restart:
+            self.spawn(STANDBY)
 
     def event(self, event: str, detail: str = "", worker: str = "supervisor") -> None:
         append_event(self.run_dir, time.time(), worker, event, detail)
@@ -222,6 +252,8 @@ class Supervisor:
             self.spawn("source")
             for i in range(self.spec.processors):
                 self.spawn(f"processor-{i}")
+            if self.spec.runtime.restart:
+                self.spawn(STANDBY)
             self.register()
             self.loop(sink_sock)
         except KeyboardInterrupt:
@@ -342,6 +374,11 @@ class Supervisor:
                 )
 
     def watch(self, sink_sock: zmq.Socket) -> None:
+        if self.standby is not None and self.standby.proc.poll() is not None:
+            self.event(
+                "exited", f"pid {self.standby.pid}, code {self.standby.proc.returncode}", STANDBY
+            )
+            self.spawn(STANDBY)
         for name, child in list(self.children.items()):
             code = child.proc.poll()
             if code is None:
@@ -368,7 +405,7 @@ class Supervisor:
             self.event("exited", f"pid {child.pid}, {how}", name)
             wire.send(sink_sock, wire.DIED, {"worker": name, "pid": child.pid}, block=False)
             if self.spec.runtime.restart:
-                self.spawn(name)
+                self.replace(name)
                 self.restarts += 1
             else:
                 del self.children[name]
@@ -386,6 +423,12 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """End of stream already told the workers to stop; then SIGTERM, then SIGKILL."""
+        if self.standby is not None:  # it waits on its stdin: closing it ends it
+            with contextlib.suppress(OSError):
+                assert self.standby.proc.stdin is not None
+                self.standby.proc.stdin.close()
+            self.children[STANDBY] = self.standby
+            self.standby = None
         names = list(self.children)
         if self.wait_for_exit(names, STOP_GRACE):
             return

@@ -6,18 +6,51 @@ on another host (with ``transport: tcp`` and ``hosts`` in the spec).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
 import signal
+import sys
 from pathlib import Path
 
 from ..spec import Spec
 from .plan import make_plan
+
+SUPERVISOR_ENV = "STREAMLEC_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_supervisor() -> None:
+    """A worker started by a supervisor ends when the supervisor ends, however it ends
+    (Linux: PR_SET_PDEATHSIG); elsewhere the staged shutdown has to do."""
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if not supervisor:
+        return  # started by hand: it lives until STOP or a signal
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(supervisor):  # it ended before we could ask
+        os._exit(1)
 
 
 def run_worker(spec: Spec, name: str, run_dir: Path) -> None:
     # Ctrl-C belongs to the supervisor; a worker stops on STOP, SIGTERM or SIGKILL.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
+    _die_with_supervisor()
     plan = make_plan(spec, run_dir)
+    if name == "standby":
+        # A warm spare: everything imported, waiting for the supervisor to name its slot.
+        from .processor import run_processor
+
+        assigned = sys.stdin.readline().strip()
+        if not assigned:
+            return
+        print(f"pid {os.getpid()}: standby becomes {assigned}", flush=True)
+        run_processor(plan, assigned)
+        return
     if name == "source":
         from .source import run_source
 
