@@ -172,15 +172,138 @@ def item_arrivals(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return arrivals, latency
 
 
-def latency_around(run_dir: Path, instant: float, window: float = 5.0) -> dict:
-    """p50/p99 latency (ms) of items arriving in ``window`` seconds before and after ``instant``."""
+class NoRunsError(LookupError):
+    """No run results where the user pointed; the message says what was expected."""
+
+
+def find_runs(paths: Sequence[Path]) -> list[Path]:
+    """Every run directory under ``paths``; :class:`NoRunsError` (one paragraph) when none."""
+    paths = [Path(p) for p in paths]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        msg = (
+            f"{', '.join(repr(m) for m in missing)} does not exist: pass the results "
+            "directories that `streamlec run` wrote (results/ unless --out said otherwise)"
+        )
+        raise NoRunsError(msg)
+    found = run_directories(paths)
+    if not found:
+        where = ", ".join(repr(str(p)) for p in paths)
+        msg = (
+            f"no run results in {where}: found no run directory (a folder holding "
+            "summary.json, which `streamlec run` writes as <out>/<spec name>/<run id>/). "
+            "Run a spec first, e.g. `streamlec run experiments/throughput.yaml`, then pass "
+            "its results directory, e.g. results/"
+        )
+        raise NoRunsError(msg)
+    return found
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    """``meta.json`` of a run, or an empty mapping when it is missing."""
+    path = Path(run_dir) / "meta.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def read_events(run_dir: Path) -> list[dict[str, Any]]:
+    """Rows of ``events.csv`` (``time`` as a float, unix seconds); empty when there is none."""
+    path = Path(run_dir) / "events.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["time"] = float(row["time"])
+    return rows
+
+
+def stream_start(run_dir: Path) -> float | None:
+    """Unix time of the first item's arrival: the zero of ``timeline.csv`` (None if unknown)."""
+    path = Path(run_dir) / "batches.csv"
+    if not path.exists():
+        return None
+    with open(path, newline="") as f:
+        times = [float(row["t_arrival_first"]) for row in csv.DictReader(f)]
+    return min(times) if times else None
+
+
+def scheme_family(summary: dict[str, Any]) -> str:
+    """``none``, ``reactive``, ``rep-3x`` or ``ec(4,2)``: the scheme without its options."""
+    scheme = summary.get("scheme")
+    if scheme == "ec":
+        return f"ec({summary.get('k')},{summary.get('r')})"
+    if scheme == "rep":
+        return f"rep-{summary.get('copies')}x"
+    return str(scheme)
+
+
+def scheme_variant(summary: dict[str, Any]) -> str:
+    """The family plus EC options that differ from the defaults, e.g. ``ec(4,2) inputs``."""
+    label = scheme_family(summary)
+    if summary.get("scheme") == "ec":
+        if summary.get("attach") == "inputs":
+            label += " inputs"
+        if summary.get("incremental") is False:
+            label += " no-incremental"
+    return label
+
+
+def load_runs(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Finished runs under ``paths`` and a note for each run left out.
+
+    Each run is its ``summary.json`` plus ``meta`` (``meta.json``), ``run_dir``, ``family``,
+    ``variant``, ``spec_dir`` (the folder of its spec's runs) and ``config`` (the run id
+    without the ``-rN`` of ``repeat``, shared by the repeats of one configuration). Raises
+    :class:`NoRunsError` when there is no run directory at all.
+    """
+    runs, notes = [], []
+    for run_dir in find_runs(paths):
+        try:
+            summary = read_summary(run_dir)
+        except (OSError, ValueError) as exc:
+            notes.append(f"{run_dir}: summary.json cannot be read ({exc})")
+            continue
+        if not summary.get("complete") or summary.get("throughput_items_per_s") is None:
+            why = summary.get("error") or "the run did not finish"
+            notes.append(f"{run_dir}: left out, {why}")
+            continue
+        meta = read_meta(run_dir)
+        run_id = str(summary.get("run_id", run_dir.name))
+        suffix = f"-r{meta.get('run_index', 0)}"
+        config = run_id[: -len(suffix)] if run_id.endswith(suffix) else run_id
+        runs.append(
+            {
+                **summary,
+                "meta": meta,
+                "run_dir": run_dir,
+                "spec_dir": run_dir.parent,
+                "spec_name": summary.get("spec_name", run_dir.parent.name),
+                "config": config,
+                "family": scheme_family(summary),
+                "variant": scheme_variant(summary),
+            }
+        )
+    return runs, notes
+
+
+def latency_around(run_dir: Path, instant: float, window: float = 5.0) -> dict | None:
+    """p50/p99 latency (ms) of the items *delivered* in ``window`` seconds before/after ``instant``.
+
+    An item counts by the time its result became final (arrival + latency), so an item that
+    arrived before a crash and waited for the recovery counts after it, where its delay was
+    seen. None when the run has no ``latency.f32`` or ``batches.csv``.
+    """
+    run_dir = Path(run_dir)
+    if not ((run_dir / "latency.f32").exists() and (run_dir / "batches.csv").exists()):
+        return None
     arrivals, latency = item_arrivals(run_dir)
-    out = {"window_s": window}
+    delivered = arrivals + latency
+    out: dict[str, Any] = {"window_s": window, "by": "delivery"}
     for name, lo, hi in (
         ("before", instant - window, instant),
         ("after", instant, instant + window),
     ):
-        chosen = latency[(arrivals >= lo) & (arrivals < hi) & ~np.isnan(latency)]
+        chosen = latency[(delivered >= lo) & (delivered < hi)]  # NaN (lost) compares False
         out[name] = {
             "items": int(chosen.size),
             "p50_ms": float(np.percentile(chosen, 50) * 1e3) if chosen.size else None,

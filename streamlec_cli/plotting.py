@@ -1,0 +1,831 @@
+"""Figures from saved run results only; never imported by workers.
+
+:func:`plot_results` reads every finished run under the given paths and writes one PNG and
+one SVG per figure. Which figures it draws depends on what it finds. Runs are grouped by
+spec (the folder holding a spec's runs); a spec named after a figure gets that figure, any
+other spec the figure that fits what varies among its runs:
+
+* ``recovery``: latency p99 per 100 ms bin and items finished per second over time, one line
+  per scheme, one pair of panels per failure pattern, kills as vertical lines (a spec whose
+  runs killed processors);
+* ``scalability``: throughput against the number of processors, oversubscribed runs hollow
+  (processors vary);
+* ``parameters``: throughput against k per r; worst condition number and decode error per
+  construction (only EC, k or r vary);
+* ``coding``: attach mode x incremental encoding: throughput and latency (only EC, those
+  vary);
+* ``throughput``: bars per scheme grouped by algorithm, one row per dataset (anything else).
+
+A scheme keeps its colour in every figure (:data:`SCHEME_COLOURS`); repeats give the mean
+and min-max whiskers; every figure names the commit, machine and versions it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import yaml
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import (
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+)
+
+from .results import (
+    NoRunsError,
+    load_runs,
+    read_events,
+    stream_start,
+)
+
+Run = dict[str, Any]
+Drawn = Iterable[tuple[str, Figure]]
+
+FIGURES = ("throughput", "recovery", "coding", "parameters", "scalability")
+
+#: One colour per scheme family, the same in every figure.
+SCHEME_COLOURS: dict[str, str] = {
+    "none": "#8c8c8c",
+    "reactive": "#d62728",
+    "rep-2x": "#fdae61",
+    "rep-3x": "#e66101",
+    "ec(5,1)": "#74add1",
+    "ec(4,2)": "#1f4e9c",
+}
+OTHER_EC_COLOUR = "#6a3d9a"
+OTHER_REP_COLOUR = "#8c510a"
+OTHER_COLOUR = "#333333"
+SCHEME_ORDER = ("none", "reactive", "rep-2x", "rep-3x", "ec(5,1)", "ec(4,2)")
+SCHEME_NAMES = {"none": "none: no fault tolerance", "reactive": "reactive: log + checkpoints"}
+#: Hatches tell apart EC variants of one family (attach inputs, no incremental encoding).
+VARIANT_EXTRAS = ("", "no-incremental", "inputs", "inputs no-incremental")
+VARIANT_HATCHES = dict(zip(VARIANT_EXTRAS, ("", "..", "//", "xx"), strict=True))
+#: Parity counts r get shades of the EC colours in the parameters figure.
+R_COLOURS = {1: "#74add1", 2: "#1f4e9c", 3: "#081d58"}
+CODE_STYLES = {"gaussian": "-", "vandermonde": "--"}
+DPI = 150
+SMOOTH_BINS = 5  # timeline bins (100 ms) averaged for the items-finished curve of recovery
+FOOTER_INCHES = 0.45
+
+
+def scheme_colour(family: str) -> str:
+    """The fixed colour of a scheme family (``ec(4,2)``, ``rep-3x``, ``reactive``, ...)."""
+    if family in SCHEME_COLOURS:
+        return SCHEME_COLOURS[family]
+    if family.startswith("ec("):
+        return OTHER_EC_COLOUR
+    if family.startswith("rep-"):
+        return OTHER_REP_COLOUR
+    return OTHER_COLOUR
+
+
+def plot_results(paths: Sequence[Path], out: Path) -> tuple[list[Path], list[str]]:
+    """Write every figure the runs under ``paths`` allow into ``out``.
+
+    Returns the files written (a PNG and an SVG per figure) and a note per run left out.
+    Raises :class:`~streamlec_cli.results.NoRunsError` when there is nothing to plot.
+    """
+    runs, notes = load_runs(paths)
+    if not runs:
+        where = ", ".join(repr(str(p)) for p in paths)
+        msg = (
+            f"no finished run in {where}: every run directory found stopped before the end "
+            "of its stream, so there is nothing to plot:\n  " + "\n  ".join(notes)
+        )
+        raise NoRunsError(msg)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    groups: dict[Path, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run["spec_dir"]].append(run)
+    written: list[Path] = []
+    used: set[str] = set()
+    for spec_dir in sorted(groups):
+        group = groups[spec_dir]
+        spec_name = str(group[0]["spec_name"])
+        for kind, subset in figure_kinds(spec_name, group):
+            try:
+                for suffix, figure in DRAW[kind](subset):
+                    figure.text(0.01, 0.005, provenance(subset), fontsize=7, color="#555555")
+                    written.extend(_save(figure, out / _stem(kind, spec_name, suffix, used)))
+            except (KeyError, ValueError, TypeError, OSError, pd.errors.ParserError) as exc:
+                plt.close("all")
+                notes.append(
+                    f"{spec_dir}: the {kind} figure could not be drawn "
+                    f"({type(exc).__name__}: {exc}); the other figures are unaffected"
+                )
+    return written, notes
+
+
+def figure_kinds(spec_name: str, runs: list[Run]) -> list[tuple[str, list[Run]]]:
+    """The figures a spec's runs make: by the spec's name, else by what varies among them."""
+    if spec_name in FIGURES:
+        return [(spec_name, runs)]
+    if any(run.get("failures") for run in runs):
+        return [("recovery", [run for run in runs if run.get("failures")])]
+    if _varies(runs, "processors"):
+        return [("scalability", runs)]
+    only_ec = all(run.get("scheme") == "ec" for run in runs)
+    if only_ec and (_varies(runs, "k") or _varies(runs, "r")):
+        return [("parameters", runs)]
+    if only_ec and (_varies(runs, "attach") or _varies(runs, "incremental")):
+        return [("coding", runs)]
+    return [("throughput", runs)]
+
+
+# -- throughput ----------------------------------------------------------------------------
+
+
+def draw_throughput(runs: list[Run]) -> Drawn:
+    """Bars per scheme variant grouped by algorithm; one row of axes per dataset."""
+    frame = _frame(runs)
+    datasets = sorted(frame["dataset"].unique())
+    variants = _ordered_variants(frame)
+    width = max(9.0, 1.5 + 0.4 * len(variants) * frame["algorithm"].nunique())
+    fig, axes = _figure(len(datasets), 1, (width, 1.5 + 3.3 * len(datasets)))
+    for ax, dataset in zip(axes[:, 0], datasets, strict=True):
+        part = frame[frame["dataset"] == dataset]
+        _grouped_bars(ax, part, "algorithm", variants, "throughput", scale=1e-3)
+        ax.set_ylabel("throughput (thousand items/s)")
+        ax.set_xlabel("algorithm")
+        ax.set_title(f"dataset {dataset}", fontsize=10, loc="left")
+    title = (
+        "Throughput per fault-tolerance scheme, no failures\n"
+        f"{_setting(frame)}; {_rate_phrase(frame)}; {_repeat_phrase(frame)}"
+    )
+    _titled_legend(fig, title, [_variant_patch(v) for v in variants], columns=6)
+    yield "", fig
+
+
+# -- recovery ------------------------------------------------------------------------------
+
+
+def draw_recovery(runs: list[Run]) -> Drawn:
+    """Latency p99 and items finished over time per scheme, a pair of panels per failure pattern.
+
+    One figure per setting (algorithm, dataset, rate); of repeats, the first run is drawn.
+    """
+    frame = _frame(runs)
+    settings = frame.groupby(["algorithm", "dataset", "rate_label"], sort=True)
+    for (algorithm, dataset, rate_label), part in settings:
+        first = part[part["run_index"] == part["run_index"].min()]
+        patterns = sorted(
+            first["pattern"].unique(),
+            key=lambda p: (first.loc[first["pattern"] == p, "killed"].max(), p),
+        )
+        fig, axes = _figure(
+            2 * len(patterns),
+            1,
+            (12, 1.6 + 4.2 * len(patterns)),
+            sharex=True,
+            height_ratios=[3, 1.2] * len(patterns),
+        )
+        variants = _ordered_variants(first)
+        for i, pattern in enumerate(patterns):
+            ax_latency, ax_items = axes[2 * i, 0], axes[2 * i + 1, 0]
+            _recovery_panels(ax_latency, ax_items, first[first["pattern"] == pattern], variants)
+            ax_latency.set_title(pattern, fontsize=10, loc="left")
+        axes[-1, 0].set_xlabel("time since the stream started (s)")
+        repeats = " (first of the repeats)" if part["run_index"].nunique() > 1 else ""
+        fig.suptitle(
+            f"Latency before and after processor crashes: {algorithm} on {dataset}, "
+            f"{_processors_phrase(first)}, {_rate_phrase(first)}{repeats}\n"
+            "dashed lines: SIGKILL of processors; in the legend: p99 latency of items "
+            "delivered in the 5 s after the first kill / in the 5 s before",
+            fontsize=10,
+        )
+        suffix = "" if settings.ngroups == 1 else f"{algorithm}-{dataset}-{rate_label}"
+        yield suffix, fig
+
+
+def _recovery_panels(ax: Any, ax_items: Any, part: pd.DataFrame, variants: list[str]) -> None:
+    """Latency p99 per bin (log) above items finished per second per bin, one line a scheme."""
+    kills: list[tuple[float, str]] = []
+    handles = []
+    for variant in variants:
+        rows = part[part["variant"] == variant]
+        if rows.empty:
+            continue
+        run = rows.iloc[0]
+        colour = scheme_colour(run["family"])
+        timeline = _timeline(run["run_dir"])
+        if timeline is None or timeline.empty:
+            continue
+        p99 = _bridge_single_gaps(timeline["latency_ms_p99"])
+        ax.step(timeline["t_s"], p99, where="post", color=colour, lw=1.4)
+        items = timeline["throughput_items_per_s"].rolling(SMOOTH_BINS, center=True).mean()
+        ax_items.plot(timeline["t_s"] + 0.05, items * 1e-3, color=colour, lw=1.2)
+        for when, worker in _kills(run):
+            for axis in (ax, ax_items):
+                axis.axvline(when, color=colour, ls="--", lw=1.0, alpha=0.8)
+            kills.append((when, worker))
+        ratio = _p99_ratio(run)
+        note = f"  (p99 after/before: {ratio:.1f}x)" if ratio is not None else ""
+        handles.append(Line2D([], [], color=colour, lw=2, label=_variant_name(variant) + note))
+    _log_y(ax)
+    ax.set_ylabel("latency p99 per 100 ms\n(ms, log scale)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax_items.set_ylabel(f"items finished\n(thousand/s, {SMOOTH_BINS / 10:g} s mean)")
+    ax_items.set_ylim(bottom=0)
+    ax_items.grid(True, alpha=0.3)
+    rates = part["rate"].dropna().unique()
+    if len(rates) == 1:
+        ax_items.axhline(rates[0] * 1e-3, color="black", lw=0.8, ls=":")
+        ax_items.annotate(
+            "input rate",
+            (0.0, rates[0] * 1e-3),
+            xycoords=("axes fraction", "data"),
+            xytext=(3, 3),
+            textcoords="offset points",
+            fontsize=7,
+        )
+    for when, workers in _cluster(kills):
+        ax.annotate(
+            "kill " + ", ".join(workers),
+            xy=(when, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, -14),
+            textcoords="offset points",
+            fontsize=8,
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
+        )
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def _bridge_single_gaps(values: pd.Series) -> pd.Series:
+    """Carry a value over one empty bin (batches finish less often than every 100 ms); longer
+    gaps, where nothing finished for a while (a stall), stay gaps in the line."""
+    empty = values.isna()
+    run_id = (empty != empty.shift()).cumsum()
+    run_length = empty.groupby(run_id).transform("size")
+    return values.where(~(empty & (run_length == 1)), values.ffill())
+
+
+def _kills(run: pd.Series) -> list[tuple[float, str]]:
+    """(seconds since the stream started, worker) of each kill: events.csv, else the summary."""
+    start = stream_start(run["run_dir"])
+    if start is None:
+        return []
+    events = [e for e in read_events(run["run_dir"]) if e["event"] == "kill"]
+    if events:
+        return [(e["time"] - start, e["worker"]) for e in events]
+    return [(f["time"] - start, f["worker"]) for f in run["failures"] if "time" in f]
+
+
+def _cluster(kills: list[tuple[float, str]], width: float = 0.3) -> list[tuple[float, list[str]]]:
+    """Kills of several runs at about the same time, one label each."""
+    clusters: list[tuple[float, list[str]]] = []
+    for when, worker in sorted(kills):
+        if clusters and when - clusters[-1][0] < width:
+            if worker not in clusters[-1][1]:
+                clusters[-1][1].append(worker)
+        else:
+            clusters.append((when, [worker]))
+    return clusters
+
+
+def _p99_ratio(run: pd.Series) -> float | None:
+    """p99 latency of items delivered 5 s after the first kill over the 5 s before."""
+    around = run["latency_around_first_failure"]
+    if isinstance(around, dict) and around.get("p99_ratio") is not None:
+        return float(around["p99_ratio"])
+    return None
+
+
+# -- coding --------------------------------------------------------------------------------
+
+
+def draw_coding(runs: list[Run]) -> Drawn:
+    """EC variants (attach mode x incremental encoding): throughput, latency p50 and p99."""
+    frame = _frame(runs)
+    frame["setting"] = frame["algorithm"] + " on " + frame["dataset"]
+    variants = _ordered_variants(frame)
+    panels = (
+        ("throughput", 1e-3, "throughput (thousand items/s)"),
+        ("p50", 1.0, "latency p50 (ms)"),
+        ("p99", 1.0, "latency p99 (ms)"),
+    )
+    width = max(13.0, 3 * (1.0 + 0.35 * len(variants) * frame["setting"].nunique()))
+    fig, axes = _figure(1, 3, (width, 5.2))
+    for ax, (column, scale, label) in zip(axes[0], panels, strict=True):
+        _grouped_bars(ax, frame, "setting", variants, column, scale=scale)
+        ax.set_ylabel(label)
+        ax.set_title(label.split(" (")[0], fontsize=10, loc="left")
+    title = (
+        "The two coding optimisations: attaching linear parts (hybrid coded computation) "
+        "instead of inputs, and incremental encoding\n"
+        f"{_setting(frame)}; {_rate_phrase(frame)}; {_repeat_phrase(frame)}"
+    )
+    _titled_legend(fig, title, [_variant_patch(v, coding=True) for v in variants], columns=2)
+    yield "", fig
+
+
+# -- parameters ----------------------------------------------------------------------------
+
+
+def draw_parameters(runs: list[Run]) -> Drawn:
+    """Throughput vs k per r; worst condition number and decode error vs k per construction."""
+    frame = _frame(runs)
+    frame = frame[frame["scheme"] == "ec"].astype({"k": int, "r": int})
+    if frame.empty:  # a spec named parameters without EC runs: show what there is
+        yield from draw_throughput(runs)
+        return
+    fig, axes = _figure(1, 3, (16, 5.4))
+    ax_tp, ax_cond, ax_err = axes[0]
+    processors_vary = frame["processors"].nunique() > 1
+    for r, part in frame.groupby("r"):
+        colour = R_COLOURS.get(int(r), OTHER_EC_COLOUR)
+        stats = part.groupby("k")["throughput"].agg(["mean", "min", "max"]).sort_index() * 1e-3
+        ax_tp.errorbar(
+            stats.index,
+            stats["mean"],
+            yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
+            color=colour,
+            marker="o",
+            capsize=3,
+            label=f"r = {r}",
+        )
+        if processors_vary:
+            for k, procs in part.groupby("k")["processors"].first().items():
+                ax_tp.annotate(
+                    f"P={procs}",
+                    (k, stats.loc[k, "mean"]),
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color=colour,
+                )
+        for code, by_code in part.groupby("code"):
+            style = CODE_STYLES.get(str(code), ":")
+            cond = by_code.groupby("k")["worst_condition"].max().dropna().sort_index()
+            ax_cond.plot(cond.index, cond.to_numpy(), ls=style, marker="o", color=colour)
+            err = by_code.groupby("k").agg(err=("ref_err", "max"), decoded=("decoded", "max"))
+            err = err.dropna(subset=["err"]).sort_index()
+            values = np.maximum(err["err"].to_numpy(dtype=float), 1e-17)
+            decoded = err["decoded"].to_numpy(dtype=float) > 0
+            ax_err.plot(err.index, values, ls=style, color=colour, alpha=0.7)
+            ax_err.scatter(err.index[decoded], values[decoded], color=colour, zorder=3)
+            ax_err.scatter(
+                err.index[~decoded], values[~decoded], facecolor="white", edgecolor=colour, zorder=3
+            )
+    xlabel = "k (data processors per group)"
+    ax_tp.set_title("throughput", fontsize=10, loc="left")
+    ax_tp.set_ylim(bottom=0)
+    ax_tp.set_ylabel("throughput (thousand items/s)")
+    ax_tp.legend(fontsize=8, title="parity r", title_fontsize=8)
+    ax_cond.set_title("worst condition number over all erasure patterns", fontsize=10, loc="left")
+    ax_cond.set_yscale("log")
+    ax_cond.set_ylabel("condition number (log scale)")
+    ax_err.set_title(
+        "decode error: max relative distance to the reference", fontsize=10, loc="left"
+    )
+    ax_err.set_yscale("log")
+    ax_err.set_ylabel("max relative error (log scale)")
+    ax_err.axhline(1e-9, color="black", lw=0.8, ls=":")
+    ax_err.annotate(
+        "exactness bound 1e-9",
+        (0.01, 1e-9),
+        xycoords=("axes fraction", "data"),
+        xytext=(0, 3),
+        textcoords="offset points",
+        fontsize=7,
+    )
+    for ax in axes[0]:
+        ax.set_xlabel(xlabel)
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    codes = sorted(str(c) for c in frame["code"].dropna().unique())
+    code_handles = [
+        Line2D([], [], color="black", ls=CODE_STYLES.get(c, ":"), label=f"{c} code") for c in codes
+    ]
+    hollow = Line2D(
+        [], [], color="black", marker="o", ls="", markerfacecolor="white", label="nothing decoded"
+    )
+    ax_cond.legend(handles=code_handles, fontsize=8)
+    ax_err.legend(handles=[*code_handles, hollow], fontsize=8)
+    procs = (
+        "k+r processors (one group) or as marked" if processors_vary else _processors_phrase(frame)
+    )
+    fig.suptitle(
+        f"EC parameters k and r: {_algorithms_phrase(frame)}, {procs}; {_rate_phrase(frame)}\n"
+        f"failures: {_failures_phrase(frame)}; colour: r; line style: construction",
+        fontsize=10,
+    )
+    yield "", fig
+
+
+# -- scalability ---------------------------------------------------------------------------
+
+
+def draw_scalability(runs: list[Run]) -> Drawn:
+    """Throughput vs processors per scheme; hollow markers where processes outnumber cores."""
+    frame = _frame(runs)
+    fig, axes = _figure(1, 1, (9.5, 6.0))
+    ax = axes[0, 0]
+    for variant in _ordered_variants(frame):
+        part = frame[frame["variant"] == variant]
+        colour = scheme_colour(part["family"].iloc[0])
+        stats = part.groupby("processors").agg(
+            mean=("throughput", "mean"),
+            lo=("throughput", "min"),
+            hi=("throughput", "max"),
+            cores=("cores", "min"),
+        )
+        x = stats.index.to_numpy()
+        mean, lo, hi = (stats[c].to_numpy() * 1e-3 for c in ("mean", "lo", "hi"))
+        ax.errorbar(
+            x,
+            mean,
+            yerr=[mean - lo, hi - mean],
+            color=colour,
+            capsize=3,
+            lw=1.6,
+            label=_variant_name(variant),
+        )
+        over = _oversubscribed(x, stats["cores"].to_numpy())
+        ax.scatter(x[~over], mean[~over], color=colour, s=45, zorder=3)
+        ax.scatter(x[over], mean[over], facecolor="white", edgecolor=colour, lw=1.6, s=45, zorder=3)
+    cores = sorted({int(c) for c in frame["cores"].dropna()})
+    over_all = _oversubscribed(frame["processors"].to_numpy(), frame["cores"].to_numpy())
+    cores_text = "/".join(str(c) for c in cores) or "an unknown number of"
+    ax.set_title(
+        f"hollow markers: oversubscribed, processors + source + sink > {cores_text} cores"
+        + (" (every run here)" if over_all.all() else ""),
+        fontsize=9,
+        loc="left",
+    )
+    if cores and not over_all.all():
+        ax.axvline(cores[0] - 2, color="black", ls=":", lw=0.8)
+        ax.annotate(
+            "processes = cores",
+            (cores[0] - 2, 0.02),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, 0),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    ax.set_xlabel("processors (and processes: processors + source + sink)")
+    ax.set_ylabel("throughput (thousand items/s)")
+    ticks = sorted(int(p) for p in frame["processors"].unique())
+    ax.set_xticks(ticks, [f"{p}\n({p + 2})" for p in ticks])
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(
+        Line2D(
+            [],
+            [],
+            color="black",
+            marker="o",
+            ls="",
+            markerfacecolor="white",
+            label="oversubscribed",
+        )
+    )
+    ax.legend(handles=handles, fontsize=8, loc="lower right")
+    fig.suptitle(
+        f"Scalability: throughput against processors, {_algorithms_phrase(frame)}\n"
+        f"{_rate_phrase(frame)}; {_repeat_phrase(frame)}",
+        fontsize=10,
+    )
+    yield "", fig
+
+
+def _log_y(ax: Any) -> None:
+    """Log y scale with plain numbers (20, 50, 100) rather than powers of ten."""
+    ax.set_yscale("log")
+    axis = ax.yaxis
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _oversubscribed(processors: np.ndarray, cores: np.ndarray) -> np.ndarray:
+    """True where processors plus source and sink outnumber the cores (unknown cores: False)."""
+    cores = pd.to_numeric(pd.Series(cores), errors="coerce").fillna(np.inf).to_numpy()
+    return (processors.astype(float) + 2) > cores
+
+
+DRAW: dict[str, Callable[[list[Run]], Drawn]] = {
+    "throughput": draw_throughput,
+    "recovery": draw_recovery,
+    "coding": draw_coding,
+    "parameters": draw_parameters,
+    "scalability": draw_scalability,
+}
+
+
+# -- reading runs into a table -------------------------------------------------------------
+
+
+def _frame(runs: list[Run]) -> pd.DataFrame:
+    """One row per run with the columns the figures use."""
+    rows = []
+    for run in runs:
+        latency = run.get("latency_ms") or {}
+        machine = run.get("machine") or {}
+        meta = run.get("meta") or {}
+        rate = run.get("rate")
+        closed = rate in (None, "max")
+        rows.append(
+            {
+                "run_dir": run["run_dir"],
+                "config": run["config"],
+                "run_index": int(meta.get("run_index", 0)),
+                "scheme": run.get("scheme"),
+                "family": run["family"],
+                "variant": run["variant"],
+                "algorithm": str(run.get("algorithm")),
+                "dataset": str(run.get("dataset")),
+                "processors": int(run.get("processors") or 0),
+                "batch": run.get("batch"),
+                "k": run.get("k"),
+                "r": run.get("r"),
+                "code": run.get("code"),
+                "worst_condition": run.get("code_worst_condition"),
+                "rate": None if closed else float(rate),
+                "rate_label": "max rate" if closed else f"{float(rate):,.0f} items per s",
+                "throughput": float(run["throughput_items_per_s"]),
+                "p50": latency.get("p50"),
+                "p99": latency.get("p99"),
+                "ref_err": run.get("reference_max_rel_err"),
+                "decoded": run.get("decoded_items") or 0,
+                "failures": run.get("failures") or [],
+                "killed": len(run.get("failures") or []),
+                "pattern": _pattern(run),
+                "latency_around_first_failure": run.get("latency_around_first_failure"),
+                "cores": machine.get("cores") or meta.get("cores"),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    for column in ("cores", "worst_condition", "ref_err", "p50", "p99"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def _pattern(run: Run) -> str:
+    """The failures as the spec gives them, e.g. ``2 processors killed at once at 6 s (...)``."""
+    planned = _planned_failures(run["run_dir"])
+    done = run.get("failures") or []
+    if not planned:
+        if not done:
+            return "no failure"
+        noun = "processor" if len(done) == 1 else "processors"
+        return f"{len(done)} {noun} killed ({', '.join(f['worker'] for f in done)})"
+    parts = []
+    for failure in planned:
+        kill = list(failure.get("kill") or [])
+        if failure.get("at") is not None:
+            when = f"at {float(failure['at']):g} s"
+        else:
+            when = f"at batch {failure.get('at_batch')}"
+        noun = "processor killed" if len(kill) == 1 else "processors killed at once"
+        parts.append(f"{len(kill)} {noun} {when} ({', '.join(kill)})")
+    return "; then ".join(parts)
+
+
+def _planned_failures(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "spec.yaml"
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    failures = spec.get("failures") if isinstance(spec, dict) else None
+    return [f for f in failures or [] if isinstance(f, dict)]
+
+
+def _timeline(run_dir: Path) -> pd.DataFrame | None:
+    path = Path(run_dir) / "timeline.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def _varies(runs: list[Run], key: str) -> bool:
+    return len({str(run.get(key)) for run in runs}) > 1
+
+
+# -- drawing helpers -----------------------------------------------------------------------
+
+
+def _figure(rows: int, cols: int, size: tuple[float, float], **kwargs: Any) -> tuple[Figure, Any]:
+    """A constrained-layout figure with room at the bottom for the provenance footer."""
+    fig, axes = plt.subplots(
+        rows, cols, figsize=size, squeeze=False, layout="constrained", **kwargs
+    )
+    bottom = FOOTER_INCHES / size[1]
+    fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
+    return fig, axes
+
+
+def _titled_legend(fig: Figure, title: str, handles: list[Any], columns: int) -> None:
+    """The figure's title with its legend below it, above the axes.
+
+    (A legend title rather than ``suptitle``: constrained layout overlaps those two.)
+    """
+    legend = fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        fontsize=9,
+        ncols=min(len(handles), columns),
+        frameon=False,
+        title=title,
+        title_fontsize=11,
+    )
+    legend.get_title().set_multialignment("center")
+
+
+def _order_key(variant: str) -> tuple:
+    family, _, extra = variant.partition(" ")
+    if family in SCHEME_ORDER:
+        rank: tuple = (0, SCHEME_ORDER.index(family), ())
+    else:
+        rank = (1, family.split("(")[0], tuple(int(n) for n in re.findall(r"\d+", family)))
+    extra_rank = VARIANT_EXTRAS.index(extra) if extra in VARIANT_EXTRAS else len(VARIANT_EXTRAS)
+    return (*rank, extra_rank, extra)
+
+
+def _ordered_variants(frame: pd.DataFrame) -> list[str]:
+    return sorted(frame["variant"].unique(), key=_order_key)
+
+
+def _variant_name(variant: str) -> str:
+    """Legend name: the scheme and its redundancy, e.g. ``ec(4,2): 1.5x redundancy``."""
+    family, _, extra = variant.partition(" ")
+    name = SCHEME_NAMES.get(family)
+    ec = re.fullmatch(r"ec\((\d+),(\d+)\)", family)
+    rep = re.fullmatch(r"rep-(\d+)x", family)
+    if ec:
+        k, r = int(ec[1]), int(ec[2])
+        name = f"{family}: {(k + r) / k:.3g}x redundancy"
+    elif rep:
+        name = f"{family}: {rep[1]} copies"
+    return f"{name or family} {extra}".strip()
+
+
+def _variant_patch(variant: str, *, coding: bool = False) -> Patch:
+    family, _, extra = variant.partition(" ")
+    label = _variant_name(variant)
+    if coding:
+        attach = "attach inputs" if "inputs" in extra else "attach linear parts (hybrid)"
+        encoding = "encoding not incremental" if "no-incremental" in extra else "incremental"
+        label = f"{family}: {attach}, {encoding}"
+    return Patch(
+        facecolor=scheme_colour(family),
+        edgecolor="white",
+        hatch=VARIANT_HATCHES.get(extra, "++"),
+        label=label,
+    )
+
+
+def _grouped_bars(
+    ax: Any, frame: pd.DataFrame, by: str, variants: list[str], column: str, *, scale: float
+) -> None:
+    """A bar per (group, variant): the mean over repeats, whiskers min-max, value on top."""
+    groups = sorted(frame[by].unique())
+    width = 0.84 / max(1, len(variants))
+    for i, variant in enumerate(variants):
+        stats = frame[frame["variant"] == variant].groupby(by)[column].agg(["mean", "min", "max"])
+        stats = stats.dropna() * scale
+        xs = [
+            g - 0.42 + width * (i + 0.5) for g, group in enumerate(groups) if group in stats.index
+        ]
+        if not xs:
+            continue
+        stats = stats.loc[[group for group in groups if group in stats.index]]
+        mean = stats["mean"].to_numpy()
+        spread = [mean - stats["min"].to_numpy(), stats["max"].to_numpy() - mean]
+        family, _, extra = variant.partition(" ")
+        ax.bar(
+            xs,
+            mean,
+            width=width * 0.92,
+            color=scheme_colour(family),
+            edgecolor="white",
+            hatch=VARIANT_HATCHES.get(extra, "++"),
+            yerr=spread if np.any(spread) else None,
+            capsize=2,
+            error_kw={"lw": 0.8},
+        )
+        for x, value, high in zip(xs, mean, stats["max"], strict=True):
+            ax.annotate(
+                _short(value),
+                (x, high),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=6,
+                rotation=90,
+            )
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.margins(y=0.2)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def _short(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _setting(frame: pd.DataFrame) -> str:
+    batches = sorted({int(b) for b in frame["batch"].dropna()})
+    text = _processors_phrase(frame)
+    return text + (f", batch {'/'.join(str(b) for b in batches)}" if batches else "")
+
+
+def _processors_phrase(frame: pd.DataFrame) -> str:
+    processors = sorted(int(p) for p in frame["processors"].unique())
+    noun = "processor" if processors == [1] else "processors"
+    return f"{'/'.join(str(p) for p in processors)} {noun}"
+
+
+def _rate_phrase(frame: pd.DataFrame) -> str:
+    rates = sorted(frame["rate_label"].unique())
+    if rates == ["max rate"]:
+        return "closed loop (max rate)"
+    return "open loop at " + " / ".join(rates)
+
+
+def _repeat_phrase(frame: pd.DataFrame) -> str:
+    counts = frame.groupby("config").size()
+    low, high = int(counts.min()), int(counts.max())
+    if high == 1:
+        return "one run each"
+    n = str(high) if low == high else f"{low}-{high}"
+    return f"bars: mean of {n} repeats, whiskers: min-max"
+
+
+def _algorithms_phrase(frame: pd.DataFrame) -> str:
+    pairs = zip(frame["algorithm"], frame["dataset"], strict=True)
+    return ", ".join(sorted({f"{a} on {d}" for a, d in pairs}))
+
+
+def _failures_phrase(frame: pd.DataFrame) -> str:
+    patterns = sorted(frame["pattern"].unique())
+    if patterns == ["no failure"]:
+        return "none (a decode error needs a kill)"
+    return "; ".join(patterns)
+
+
+def provenance(runs: list[Run]) -> str:
+    """Two lines: the commit(s) and machine(s), then versions and spec(s) of the runs."""
+    commits, machines, versions = set(), set(), set()
+    for run in runs:
+        machine, meta = run.get("machine") or {}, run.get("meta") or {}
+        commits.add(_short_commit(str(run.get("commit") or meta.get("commit") or "unknown")))
+        host = machine.get("host") or meta.get("host") or "unknown host"
+        cores = machine.get("cores") or meta.get("cores") or "?"
+        memory = machine.get("memory_gib") or meta.get("memory_gib") or "?"
+        platform = machine.get("platform") or meta.get("platform")
+        machines.add(f"{host}: {cores} cores, {memory} GiB" + (f", {platform}" if platform else ""))
+        known = meta.get("versions") or {}
+        names = ("streamlec", "python", "numpy", "pyzmq")
+        versions.add(", ".join(f"{name} {known[name]}" for name in names if known.get(name)))
+    specs = ", ".join(sorted({str(run["spec_name"]) for run in runs}))
+    noun = "commit" if len(commits) == 1 else "commits"
+    first = f"{noun} {', '.join(sorted(commits))}  |  machine {'; '.join(sorted(machines))}"
+    version_text = "; ".join(sorted(v for v in versions if v)) or "versions unknown"
+    return f"{first}\n{version_text}  |  spec {specs}: {len(runs)} runs"
+
+
+def _short_commit(commit: str) -> str:
+    base, dirty, _ = commit.partition("-dirty")
+    return base[:10] + (" (with uncommitted changes)" if dirty else "")
+
+
+def _stem(kind: str, spec_name: str, suffix: str, used: set[str]) -> str:
+    """File name without extension: ``throughput`` for spec throughput, else ``kind-spec``."""
+    parts = [kind] if spec_name == kind else [kind, spec_name]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join([*parts, suffix] if suffix else parts))
+    candidate, n = stem, 2
+    while candidate in used:
+        candidate, n = f"{stem}-{n}", n + 1
+    used.add(candidate)
+    return candidate
+
+
+def _save(figure: Figure, stem: Path) -> list[Path]:
+    """PNG and SVG (text kept as text); no dates, so the same results give the same files."""
+    png, svg = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "streamlec"}):
+        figure.savefig(png, dpi=DPI, metadata={"Software": None})
+        figure.savefig(svg, metadata={"Date": None, "Creator": None})
+    plt.close(figure)
+    return [png, svg]

@@ -1,0 +1,305 @@
+"""``streamlec report``: the paper's headline ratios beside the ones recomputed from saved runs.
+
+Every number comes from the ``summary.json`` of the runs found (and, where a summary lacks
+the before/after latency of its first failure, from the run's ``latency.f32`` and
+``batches.csv``); nothing is typed in. A claim without the runs to measure it says
+"not measured".
+
+How each ratio is measured:
+
+* **Throughput, EC(4,2) vs another scheme**: runs without failures at ``rate: max`` are
+  paired by setting (spec folder, algorithm, dataset, processors, batch, items). Per setting
+  the ratio is the mean throughput of the EC(4,2) runs (attach linear, incremental encoding,
+  i.e. the full StreamLEC; other EC(4,2) variants only when those are missing) over the
+  mean of the other scheme's runs; the reported ratio is the geometric mean over settings,
+  those of the spec named ``throughput`` only when it has such runs.
+* **Latency after failures**: runs of the scheme in which exactly n processors were killed,
+  open-loop runs (a fixed ``rate``) only when there are any, as closed-loop latency is mostly
+  queueing; per run, the p99 latency of the items delivered in the 5 s after the first kill
+  over that of the items delivered in the 5 s before (the summary's
+  ``latency_around_first_failure``); the reported ratio is the geometric mean over runs.
+  Items count by delivery time, not arrival: by arrival, the items that arrived just before
+  a crash and waited for the recovery (the batches reactive replays) would land in the
+  "before" window and hide the slowdown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .results import load_runs
+
+Run = dict[str, Any]
+
+EC = "ec(4,2)"
+NOT_MEASURED = "not measured"
+PREFERRED_THROUGHPUT_SPEC = "throughput"  # its settings alone, when it has the runs
+LATENCY_WINDOW = 5.0  # seconds, as the run's own summary uses
+FAMILY_ORDER = ("none", "reactive", "rep-2x", "rep-3x", "ec(5,1)", "ec(4,2)")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the claims table."""
+
+    claim: str
+    paper: str
+    measured: str
+    basis: str
+
+
+def build_report(paths: Sequence[Path]) -> tuple[str, list[str]]:
+    """The Markdown report for the runs under ``paths`` and a note per run left out.
+
+    Raises :class:`~streamlec_cli.results.NoRunsError` when there is no run directory.
+    """
+    runs, notes = load_runs(paths)
+    rows = [
+        throughput_row(runs, "reactive", "5.17x"),
+        throughput_row(runs, "rep-3x", "1.55x"),
+        latency_row(runs, "reactive", 1, "8.9x"),
+        latency_row(runs, "reactive", 2, "14x"),
+        latency_row(runs, EC, 1, "negligible (about 1x)"),
+        latency_row(runs, EC, 2, "negligible (about 1x)"),
+    ]
+    lines = [
+        "## StreamLEC: the paper's claims beside this reproduction",
+        "",
+        "| claim | paper | measured here | measured from |",
+        "|---|---|---|---|",
+        *(f"| {r.claim} | {r.paper} | {r.measured} | {r.basis} |" for r in rows),
+        "",
+        provenance(runs, paths),
+    ]
+    table = throughput_table(runs)
+    if table:
+        lines += ["", "### Throughput by setting (items/s, mean over repeats)", "", *table]
+    return "\n".join(lines), notes
+
+
+# -- throughput ----------------------------------------------------------------------------
+
+
+def throughput_row(runs: list[Run], other: str, paper: str) -> Row:
+    """EC(4,2) throughput over ``other``'s, from failure-free closed-loop runs."""
+    claim = f"throughput, EC(4,2) / {_scheme_name(other)}"
+    pairs = []
+    for setting, by_family in _normal_settings(runs).items():
+        ec, variant = _ec_runs(by_family)
+        if ec and by_family.get(other) and _mean_throughput(by_family[other]) > 0:
+            ratio = _mean_throughput(ec) / _mean_throughput(by_family[other])
+            if ratio > 0:
+                pairs.append((setting, ratio, len(ec), len(by_family[other]), variant))
+    preferred = [pair for pair in pairs if pair[0][0].name == PREFERRED_THROUGHPUT_SPEC]
+    pairs = preferred or pairs
+    if not pairs:
+        basis = (
+            f"needs runs of EC(4,2) and {other} without failures at rate max in the same "
+            "setting (e.g. experiments/throughput.yaml)"
+        )
+        return Row(claim, paper, NOT_MEASURED, basis)
+    ratios = [ratio for _, ratio, *_ in pairs]
+    runs_used = sum(n_ec + n_other for _, _, n_ec, n_other, _ in pairs)
+    specs = sorted({setting[0].name for setting, *_ in pairs})
+    variants = sorted({variant for *_, variant in pairs})
+    if len(pairs) == 1:
+        ((setting, _, n_ec, n_other, _),) = pairs
+        how = (
+            f"{_describe_setting(setting)}; mean of {_runs(n_ec)} of EC(4,2) and "
+            f"{_runs(n_other)} of {_scheme_name(other)}"
+        )
+    else:
+        how = (
+            f"geometric mean over {len(pairs)} settings (algorithm x dataset), "
+            f"range {_ratio(min(ratios))} to {_ratio(max(ratios))}; {runs_used} runs"
+        )
+    ec_note = "" if variants == [EC] else f"; EC runs: {', '.join(variants)}"
+    return Row(claim, paper, _ratio(_geomean(ratios)), f"{how}; spec {', '.join(specs)}{ec_note}")
+
+
+def throughput_table(runs: list[Run]) -> list[str]:
+    """Markdown rows: mean throughput per setting and scheme, and EC(4,2)'s ratios."""
+    settings = _normal_settings(runs)
+    if not settings:
+        return []
+    present = {family for by_family in settings.values() for family in by_family}
+    families = [f for f in FAMILY_ORDER if f in present]
+    families += sorted(present - set(families))
+    ratios = [f for f in ("reactive", "rep-3x") if f in present and EC in present]
+    header = ["spec", "algorithm", "dataset", "processors", *families]
+    header += [f"EC(4,2) / {_scheme_name(f)}" for f in ratios]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for setting in sorted(settings, key=lambda s: tuple(str(part) for part in s)):
+        by_family = settings[setting]
+        spec_dir, algorithm, dataset, processors, *_ = setting
+        cells = [spec_dir.name, algorithm, dataset, str(processors)]
+        for family in families:
+            chosen = _ec_runs(by_family)[0] if family == EC else by_family.get(family)
+            cells.append(f"{_mean_throughput(chosen):,.0f}" if chosen else "")
+        ec = _ec_runs(by_family)[0]
+        for family in ratios:
+            other = by_family.get(family)
+            fits = ec and other
+            cells.append(_ratio(_mean_throughput(ec) / _mean_throughput(other)) if fits else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _normal_settings(runs: list[Run]) -> dict[tuple, dict[str, list[Run]]]:
+    """Failure-free closed-loop runs by setting, then by scheme family."""
+    settings: dict[tuple, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if run.get("failures") or run.get("rate") not in (None, "max"):
+            continue
+        setting = (
+            run["spec_dir"],
+            str(run.get("algorithm")),
+            str(run.get("dataset")),
+            run.get("processors"),
+            run.get("batch"),
+            run.get("items_in"),
+        )
+        settings[setting][run["family"]].append(run)
+    return settings
+
+
+def _ec_runs(by_family: dict[str, list[Run]]) -> tuple[list[Run], str]:
+    """The EC(4,2) runs of a setting: the full StreamLEC variant if there, else any."""
+    runs = by_family.get(EC, [])
+    full = [run for run in runs if run["variant"] == EC]
+    if full:
+        return full, EC
+    return runs, ", ".join(sorted({run["variant"] for run in runs}))
+
+
+def _mean_throughput(runs: list[Run]) -> float:
+    return sum(float(run["throughput_items_per_s"]) for run in runs) / len(runs)
+
+
+def _describe_setting(setting: tuple) -> str:
+    _, algorithm, dataset, processors, batch, _ = setting
+    return f"{algorithm} on {dataset}, {processors} processors, batch {batch}"
+
+
+# -- latency after failures ----------------------------------------------------------------
+
+
+def latency_row(runs: list[Run], family: str, killed: int, paper: str) -> Row:
+    """p99 latency after the first kill over before, in runs with ``killed`` processors killed."""
+    noun = "failure" if killed == 1 else "failures"
+    claim = f"latency after {killed} {noun} / before, {_scheme_name(family)}"
+    candidates = [
+        run for run in runs if run["family"] == family and len(run.get("failures") or []) == killed
+    ]
+    open_loop = [run for run in candidates if run.get("rate") not in (None, "max")]
+    measured = []
+    for run in open_loop or candidates:
+        around = _around(run)
+        if around is None:
+            continue
+        p99 = _ratio_of(around, "p99_ms")
+        if p99 is not None:
+            measured.append((run, p99, _ratio_of(around, "p50_ms")))
+    if not measured:
+        basis = (
+            f"needs {family} runs with {killed} processor{'s' if killed > 1 else ''} killed "
+            "(e.g. experiments/recovery.yaml)"
+        )
+        return Row(claim, paper, NOT_MEASURED, basis)
+    p99 = _geomean([m[1] for m in measured])
+    p50s = [m[2] for m in measured if m[2] is not None]
+    p50 = f" (p50: {_ratio(_geomean(p50s))})" if p50s else ""
+    arounds = [_around(run) or {} for run, *_ in measured]
+    seconds = arounds[0].get("window_s", LATENCY_WINDOW)
+    by = {a.get("by", "arrival") for a in arounds}
+    grouped = "delivered" if by == {"delivery"} else "arriving" if by == {"arrival"} else "seen"
+    rates = sorted({_rate(run) for run, *_ in measured})
+    kills = sorted({_kill_times(run) for run, *_ in measured})
+    specs = sorted({run["spec_dir"].name for run, *_ in measured})
+    many = f"geometric mean of {len(measured)} runs" if len(measured) > 1 else "1 run"
+    basis = (
+        f"p99 latency of items {grouped} {seconds:g} s after the first kill / "
+        f"{seconds:g} s before; "
+        f"{many}; {', '.join(kills)}; {', '.join(rates)}; spec {', '.join(specs)}"
+    )
+    return Row(claim, paper, _ratio(p99) + p50, basis)
+
+
+def _around(run: Run) -> dict[str, Any] | None:
+    """Latency before/after the first kill (items grouped by delivery time)."""
+    return run.get("latency_around_first_failure") or None
+
+
+def _ratio_of(around: dict[str, Any], key: str) -> float | None:
+    before = (around.get("before") or {}).get(key)
+    after = (around.get("after") or {}).get(key)
+    if not before or after is None:
+        return None
+    return float(after) / float(before)
+
+
+def _kill_times(run: Run) -> str:
+    failures = run.get("failures") or []
+    times = sorted({round(float(f.get("elapsed_s") or 0.0), 1) for f in failures})
+    workers = len(failures)
+    when = " and ".join(f"{t:g} s" for t in times)
+    together = " at once" if len(times) == 1 and workers > 1 else ""
+    noun = "processor" if workers == 1 else "processors"
+    return f"{workers} {noun} killed{together} at {when}"
+
+
+def _rate(run: Run) -> str:
+    rate = run.get("rate")
+    if rate in (None, "max"):
+        return "closed loop (latency includes queueing)"
+    return f"open loop at {float(rate):,.0f} items/s"
+
+
+# -- shared --------------------------------------------------------------------------------
+
+
+def provenance(runs: list[Run], paths: Sequence[Path]) -> str:
+    """Where the numbers came from: machine(s), commit(s), how many runs under which paths."""
+    machines, commits = set(), set()
+    for run in runs:
+        machine, meta = run.get("machine") or {}, run.get("meta") or {}
+        host = machine.get("host") or meta.get("host") or "unknown host"
+        cores = machine.get("cores") or meta.get("cores") or "?"
+        memory = machine.get("memory_gib") or meta.get("memory_gib") or "?"
+        platform = machine.get("platform") or meta.get("platform")
+        machines.add(
+            f"{host} ({cores} cores, {memory} GiB" + (f", {platform})" if platform else ")")
+        )
+        commit = str(run.get("commit") or meta.get("commit") or "unknown")
+        base, dirty, _ = commit.partition("-dirty")
+        commits.add(f"`{base[:12]}`" + (" (with uncommitted changes)" if dirty else ""))
+    where = ", ".join(f"`{p}`" for p in paths)
+    noun = "commit" if len(commits) == 1 else "commits"
+    return (
+        f"Measured on {'; '.join(sorted(machines)) or 'an unknown machine'}, "
+        f"{noun} {', '.join(sorted(commits)) or 'unknown'}; {len(runs)} finished runs "
+        f"under {where}. Recomputed from the saved results by `streamlec report`."
+    )
+
+
+def _scheme_name(family: str) -> str:
+    return {"reactive": "Reactive", "rep-3x": "Rep-3x", "rep-2x": "Rep-2x"}.get(
+        family, family.upper() if family.startswith("ec") else family
+    )
+
+
+def _runs(n: int) -> str:
+    return "1 run" if n == 1 else f"{n} runs"
+
+
+def _geomean(values: Sequence[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}x"

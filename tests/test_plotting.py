@@ -1,0 +1,295 @@
+"""``streamlec plot``: every figure renders from a small synthetic results directory.
+
+The run directories here are written by hand in the results contract's format (summary.json,
+meta.json, spec.yaml, batches.csv, timeline.csv, events.csv), so the test exercises plotting
+alone, in seconds, without running the harness.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from matplotlib.image import imread
+
+from streamlec_cli import spec
+from streamlec_cli.cli import main
+from streamlec_cli.plotting import FIGURES, SCHEME_COLOURS
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+T0 = 1_800_000_000.0  # unix time the synthetic streams start
+SCHEMES: dict[str, dict[str, Any]] = {
+    "none": {"scheme": "none"},
+    "reactive": {"scheme": "reactive"},
+    "rep3": {"scheme": "rep", "copies": 3},
+    "ec51": {"scheme": "ec", "k": 5, "r": 1},
+    "ec42": {"scheme": "ec", "k": 4, "r": 2},
+}
+
+
+def write_run(
+    root: Path,
+    spec_name: str,
+    *,
+    scheme: str = "ec42",
+    algorithm: str = "logreg",
+    dataset: str = "higgs",
+    processors: int = 6,
+    throughput: float = 100_000.0,
+    repeat: int | None = None,
+    rate: str | float = "max",
+    kill: tuple[str, ...] = (),
+    spike: float = 1.0,
+    **fields: Any,
+) -> Path:
+    """One run directory in the results contract's format; returns it."""
+    settings = {"k": None, "r": None, "copies": None, **SCHEMES[scheme], **fields}
+    name = settings["scheme"]
+    ec = name == "ec"
+    attach = settings.pop("attach", "linear") if ec else None
+    incremental = settings.pop("incremental", True) if ec else None
+    code = settings.pop("code", "gaussian") if ec else None
+    slug = f"ec{settings['k']}-{settings['r']}" if ec else scheme
+    run_id = f"{slug}-{algorithm}-{dataset}-p{processors}-{attach}-{incremental}-{code}"
+    run_id += f"-{len(kill)}kill" + (f"-r{repeat}" if repeat is not None else "")
+    run_dir = root / spec_name / run_id
+    run_dir.mkdir(parents=True)
+    label = {
+        "ec": f"ec({settings['k']},{settings['r']})-{attach}",
+        "rep": f"rep-{settings['copies']}x",
+    }.get(name, name)
+    failures = [
+        {"worker": w, "pid": 100 + i, "time": T0 + 3.0, "elapsed_s": 3.0, "after_batch": 30}
+        for i, w in enumerate(kill)
+    ]
+    machine = {"host": "testhost", "cores": 2, "memory_gib": 8.0, "platform": "Linux-test"}
+    summary = {
+        "spec_name": spec_name,
+        "run_id": run_id,
+        "complete": True,
+        "error": None,
+        "scheme_label": label,
+        "algorithm": algorithm,
+        "dataset": dataset,
+        "processors": processors,
+        "code": code,
+        "attach": attach,
+        "incremental": incremental,
+        "code_worst_condition": (10.0 * settings["k"] ** (3 if code == "vandermonde" else 1))
+        if ec
+        else None,
+        "batch": 12000,
+        "rate": rate,
+        "items_in": 600_000,
+        "items_out": 600_000,
+        "items_lost": 0,
+        "items_duplicated": 0,
+        "decoded_items": 3000 if kill and ec else 0,
+        "throughput_items_per_s": throughput,
+        "latency_ms": {"p50": 8.0 * spike, "p95": 15.0, "p99": 20.0 * spike, "max": 40.0},
+        "latency_around_first_failure": (
+            {
+                "window_s": 5.0,
+                "before": {"items": 1000, "p50_ms": 8.0, "p99_ms": 20.0},
+                "after": {"items": 1000, "p50_ms": 8.0 * spike, "p99_ms": 20.0 * spike},
+                "p99_ratio": spike,
+            }
+            if kill
+            else None
+        ),
+        "failures": failures,
+        "reference_max_rel_err": decode_error(settings["k"], code),
+        "metrics": {"loss": 0.69, "accuracy": 0.53},
+        "commit": COMMIT,
+        "machine": machine,
+        "run_dir": str(run_dir),
+        **settings,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    meta = {
+        "spec_name": spec_name,
+        "run_id": run_id,
+        "run_index": repeat or 0,
+        "commit": COMMIT,
+        **machine,
+        "versions": {"python": "3.11.7", "streamlec": "0.1.0", "numpy": "2.0"},
+    }
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+    planned = [{"at": 3.0, "kill": list(kill)}] if kill else []
+    (run_dir / "spec.yaml").write_text(yaml.safe_dump({"name": spec_name, "failures": planned}))
+    batches = [
+        "batch,epoch,offset,count,items_lost,decoded_items,recovery_round,model_version,"
+        "loss,accuracy,t_arrival_first,t_arrival_last,t_final,replayed"
+    ]
+    for b in range(50):
+        t = T0 + 0.12 * b
+        batches.append(f"{b},0,{b * 12000},12000,0,0,0,{b},0.69,0.53,{t},{t},{t + 0.02},0")
+    (run_dir / "batches.csv").write_text("\n".join(batches) + "\n")
+    timeline = ["t_s,items,throughput_items_per_s,latency_ms_p50,latency_ms_p99,latency_ms_max"]
+    rng = np.random.default_rng(len(run_id))
+    for i in range(60):
+        t = i / 10
+        boost = spike * np.exp(-(t - 3.0) / 0.4) if kill and t >= 3.0 else 1.0
+        p99 = 20.0 * max(1.0, boost) * rng.uniform(0.9, 1.1)
+        timeline.append(f"{t:.1f},12000,120000.0,{p99 / 2.5},{p99},{p99 * 1.2}")
+    (run_dir / "timeline.csv").write_text("\n".join(timeline) + "\n")
+    events = ["time,worker,event,detail", f'{T0 - 1:.6f},sink,spawned,"pid 1"']
+    for i, worker in enumerate(kill):
+        events.append(f'{T0 + 3.0:.6f},{worker},kill,"SIGKILL pid {100 + i}"')
+        events.append(f'{T0 + 3.01:.6f},{worker},exited,"pid {100 + i}, signal 9"')
+    (run_dir / "events.csv").write_text("\n".join(events) + "\n")
+    return run_dir
+
+
+def decode_error(k: int | None, code: str | None) -> float:
+    """A made-up decode error that grows with k, faster for Vandermonde."""
+    return 1e-15 * (k or 1) ** (4 if code == "vandermonde" else 1)
+
+
+def synthetic_results(root: Path) -> None:
+    """Runs of each evaluation spec (and one spec of a user's own) with known throughputs."""
+    base = {"none": 260e3, "reactive": 60e3, "rep3": 200e3, "ec51": 290e3, "ec42": 300e3}
+    for algorithm in ("logreg", "kmeans"):
+        for dataset in ("higgs", "kdd12"):
+            for scheme, tp in base.items():
+                for rep in range(2):
+                    write_run(
+                        root, "throughput", scheme=scheme, algorithm=algorithm,
+                        dataset=dataset, throughput=tp * (1 + 0.05 * rep), repeat=rep,
+                    )  # fmt: skip
+    for scheme, spike in (("reactive", 9.0), ("rep3", 1.05), ("ec42", 1.1)):
+        for kill in (("processor-1",), ("processor-1", "processor-2")):
+            write_run(
+                root, "recovery", scheme=scheme, rate=100000.0, kill=kill, spike=spike * len(kill)
+            )
+    for attach in ("linear", "inputs"):
+        for incremental in (True, False):
+            for rep in range(2):
+                tp = 300e3 * (1.0 if attach == "linear" else 0.7) * (1.0 if incremental else 0.9)
+                write_run(root, "coding", attach=attach, incremental=incremental,
+                          throughput=tp * (1 + 0.03 * rep), repeat=rep)  # fmt: skip
+    for k, r in ((2, 1), (3, 1), (5, 1), (2, 2), (4, 2), (10, 2), (3, 3), (9, 3)):
+        for code in ("vandermonde", "gaussian"):
+            write_run(root, "parameters", scheme="ec42", k=k, r=r, code=code, processors=12,
+                      throughput=30e3 * k / (k + r), kill=("processor-0",))  # fmt: skip
+    for processors in (6, 12, 18):
+        for scheme in ("rep3", "ec42"):
+            tp = (200e3 if scheme == "rep3" else 300e3) * (1 - processors / 60)
+            write_run(root, "scalability", scheme=scheme, processors=processors, throughput=tp)
+    for scheme in ("none", "ec42"):  # a user's own spec: named after no figure
+        write_run(root, "mine", scheme=scheme, throughput=123e3)
+
+
+@pytest.fixture(scope="module")
+def plotted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    root = tmp_path_factory.mktemp("results")
+    synthetic_results(root)
+    out = root.parent / "plots"
+    result = CliRunner().invoke(main, ["plot", str(root), "--out", str(out)])
+    return out, result
+
+
+EXPECTED = ("throughput", "recovery", "coding", "parameters", "scalability", "throughput-mine")
+
+
+def test_plot_writes_every_figure(plotted: tuple[Path, Any]) -> None:
+    out, result = plotted
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{stem}.{ext}" for stem in EXPECTED for ext in ("png", "svg")
+    )
+    assert {Path(line).name for line in result.stdout.split()} == {p.name for p in out.iterdir()}
+
+
+@pytest.mark.parametrize("stem", EXPECTED)
+def test_each_figure_is_a_real_image(plotted: tuple[Path, Any], stem: str) -> None:
+    out, _ = plotted
+    png = out / f"{stem}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 10_000
+    pixels = imread(png)[..., :3]
+    assert pixels.shape[0] > 400 and pixels.shape[1] > 800
+    rgb = (pixels.reshape(-1, 3) * 255).round().astype(np.int64)
+    colours = np.unique(rgb[:, 0] << 16 | rgb[:, 1] << 8 | rgb[:, 2])
+    assert len(colours) > 20
+    inked = (pixels < 0.9).any(axis=-1).mean()
+    assert 0.02 < inked < 0.9
+
+
+@pytest.mark.parametrize("stem", EXPECTED)
+def test_each_figure_names_its_commit_and_machine(plotted: tuple[Path, Any], stem: str) -> None:
+    out, _ = plotted
+    svg = (out / f"{stem}.svg").read_text()
+    assert svg.lstrip().startswith("<?xml")
+    assert COMMIT[:10] in svg
+    assert "testhost: 2 cores, 8.0 GiB" in svg
+
+
+@pytest.mark.parametrize("stem", ["throughput", "recovery", "scalability", "throughput-mine"])
+def test_ec42_has_the_same_colour_in_every_figure(plotted: tuple[Path, Any], stem: str) -> None:
+    out, _ = plotted
+    pixels = imread(out / f"{stem}.png")[..., :3]
+    hex_colour = SCHEME_COLOURS["ec(4,2)"].lstrip("#")
+    rgb = np.array([int(hex_colour[i : i + 2], 16) / 255 for i in (0, 2, 4)])
+    matches = (np.abs(pixels - rgb).max(axis=-1) < 0.02).sum()
+    assert matches > 50
+
+
+def test_recovery_marks_the_kills_and_the_ratio(plotted: tuple[Path, Any]) -> None:
+    out, _ = plotted
+    svg = (out / "recovery.svg").read_text()
+    assert "kill processor-1, processor-2" in svg
+    assert "p99 after/before: 9.0x" in svg  # reactive, one failure
+    assert "2 processors killed at once at 3 s" in svg
+
+
+def test_scalability_marks_oversubscribed_runs(plotted: tuple[Path, Any]) -> None:
+    out, _ = plotted
+    svg = (out / "scalability.svg").read_text()
+    assert "oversubscribed" in svg
+    assert "every run here" in svg  # 6+ processors on 2 cores
+
+
+@pytest.mark.parametrize("layout", ["empty", "foreign"])
+def test_plot_without_results_is_a_clear_error(tmp_path: Path, layout: str) -> None:
+    if layout == "foreign":
+        (tmp_path / "notes.txt").write_text("not a run")
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "table.csv").write_text("a,b\n1,2\n")
+    result = CliRunner().invoke(main, ["plot", str(tmp_path), "--out", str(tmp_path / "plots")])
+    assert result.exit_code == 2
+    assert "no run results in" in result.output
+    assert "summary.json" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "plots").exists()
+
+
+def test_plot_of_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["plot", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+
+
+def test_plot_leaves_out_unfinished_runs_and_says_so(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "results", "mine", scheme="ec42")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.update(complete=False, error="the sink exited with code 1")
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    result = CliRunner().invoke(main, ["plot", str(tmp_path / "results"), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no finished run" in result.output
+    assert "the sink exited with code 1" in result.output
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_the_experiment_spec_of_each_figure_validates(name: str) -> None:
+    runs = spec.load(EXPERIMENTS / f"{name}.yaml")
+    assert runs[0].name == name  # the plot picks its figure by the spec's name
+    text = (EXPERIMENTS / f"{name}.yaml").read_text()
+    assert text.startswith("#")  # says what it measures and how to scale it up

@@ -1,0 +1,248 @@
+"""``streamlec report``: the paper's ratios recomputed from saved summaries, never invented.
+
+Summaries are written by hand with known numbers, so every expected ratio is exact.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from streamlec_cli.cli import main
+from streamlec_cli.results import latency_around
+
+_ids = itertools.count()
+
+
+def write_summary(
+    root: Path,
+    spec_name: str,
+    scheme: str,
+    throughput: float,
+    *,
+    algorithm: str = "logreg",
+    killed: int = 0,
+    p99: tuple[float, float] | None = None,
+    p50: tuple[float, float] = (10.0, 10.0),
+    rate: str | float = "max",
+    **fields: Any,
+) -> Path:
+    """A run directory holding summary.json and meta.json only; ``p99`` is (before, after)."""
+    settings: dict[str, Any] = {
+        "none": {"scheme": "none"},
+        "reactive": {"scheme": "reactive"},
+        "rep3": {"scheme": "rep", "copies": 3},
+        "ec42": {"scheme": "ec", "k": 4, "r": 2, "attach": "linear", "incremental": True},
+    }[scheme]
+    settings = {**settings, **fields}
+    run_id = f"{scheme}-{algorithm}-{next(_ids)}"
+    run_dir = root / spec_name / run_id
+    run_dir.mkdir(parents=True)
+    around = None
+    if p99 is not None:
+        around = {
+            "window_s": 5.0,
+            "before": {"items": 1000, "p50_ms": p50[0], "p99_ms": p99[0]},
+            "after": {"items": 1000, "p50_ms": p50[1], "p99_ms": p99[1]},
+            "p99_ratio": p99[1] / p99[0],
+        }
+    summary = {
+        "spec_name": spec_name,
+        "run_id": run_id,
+        "complete": True,
+        "error": None,
+        "algorithm": algorithm,
+        "dataset": "higgs",
+        "processors": 6,
+        "batch": 12000,
+        "rate": rate,
+        "items_in": 600_000,
+        "throughput_items_per_s": throughput,
+        "latency_around_first_failure": around,
+        "failures": [
+            {"worker": f"processor-{i}", "time": 1e9 + 6.0, "elapsed_s": 6.0} for i in range(killed)
+        ],
+        "commit": "feedfacecafe0123456789",
+        "machine": {"host": "labhost", "cores": 2, "memory_gib": 8.0, "platform": "Linux"},
+        **settings,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    (run_dir / "meta.json").write_text(json.dumps({"run_index": 0, "commit": summary["commit"]}))
+    return run_dir
+
+
+def report(*paths: Path, extra: tuple[str, ...] = ()) -> tuple[dict[str, list[str]], Any]:
+    """Run the command; the claims table as {claim: [paper, measured, measured from]}."""
+    result = CliRunner().invoke(main, ["report", *map(str, paths), *extra])
+    rows = {}
+    for line in result.stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] not in ("claim", "---"):
+            rows[cells[0]] = cells[1:]
+    return rows, result
+
+
+def test_throughput_ratios_from_known_numbers(tmp_path: Path) -> None:
+    write_summary(tmp_path, "throughput", "ec42", 900.0)
+    write_summary(tmp_path, "throughput", "ec42", 1100.0)  # a repeat: the mean is 1000
+    write_summary(tmp_path, "throughput", "reactive", 200.0)
+    write_summary(tmp_path, "throughput", "rep3", 500.0)
+    write_summary(tmp_path, "throughput", "none", 1200.0)
+    rows, result = report(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert rows["throughput, EC(4,2) / Reactive"][:2] == ["5.17x", "5.00x"]
+    assert rows["throughput, EC(4,2) / Rep-3x"][:2] == ["1.55x", "2.00x"]
+    assert (
+        "mean of 2 runs of EC(4,2) and 1 run of Reactive"
+        in rows["throughput, EC(4,2) / Reactive"][2]
+    )
+    assert "| throughput | logreg | higgs | 6 | 1,200 | 200 | 500 | 1,000 | 5.00x | 2.00x |" in (
+        result.stdout
+    )
+    assert "labhost (2 cores, 8.0 GiB, Linux)" in result.stdout
+    assert "`feedfacecafe`" in result.stdout
+
+
+def test_throughput_ratio_is_the_geometric_mean_over_settings(tmp_path: Path) -> None:
+    for algorithm, ec, reactive in (("logreg", 800.0, 200.0), ("svm", 900.0, 100.0)):
+        write_summary(tmp_path, "throughput", "ec42", ec, algorithm=algorithm)
+        write_summary(tmp_path, "throughput", "reactive", reactive, algorithm=algorithm)
+    rows, _ = report(tmp_path)
+    measured, basis = rows["throughput, EC(4,2) / Reactive"][1:]
+    assert measured == "6.00x"  # sqrt(4 * 9)
+    assert "2 settings" in basis
+    assert "4.00x to 9.00x" in basis
+
+
+def test_runs_with_failures_or_a_fixed_rate_are_not_throughput_runs(tmp_path: Path) -> None:
+    write_summary(tmp_path, "throughput", "ec42", 1000.0)
+    write_summary(tmp_path, "throughput", "reactive", 200.0)
+    write_summary(tmp_path, "throughput", "reactive", 50.0, killed=1, p99=(10.0, 80.0))
+    write_summary(tmp_path, "throughput", "reactive", 100.0, rate=100000.0)
+    rows, _ = report(tmp_path)
+    assert rows["throughput, EC(4,2) / Reactive"][1] == "5.00x"
+
+
+def test_ec_variants_other_than_full_streamlec_are_only_a_fallback(tmp_path: Path) -> None:
+    write_summary(tmp_path, "throughput", "ec42", 1000.0)
+    write_summary(tmp_path, "throughput", "ec42", 10.0, attach="inputs")
+    write_summary(tmp_path, "throughput", "rep3", 500.0)
+    rows, _ = report(tmp_path)
+    assert rows["throughput, EC(4,2) / Rep-3x"][1] == "2.00x"
+
+
+def test_latency_ratios_after_one_and_two_failures(tmp_path: Path) -> None:
+    write_summary(tmp_path, "recovery", "reactive", 1.0, killed=1, p99=(10.0, 89.0), rate=1e5)
+    write_summary(tmp_path, "recovery", "reactive", 1.0, killed=2, p99=(10.0, 140.0), rate=1e5)
+    write_summary(
+        tmp_path, "recovery", "ec42", 1.0, killed=1, p99=(20.0, 20.4), p50=(8.0, 8.0), rate=1e5
+    )
+    rows, result = report(tmp_path)
+    assert result.exit_code == 0, result.output
+    one = rows["latency after 1 failure / before, Reactive"]
+    assert one[:2] == ["8.9x", "8.90x (p50: 1.00x)"]
+    assert "1 processor killed at 6 s" in one[2]
+    assert "open loop at 100,000 items/s" in one[2]
+    two = rows["latency after 2 failures / before, Reactive"]
+    assert two[:2] == ["14x", "14.00x (p50: 1.00x)"]
+    assert "2 processors killed at once at 6 s" in two[2]
+    assert rows["latency after 1 failure / before, EC(4,2)"][1] == "1.02x (p50: 1.00x)"
+
+
+def test_missing_runs_say_not_measured(tmp_path: Path) -> None:
+    write_summary(tmp_path, "throughput", "ec42", 1000.0)
+    write_summary(tmp_path, "throughput", "rep3", 500.0)
+    rows, result = report(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert rows["throughput, EC(4,2) / Rep-3x"][1] == "2.00x"
+    for claim in (
+        "throughput, EC(4,2) / Reactive",
+        "latency after 1 failure / before, Reactive",
+        "latency after 2 failures / before, Reactive",
+        "latency after 1 failure / before, EC(4,2)",
+        "latency after 2 failures / before, EC(4,2)",
+    ):
+        assert rows[claim][1] == "not measured", claim
+    assert "experiments/recovery.yaml" in rows["latency after 2 failures / before, Reactive"][2]
+
+
+def test_unfinished_runs_are_left_out_with_a_note(tmp_path: Path) -> None:
+    write_summary(tmp_path, "throughput", "ec42", 1000.0)
+    stopped = write_summary(tmp_path, "throughput", "reactive", 200.0)
+    summary = json.loads((stopped / "summary.json").read_text())
+    summary.update(complete=False, error="interrupted")
+    (stopped / "summary.json").write_text(json.dumps(summary))
+    rows, result = report(tmp_path)
+    assert rows["throughput, EC(4,2) / Reactive"][1] == "not measured"
+    assert "interrupted" in result.stderr
+
+
+def test_out_writes_the_same_markdown(tmp_path: Path) -> None:
+    write_summary(tmp_path / "results", "throughput", "ec42", 1000.0)
+    write_summary(tmp_path / "results", "throughput", "reactive", 200.0)
+    target = tmp_path / "docs" / "report.md"
+    _, result = report(tmp_path / "results", extra=("--out", str(target)))
+    assert result.exit_code == 0, result.output
+    assert target.read_text() == result.stdout
+    assert "| throughput, EC(4,2) / Reactive | 5.17x | 5.00x |" in target.read_text()
+
+
+def test_report_without_results_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "README.txt").write_text("no runs here")
+    _, result = report(tmp_path)
+    assert result.exit_code == 2
+    assert "no run results in" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_latency_ratios_prefer_open_loop_runs(tmp_path: Path) -> None:
+    # A closed-loop run with a crash (e.g. the parameters spec): its latency is queueing.
+    write_summary(tmp_path, "parameters", "ec42", 1.0, killed=1, p99=(10.0, 30.0))
+    rows, _ = report(tmp_path)
+    closed = rows["latency after 1 failure / before, EC(4,2)"]
+    assert closed[1].startswith("3.00x")
+    assert "closed loop (latency includes queueing)" in closed[2]
+    write_summary(tmp_path, "recovery", "ec42", 1.0, killed=1, p99=(20.0, 20.4), rate=1e5)
+    rows, _ = report(tmp_path)
+    assert rows["latency after 1 failure / before, EC(4,2)"][1].startswith("1.02x")
+
+
+def test_the_throughput_spec_alone_gives_the_headline_when_it_has_the_runs(
+    tmp_path: Path,
+) -> None:
+    write_summary(tmp_path, "scalability", "ec42", 300.0, processors=24)
+    write_summary(tmp_path, "scalability", "rep3", 300.0, processors=24)
+    rows, _ = report(tmp_path)
+    assert rows["throughput, EC(4,2) / Rep-3x"][1] == "1.00x"  # no throughput spec: any
+    write_summary(tmp_path, "throughput", "ec42", 1000.0)
+    write_summary(tmp_path, "throughput", "rep3", 500.0)
+    rows, _ = report(tmp_path)
+    assert rows["throughput, EC(4,2) / Rep-3x"][1] == "2.00x"
+    assert "spec throughput" in rows["throughput, EC(4,2) / Rep-3x"][2]
+
+
+def test_latency_counts_items_by_when_their_results_were_delivered(tmp_path: Path) -> None:
+    """Items that arrived just before the kill and waited for the recovery count as after."""
+    kill = 1e9 + 6.0
+    run_dir = write_summary(
+        tmp_path, "recovery", "reactive", 1.0, killed=1, p99=(100.0, 100.0), rate=1000.0
+    )
+    arrivals = kill - 2.0 + np.arange(4000) / 1000.0  # 1000 items/s from 2 s before the kill
+    latency = np.full(arrivals.size, 0.1, dtype=np.float32)
+    latency[(arrivals >= kill - 0.5) & (arrivals < kill)] = 1.0  # delayed by the recovery
+    latency.tofile(run_dir / "latency.f32")
+    rows = ["batch,offset,count,t_arrival_first,t_arrival_last,replayed"]
+    for b in range(4):
+        first, last = float(arrivals[b * 1000]), float(arrivals[b * 1000 + 999])
+        rows.append(f"{b},{b * 1000},1000,{first!r},{last!r},0")
+    (run_dir / "batches.csv").write_text("\n".join(rows) + "\n")
+    around = latency_around(run_dir, kill, 5.0)
+    assert around["before"]["p99_ms"] == pytest.approx(100.0, rel=1e-6)
+    assert around["after"]["p99_ms"] == pytest.approx(1000.0, rel=1e-6)
+    assert around["p99_ratio"] == pytest.approx(10.0)  # by arrival it would be 0.1x
