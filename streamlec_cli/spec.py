@@ -417,10 +417,10 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
             "name must be letters, digits, '.', '_' or '-' (it names the results directory)",
         )
     if raw.get("processors") is None:
-        msg = "processors: missing: a spec must give processors (a positive integer)"
+        msg = "processors: missing: a spec must give processors (a positive integer, or auto)"
         raise SpecError(msg)
-    processors = _integer("processors", raw["processors"], 1)
     scheme = _scheme(raw.get("scheme"))
+    processors = _processors(raw["processors"], scheme)
     _check_group(scheme, processors)
     transport = _choice("transport", raw.get("transport", "ipc"), TRANSPORTS)
     rate_raw = raw.get("rate", "max")
@@ -555,6 +555,21 @@ def _scheme(value: object) -> SchemeSpec:
         )
         fields_["wal_fsync"] = _boolean("scheme.wal_fsync", section.get("wal_fsync", True))
     return SchemeSpec(**fields_)
+
+
+def _processors(value: object, scheme: SchemeSpec) -> int:
+    """A positive integer, or ``auto``: one group of the scheme (k+r for ec, copies for rep)."""
+    if isinstance(value, str) and value.strip() == "auto":
+        if scheme.name == "ec":
+            return scheme.k + scheme.r
+        if scheme.name == "rep":
+            return scheme.copies
+        _reject(
+            "processors",
+            value,
+            f"auto needs a scheme with groups (ec or rep), not {scheme.name}; give a number",
+        )
+    return _integer("processors", value, 1)
 
 
 def _check_group(scheme: SchemeSpec, processors: int) -> None:

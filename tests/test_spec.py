@@ -414,3 +414,30 @@ def test_any_yaml_shaped_input_gives_specs_or_a_spec_error(base: dict, extra: di
         return
     assert runs
     assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_processors_auto_is_one_group_of_the_scheme():
+    runs = parse(
+        {
+            "name": "auto",
+            "processors": "auto",
+            "scheme": {"name": "ec"},
+            "sweep": {"scheme.k": [2, 10], "scheme.r": [1, 3]},
+        }
+    )
+    assert [(r.scheme.k, r.scheme.r, r.processors) for r in runs] == [
+        (2, 1, 3),
+        (2, 3, 5),
+        (10, 1, 11),
+        (10, 3, 13),
+    ]
+    assert (
+        parse({"name": "a", "processors": "auto", "scheme": {"name": "rep", "copies": 2}})[
+            0
+        ].processors
+        == 2
+    )
+    with pytest.raises(
+        SpecError, match=r"processors: 'auto' is not allowed: auto needs .*\(ec or rep\)"
+    ):
+        parse({"name": "a", "processors": "auto", "scheme": "none"})
