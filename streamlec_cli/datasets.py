@@ -1,142 +1,342 @@
-"""Datasets: seeded synthetic generators shaped like HIGGS and KDD12.
+"""Datasets: the paper's HIGGS and KDD12, from the real files or from seeded generators.
 
-Rows are float64 ``[label, features...]``. A seeded stream is generated in fixed blocks, each
-from its own ``default_rng([seed, block])``, so item i of a stream is the same whatever batch
-size reads it: replays and sweeps see the same data.
+Rows are float64 ``[label, features...]`` (HIGGS: 28 features, KDD12: 11). A spec's dataset
+streams the real file when ``path`` is given, or when a real file sits at a default place
+(:func:`default_file`, under :func:`data_dir`); otherwise the seeded generator of the same
+schema. :func:`source_description` says which, for ``meta.json``.
+
+Generators (:mod:`.data.higgs`, :mod:`.data.kdd12`): row ``i`` of the stream ``(name, seed)``
+depends on nothing else, so any range or batch size reads the same items, and replays and
+sweeps see the same data. They produce several million rows per second on one core, so the
+source is never the bottleneck. Files (:mod:`.data.formats`): every published format, plain or
+compressed, read in blocks of lines; a malformed line raises :class:`DatasetError` naming the
+file, the line and what was expected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import os
+import types
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-BLOCK = 1 << 15
+from .data import fields, formats, higgs, kdd12
+from .data.formats import FORMATS, DatasetError
+
+if TYPE_CHECKING:
+    from .spec import DatasetSpec
+
+__all__ = [
+    "DATASETS",
+    "FORMATS",
+    "DatasetError",
+    "DatasetInfo",
+    "FileSummary",
+    "batches",
+    "data_dir",
+    "default_file",
+    "describe_file",
+    "feature_count",
+    "generate",
+    "open_batches",
+    "read_file",
+    "resolve_file",
+    "source_description",
+    "write_synthetic",
+]
+
+DATA_DIR_ENV = "STREAMLEC_DATA_DIR"
+DEFAULT_DATA_DIR = "datasets"
+GENERATOR_VERSION = 2  # bump when a seeded stream changes
+_CHUNK_ROWS = 16384  # batches() generates at least this many rows at a time
+_WRITE_ROWS = 4096  # rows formatted at a time when writing a file (a few MB of text)
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """A built-in dataset: its schema, file formats and where its real file is looked for."""
+
     name: str
     features: int
     description: str
+    feature_names: tuple[str, ...]
+    formats: tuple[str, ...]
+    default_files: tuple[str, ...]  # relative to data_dir(), first found wins
 
 
 DATASETS = {
-    "higgs": DatasetInfo("higgs", 28, "HIGGS-shaped: label in {0,1}, 21 low-level + 7 mass-like"),
-    "kdd12": DatasetInfo("kdd12", 11, "KDD12-shaped: click label in {0,1}, 11 features in [0,1]"),
+    "higgs": DatasetInfo(
+        "higgs",
+        28,
+        "HIGGS (UCI): signal (1) or background (0); 21 low-level + 7 mass-like features",
+        higgs.FEATURE_NAMES,
+        ("higgs-csv",),
+        ("HIGGS.csv.gz", "HIGGS.csv"),
+    ),
+    "kdd12": DatasetInfo(
+        "kdd12",
+        11,
+        "KDD Cup 2012 track 2: click (1) or not (0); 11 features in [0, 1]",
+        kdd12.FEATURE_NAMES,
+        ("kdd12-dense", "kdd12-raw", "kdd12-libsvm"),
+        (
+            "kdd12.txt.gz",  # the dense trace
+            "kdd12.txt",
+            "training.txt.gz",  # track 2's raw file
+            "training.txt",
+            "track2/training.txt",
+            "kdd12.bz2",  # LIBSVM's
+            "kdd12",
+        ),
+    ),
 }
+_GENERATORS: dict[str, types.ModuleType] = {"higgs": higgs, "kdd12": kdd12}
+
+
+def _info(name: str) -> DatasetInfo:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        msg = f"dataset {name!r} is not known: choose one of {', '.join(DATASETS)}"
+        raise DatasetError(msg) from None
 
 
 def feature_count(name: str) -> int:
-    return DATASETS[name].features
+    """Number of features (columns after the label) of dataset ``name``."""
+    return _info(name).features
 
 
-def _higgs_block(rng: np.random.Generator, n: int) -> np.ndarray:
-    y = (rng.random(n) < 0.53).astype(np.float64)
-    s = y[:, None]
-    out = np.empty((n, 29))
-    out[:, 0] = y
-    # Four jets and a lepton: (pT, eta, phi) each; jets carry a b-tag on three levels.
-    pt = rng.lognormal(mean=-0.1 + 0.12 * s, sigma=0.5, size=(n, 5))
-    eta = np.clip(rng.normal(0.0, 1.0 - 0.08 * s, size=(n, 5)), -2.5, 2.5)
-    phi = rng.uniform(-np.pi, np.pi, size=(n, 5))
-    btag = rng.choice([0.0, 1.1, 2.2], p=[0.5, 0.25, 0.25], size=(n, 4))
-    btag += (rng.random((n, 4)) < 0.12 * s) * 1.1
-    np.minimum(btag, 2.2, out=btag)
-    met = rng.lognormal(mean=-0.05 + 0.1 * y, sigma=0.55, size=n)
-    out[:, 1], out[:, 2], out[:, 3] = pt[:, 0], eta[:, 0], phi[:, 0]
-    out[:, 4], out[:, 5] = met, rng.uniform(-np.pi, np.pi, size=n)
-    for j in range(4):
-        base = 6 + 4 * j
-        out[:, base], out[:, base + 1] = pt[:, j + 1], eta[:, j + 1]
-        out[:, base + 2], out[:, base + 3] = phi[:, j + 1], btag[:, j]
-    # Seven mass-like features: invariant-mass style combinations of the above.
-    px, py = pt * np.cos(phi), pt * np.sin(phi)
-    pz = pt * np.sinh(eta)
-    energy = pt * np.cosh(eta)
+# -- seeded generators -------------------------------------------------------------------------
 
-    def mass(idx: list[int]) -> np.ndarray:
-        e, x, yy, z = (a[:, idx].sum(axis=1) for a in (energy, px, py, pz))
-        return np.sqrt(np.maximum(e * e - x * x - yy * yy - z * z, 0.0))
 
-    out[:, 22] = mass([1, 2])
-    out[:, 23] = mass([1, 2, 3])
-    out[:, 24] = np.sqrt(2 * pt[:, 0] * met * (1 - np.cos(phi[:, 0] - out[:, 5])))
-    out[:, 25] = mass([0, 1]) + out[:, 24] * 0.5
-    out[:, 26] = mass([3, 4])
-    out[:, 27] = mass([2, 3, 4])
-    out[:, 28] = mass([0, 1, 2, 3, 4])
-    out[:, 22:] *= 1.0 + 0.1 * s * rng.random((n, 1))
+def _generate_into(name: str, start: int, out: np.ndarray, seed: int) -> np.ndarray:
+    module = _GENERATORS[name]
+    module.fill(fields.bit_generator(module.TAG, seed, start, module.WORDS), out)
     return out
-
-
-def _kdd12_block(rng: np.random.Generator, n: int) -> np.ndarray:
-    out = np.empty((n, 12))
-    depth = rng.integers(1, 4, size=n)
-    position = np.minimum(rng.integers(1, 4, size=n), depth)
-    ids = rng.zipf(1.6, size=(n, 9)).astype(np.float64)
-    scaled = np.minimum(np.log1p(ids) / np.log1p(1e6), 1.0)
-    out[:, 1:4] = scaled[:, :3]  # impression, url, ad
-    out[:, 4] = scaled[:, 3]  # advertiser
-    out[:, 5] = depth / 3.0
-    out[:, 6] = position / 3.0
-    out[:, 7:12] = scaled[:, 4:9]  # query, keyword, title, description, user
-    logit = -3.3 - 0.9 * (position - 1) + 1.5 * out[:, 3] - 1.0 * out[:, 11]
-    out[:, 0] = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float64)
-    return out
-
-
-_GENERATORS = {"higgs": _higgs_block, "kdd12": _kdd12_block}
 
 
 def generate(name: str, start: int, stop: int, seed: int = 1) -> np.ndarray:
-    """Rows ``start .. stop-1`` of the seeded synthetic stream ``name``."""
-    make = _GENERATORS[name]
-    first, last = start // BLOCK, (stop - 1) // BLOCK if stop > start else start // BLOCK
-    blocks = [make(np.random.default_rng([seed, b]), BLOCK) for b in range(first, last + 1)]
-    rows = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-    offset = first * BLOCK
-    return rows[start - offset : stop - offset]
+    """Rows ``start .. stop-1`` of the seeded synthetic stream ``name``, shape (n, 1 + d)."""
+    width = 1 + _info(name).features
+    if start < 0 or stop < start:
+        msg = f"rows {start}..{stop}: need 0 <= start <= stop"
+        raise DatasetError(msg)
+    return _generate_into(name, start, np.empty((stop - start, width)), seed)
 
 
 def batches(name: str, items: int, batch: int, seed: int = 1) -> Iterator[np.ndarray]:
-    """The stream cut into consecutive batches of ``batch`` rows (the last may be shorter)."""
-    block_rows: np.ndarray | None = None
-    block_index = -1
-    for start in range(0, items, batch):
-        stop = min(start + batch, items)
-        if start // BLOCK == block_index and (stop - 1) // BLOCK == block_index:
-            assert block_rows is not None
-            offset = block_index * BLOCK
-            yield block_rows[start - offset : stop - offset]
-            continue
-        if start // BLOCK == (stop - 1) // BLOCK:
-            block_index = start // BLOCK
-            block_rows = _GENERATORS[name](np.random.default_rng([seed, block_index]), BLOCK)
-            offset = block_index * BLOCK
-            yield block_rows[start - offset : stop - offset]
-        else:
-            yield generate(name, start, stop, seed)
+    """The first ``items`` rows of the stream in batches of ``batch`` (the last may be shorter).
+
+    Rows are generated in chunks of whole batches (at least ``_CHUNK_ROWS`` rows) from one
+    advancing random stream; each batch is a view of a chunk that nothing else reuses.
+    """
+    width = 1 + _info(name).features
+    if batch < 1:
+        msg = f"batch must be at least 1, not {batch}"
+        raise DatasetError(msg)
+    module = _GENERATORS[name]
+    bitgen = fields.bit_generator(module.TAG, seed, 0, module.WORDS)
+    chunk = batch * max(1, math.ceil(_CHUNK_ROWS / batch))
+    for first in range(0, items, chunk):
+        rows = np.empty((min(chunk, items - first), width))
+        module.fill(bitgen, rows)
+        for start in range(0, rows.shape[0], batch):
+            yield rows[start : start + batch]
 
 
-class DatasetError(ValueError):
-    """A data file that cannot be read; the message names the file and the line."""
+# -- real files ---------------------------------------------------------------------------------
 
 
-def open_batches(dataset, batch: int) -> Iterator[np.ndarray]:
-    """Batches of a spec's ``dataset``: the real file when ``path`` is set, else the generator."""
-    if dataset.path is not None:
+def data_dir() -> Path:
+    """Where real files are looked for: ``$STREAMLEC_DATA_DIR``, else ``./datasets``."""
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+def default_file(name: str) -> Path | None:
+    """The first of the dataset's default files that exists under :func:`data_dir`."""
+    for candidate in _info(name).default_files:
+        path = data_dir() / candidate
+        if path.is_file():
+            return path
+    return None
+
+
+def resolve_file(dataset: DatasetSpec) -> tuple[Path, str] | None:
+    """``(path, format)`` of the real file a spec's dataset streams, or None for the generator.
+
+    The format is ``dataset.format`` when given, else detected from the content; it must be
+    one of the dataset's formats.
+    """
+    path = Path(dataset.path) if dataset.path is not None else default_file(dataset.name)
+    if path is None:
+        return None
+    fmt = dataset.format or formats.detect(path)
+    _check_format(path, fmt, dataset.name)
+    return path, fmt
+
+
+def _check_format(path: Path, fmt: str, name: str | None) -> None:
+    if fmt not in FORMATS:
+        msg = f"format {fmt!r} is not known: choose one of {', '.join(FORMATS)}"
+        raise DatasetError(msg)
+    if name is not None and FORMATS[fmt].dataset != name:
         msg = (
-            f"dataset.path: reading {dataset.path!r} is not supported yet; "
-            "remove dataset.path to stream the seeded generator"
+            f"{path} holds {FORMATS[fmt].title} data (format {fmt}), not {name}: "
+            f"set dataset.name to {FORMATS[fmt].dataset} or point dataset.path at a {name} file"
         )
         raise DatasetError(msg)
-    return batches(dataset.name, dataset.items, batch, dataset.seed)
 
 
-def source_description(dataset) -> dict:
-    """What ``meta.json`` says about where the data came from."""
-    if dataset.path is not None:
-        return {"kind": "file", "path": dataset.path, "format": dataset.format}
-    return {"kind": "generator", "name": dataset.name, "seed": dataset.seed}
+def read_file(
+    path: str | Path, fmt: str | None = None, name: str | None = None
+) -> Iterator[np.ndarray]:
+    """A data file's rows in the dense form, chunk by chunk (a few thousand rows each).
+
+    ``fmt`` None detects the format; ``name`` checks that the file holds that dataset.
+    """
+    path = Path(path)
+    fmt = fmt or formats.detect(path)
+    _check_format(path, fmt, name)
+    return formats.read(path, fmt)
+
+
+def _rebatch(chunks: Iterable[np.ndarray], items: int, batch: int) -> Iterator[np.ndarray]:
+    """Chunks of any size cut into batches of ``batch`` rows, ``items`` rows in all at most."""
+    pending: list[np.ndarray] = []
+    have = 0
+    left = items
+    for chunk in chunks:
+        chunk = chunk[:left]
+        left -= chunk.shape[0]
+        while chunk.shape[0]:
+            take = min(batch - have, chunk.shape[0])
+            pending.append(chunk[:take])
+            have += take
+            chunk = chunk[take:]
+            if have == batch:
+                yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+                pending, have = [], 0
+        if left <= 0:
+            break
+    if have:
+        yield np.concatenate(pending)
+
+
+def open_batches(dataset: DatasetSpec, batch: int) -> Iterator[np.ndarray]:
+    """Batches of a spec's ``dataset``: the real file when there is one, else the generator.
+
+    At most ``dataset.items`` rows in batches of ``batch`` (the last may be shorter). A file is
+    streamed block by block, never read whole; the file's problems (missing, empty, unknown
+    format, wrong dataset) are raised here, a malformed line when the stream reaches it.
+    """
+    if batch < 1:
+        msg = f"batch must be at least 1, not {batch}"
+        raise DatasetError(msg)
+    found = resolve_file(dataset)
+    if found is None:
+        return batches(dataset.name, dataset.items, batch, dataset.seed)
+    path, fmt = found
+    return _rebatch(formats.read(path, fmt), dataset.items, batch)
+
+
+def source_description(dataset: DatasetSpec) -> dict:
+    """What ``meta.json`` says about where the data came from (generator or file)."""
+    found = resolve_file(dataset)
+    if found is None:
+        return {
+            "kind": "generator",
+            "name": dataset.name,
+            "seed": dataset.seed,
+            "items": dataset.items,
+            "generator_version": GENERATOR_VERSION,
+        }
+    path, fmt = found
+    return {
+        "kind": "file",
+        "name": dataset.name,
+        "path": str(path.resolve()),
+        "format": fmt,
+        "format_detected": dataset.format is None,
+        "compression": formats.compression(path),
+        "default_location": dataset.path is None,
+        "items": dataset.items,
+    }
+
+
+# -- writing and describing files ---------------------------------------------------------------
+
+
+def write_synthetic(
+    name: str, items: int, path: str | Path, seed: int = 1, fmt: str | None = None
+) -> int:
+    """Write the first ``items`` rows of the seeded stream to ``path`` in a real file format.
+
+    ``fmt`` defaults to the dataset's main format (``higgs-csv``, ``kdd12-dense``); a path
+    ending in ``.gz`` (``.bz2``, ``.xz``) is compressed. Returns the rows written.
+    """
+    info = _info(name)
+    fmt = fmt or formats.DEFAULT_FORMAT[name]
+    if fmt not in info.formats:
+        msg = f"format {fmt!r} is not a {name} format: choose one of {', '.join(info.formats)}"
+        raise DatasetError(msg)
+    if items < 1:
+        msg = f"items must be at least 1, not {items}"
+        raise DatasetError(msg)
+    return formats.write(path, fmt, batches(name, items, _WRITE_ROWS, seed))
+
+
+@dataclass
+class FileSummary:
+    """What ``streamlec datasets info`` prints about a data file (in the dense form)."""
+
+    path: str
+    format: str
+    dataset: str
+    compression: str | None
+    rows: int
+    positives: int
+    feature_names: tuple[str, ...]
+    minimum: np.ndarray
+    mean: np.ndarray
+    maximum: np.ndarray
+
+    @property
+    def positive_rate(self) -> float:
+        return self.positives / self.rows if self.rows else float("nan")
+
+
+def describe_file(
+    path: str | Path, fmt: str | None = None, items: int | None = None
+) -> FileSummary:
+    """Stream a data file once (or its first ``items`` rows) and summarise it."""
+    path = Path(path)
+    fmt = fmt or formats.detect(path)
+    _check_format(path, fmt, None)
+    name = FORMATS[fmt].dataset
+    width = 1 + DATASETS[name].features
+    rows = positives = 0
+    low, high, total = np.full(width, np.inf), np.full(width, -np.inf), np.zeros(width)
+    chunks = formats.read(path, fmt)
+    for chunk in _rebatch(chunks, items, 65536) if items is not None else chunks:
+        rows += chunk.shape[0]
+        positives += int(np.count_nonzero(chunk[:, 0] > 0.5))
+        np.minimum(low, chunk.min(axis=0), out=low)
+        np.maximum(high, chunk.max(axis=0), out=high)
+        total += chunk.sum(axis=0)
+    return FileSummary(
+        path=str(path),
+        format=fmt,
+        dataset=name,
+        compression=formats.compression(path),
+        rows=rows,
+        positives=positives,
+        feature_names=DATASETS[name].feature_names,
+        minimum=low[1:],
+        mean=total[1:] / max(rows, 1),
+        maximum=high[1:],
+    )

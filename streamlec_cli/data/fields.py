@@ -82,10 +82,16 @@ def lognormal_table(sigma: float, floor: float = 0.0) -> np.ndarray:
     return floor + (1.0 - floor) * np.exp(sigma * z - 0.5 * sigma * sigma)
 
 
-def levels_table(values: tuple[float, ...], probabilities: tuple[float, ...]) -> np.ndarray:
-    """Quantiles of a discrete law on ``values`` (ascending) with these probabilities."""
+def levels_table(
+    values: tuple[float, ...], probabilities: tuple[float, ...], points: np.ndarray | None = None
+) -> np.ndarray:
+    """Quantiles of a discrete law on ``values`` (ascending) with these probabilities.
+
+    At ``points`` (default: the 65536 field levels).
+    """
     edges = np.cumsum(probabilities)[:-1]
-    return np.asarray(values, dtype=np.float64)[np.searchsorted(edges, uniform_points())]
+    points = uniform_points() if points is None else points
+    return np.asarray(values, dtype=np.float64)[np.searchsorted(edges, points)]
 
 
 def logistic_table() -> np.ndarray:
@@ -126,7 +132,12 @@ def zipf_ranks(count: int, exponent: float, head: int = 1 << 20) -> np.ndarray:
 
 
 def scramble(ranks: np.ndarray, count: int, multiplier: int) -> np.ndarray:
-    """A fixed bijection of ``1..count``: popularity ranks become arbitrary-looking ids."""
-    while math.gcd(multiplier, count) != 1:
-        multiplier += 1
-    return (ranks - 1) * multiplier % count + 1
+    """A fixed bijection of ``1..count``: popularity ranks become arbitrary-looking ids.
+
+    ``id = ((rank - 1) * a + multiplier) mod count + 1`` with ``a`` the first number from
+    ``multiplier`` up that is coprime with ``count``.
+    """
+    a = multiplier
+    while math.gcd(a, count) != 1:
+        a += 1
+    return ((ranks - 1) * a + multiplier) % count + 1
