@@ -242,3 +242,29 @@ def test_ctrl_c_stops_everything_and_keeps_results(tmp_path):
     assert summary["items_out"] >= 3 * 6_000
     assert leftover_processes(run_dir) == []
     assert not list(run_dir.glob("sock-*"))
+
+
+def test_malformed_line_mid_file_stops_the_run_cleanly(tmp_path):
+    from streamlec_cli import datasets
+
+    rows = datasets.generate("higgs", 0, 30_000, 1)
+    data = tmp_path / "HIGGS.csv"
+    with open(data, "w") as f:
+        for i, row in enumerate(rows):
+            f.write("x,1\n" if i == 25_000 else ",".join(repr(float(v)) for v in row) + "\n")
+    out = tmp_path / "results"
+    spec = write_spec(
+        tmp_path,
+        dataset={"name": "higgs", "items": 30_000, "path": str(data)},
+        scheme={"name": "none"},
+        processors=2,
+        batch=3_000,
+    )
+    proc = streamlec("run", str(spec), "--out", str(out), "--quiet")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{data}, line 25001" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    run_dir = only_run_dir(out)
+    with open(run_dir / "batches.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) >= 1  # what was finished before is kept
+    assert leftover_processes(run_dir) == []

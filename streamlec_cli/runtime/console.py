@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from .. import datasets
 from ..spec import Spec
 from .supervisor import RunFailed, Supervisor
 
@@ -146,6 +147,12 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     summaries = []
     code = 0
+    for spec in runs:  # a missing or unreadable data file stops us before any process starts
+        try:
+            next(datasets.open_batches(spec.dataset, spec.batch), None)
+        except datasets.DatasetError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return 2
     for index, spec in enumerate(runs, 1):
         label = f"[{index}/{len(runs)}] {spec.run_id}"
         click.echo(f"{label}", err=True)
@@ -165,7 +172,7 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
         click.echo(verdict(summary), err=True)
         click.echo(f"  results:   {summary['run_dir']}", err=True)
         if summary.get("error") or not summary["complete"]:
-            code = 1
+            code = max(code, summary.get("exit_code") or 1)
         summaries.append(summary)
     click.echo(table(summaries))
     return code

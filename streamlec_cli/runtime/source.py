@@ -122,7 +122,11 @@ def run_source(plan: Plan, name: str = "source") -> None:
                 send_batch(nxt, logged_offset, rows, t_first, t_last)
                 state["next"] = nxt + 1
                 continue
-            raw = next(stream, None)
+            try:
+                raw = next(stream, None)
+            except datasets.DatasetError as exc:  # a bad line deep in a real file
+                print(f"error: {exc}", flush=True)
+                raise SystemExit(2) from None
             if raw is None:
                 exhausted = True
                 continue

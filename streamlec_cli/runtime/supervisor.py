@@ -45,7 +45,13 @@ LATENCY_WINDOW = 5.0  # seconds before/after the first kill compared in the summ
 
 
 class RunFailed(RuntimeError):
-    """The run could not finish (a source or sink crash, a start-up timeout)."""
+    """The run could not finish (a source or sink crash, a start-up timeout).
+
+    ``exit_code`` is 2 when the cause is bad input (a malformed data line), else 1."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -91,6 +97,16 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a worker's log (what it said before it died)."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [line for line in lines if line]
+    return lines[-1] if lines else ""
+
+
 def _memory_kb(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of a process in kB, (0, 0) when it is gone."""
     rss = hwm = 0
@@ -130,6 +146,7 @@ class Supervisor:
         self.cpu_at_start: dict[tuple[str, int], float] = {}
         self.incarnations: dict[str, int] = {}
         self.standby: Child | None = None  # a processor-to-be, imported and waiting
+        self.exit_code = 0
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -264,6 +281,7 @@ class Supervisor:
                 self.wait_for_exit(["sink"], 2.0)
         except RunFailed as exc:
             error = str(exc)
+            self.exit_code = exc.exit_code
             self.event("run failed", error)
         finally:
             self.shutdown()
@@ -386,8 +404,11 @@ class Supervisor:
             if name in ("source", "sink"):
                 if code == 0:
                     continue
-                msg = f"the {name} exited with code {code}; see {self.run_dir / 'logs' / name}.log"
-                raise RunFailed(msg)
+                log = self.run_dir / "logs" / f"{name}.log"
+                last = _last_line(log)
+                msg = f"the {name} exited with code {code}" + (f": {last}" if last else "")
+                msg += f" (log: {log})"
+                raise RunFailed(msg, exit_code=2 if code == 2 else 1)
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
             if not child.killed_by_us:
                 by = "kill-worker" if code == -signal.SIGKILL else "crash"
@@ -471,6 +492,7 @@ class Supervisor:
             "run_id": spec.run_id,
             "complete": complete,
             "error": error,
+            "exit_code": self.exit_code if error else 0,
             "scheme": spec.scheme.name,
             "scheme_label": self.plan.scheme.describe(),
             "algorithm": spec.algorithm.name,
