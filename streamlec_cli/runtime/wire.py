@@ -158,10 +158,14 @@ def bind_address(address: str) -> str:
 
 HWM = 64  # messages queued per peer before a send would block
 RCV_HWM = 4096  # messages queued at a receiver before its senders are held back
+#: Frames below this many bytes are copied into the message, larger ones sent zero-copy:
+#: handing a buffer to ZeroMQ's garbage collector costs more than copying a small one.
+COPY_THRESHOLD = 1 << 18
 
 
 def router(ctx: zmq.Context, address: str) -> zmq.Socket:
     sock = ctx.socket(zmq.ROUTER)
+    sock.copy_threshold = COPY_THRESHOLD
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
@@ -173,6 +177,7 @@ def router(ctx: zmq.Context, address: str) -> zmq.Socket:
 
 def dealer(ctx: zmq.Context, address: str, identity: str) -> zmq.Socket:
     sock = ctx.socket(zmq.DEALER)
+    sock.copy_threshold = COPY_THRESHOLD
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IDENTITY, identity.encode())
     sock.setsockopt(zmq.SNDHWM, HWM)
