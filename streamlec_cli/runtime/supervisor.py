@@ -289,6 +289,10 @@ class Supervisor:
             wire.remove_socket_files(self.run_dir)
             if hasattr(self, "live"):
                 self.live.remove()
+        wal = self.run_dir / "wal.bin"
+        self.wal_bytes = wal.stat().st_size if wal.exists() else None
+        if wal.exists():  # the run is over: nothing left to replay (it can be gigabytes)
+            wal.unlink()
         summary = self.summarise(interrupted=interrupted, error=error)
         if interrupted:
             raise KeyboardInterrupt
@@ -530,6 +534,7 @@ class Supervisor:
             "recovery_rounds": sink.get("recovery_rounds"),
             "rollbacks": sink.get("rollbacks"),
             "replayed_batches": sink.get("replayed_batches"),
+            "wal_bytes": self.wal_bytes,
             "tolerated": spec_tolerates(self.plan, self.failures_done),
             "reference_max_rel_err": reference.get("max_rel_err"),
             "reference": reference,
