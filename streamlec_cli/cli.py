@@ -46,29 +46,8 @@ def code_info(k: int, r: int, code: str, as_json: bool) -> None:
     click.echo(f"worst decode rel. error:  {info['worst_decode_rel_error']:.3g} (random data)")
 
 
-@main.command("validate")
-@click.argument("spec_file", metavar="SPEC.yaml", type=click.Path(path_type=Path))
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override one spec value by dotted key, e.g. --set scheme.k=6 (repeatable).",
-)
-def validate(spec_file: Path, overrides: tuple[str, ...]) -> None:
-    """Check a spec and list the runs it expands to (exit code 2 if it is wrong)."""
-    try:
-        runs = spec.load(spec_file, overrides)
-    except spec.SpecError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise click.exceptions.Exit(2) from None
-    noun = "run" if len(runs) == 1 else "runs"
-    click.echo(f"{spec_file}: spec {runs[0].name!r} is valid, {len(runs)} {noun}")
-    for run in runs:
-        click.echo(f"  {run.describe()}")
-
-
 def _load_runs(spec_file: Path, overrides: tuple[str, ...]) -> list[spec.Spec]:
+    """The runs of a spec; a mistake is printed as one paragraph with exit code 2."""
     try:
         return spec.load(spec_file, overrides)
     except spec.SpecError as exc:
@@ -76,15 +55,30 @@ def _load_runs(spec_file: Path, overrides: tuple[str, ...]) -> list[spec.Spec]:
         raise click.exceptions.Exit(2) from None
 
 
-@main.command("run")
-@click.argument("spec_file", metavar="SPEC.yaml", type=click.Path(path_type=Path))
-@click.option(
+_SET_OPTION = click.option(
     "--set",
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override one spec value by dotted key (repeatable).",
+    help="Override one spec value by dotted key, e.g. --set scheme.k=6 (repeatable).",
 )
+
+
+@main.command("validate")
+@click.argument("spec_file", metavar="SPEC.yaml", type=click.Path(path_type=Path))
+@_SET_OPTION
+def validate(spec_file: Path, overrides: tuple[str, ...]) -> None:
+    """Check a spec and list the runs it expands to (exit code 2 if it is wrong)."""
+    runs = _load_runs(spec_file, overrides)
+    noun = "run" if len(runs) == 1 else "runs"
+    click.echo(f"{spec_file}: spec {runs[0].name!r} is valid, {len(runs)} {noun}")
+    for run in runs:
+        click.echo(f"  {run.describe()}")
+
+
+@main.command("run")
+@click.argument("spec_file", metavar="SPEC.yaml", type=click.Path(path_type=Path))
+@_SET_OPTION
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
