@@ -41,10 +41,6 @@ class ModelHistory:
         return self.versions[0]
 
     @property
-    def current_version(self) -> int:
-        return self.latest_version - len(self.versions) + 1
-
-    @property
     def latest(self) -> np.ndarray:
         return self.versions[-1]
 

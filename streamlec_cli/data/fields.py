@@ -94,12 +94,6 @@ def levels_table(
     return np.asarray(values, dtype=np.float64)[np.searchsorted(edges, points)]
 
 
-def logistic_table() -> np.ndarray:
-    """Quantiles of the standard logistic law: ``log(u / (1 - u))``."""
-    u = uniform_points()
-    return np.log(u / (1.0 - u))
-
-
 def zipf_ranks(count: int, exponent: float, head: int = 1 << 20) -> np.ndarray:
     """Quantiles (int64 ranks ``1..count``) of the law ``P(rank r) ∝ r ** -exponent``.
 

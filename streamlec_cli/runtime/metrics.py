@@ -41,11 +41,6 @@ class LatencyHistogram:
         self.max = max(self.max, largest)
         self.total += int(counts.sum())
 
-    def merge(self, other: LatencyHistogram) -> None:
-        self.counts += other.counts
-        self.max = max(self.max, other.max)
-        self.total += other.total
-
     def quantile(self, q: float) -> float:
         """Upper edge of the bucket holding the q-quantile (seconds; NaN when empty)."""
         if self.total == 0:

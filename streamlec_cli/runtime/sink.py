@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import zmq
@@ -546,7 +545,3 @@ class Sink:
 
 def run_sink(plan: Plan, name: str = "sink") -> None:
     Sink(plan, name).run()
-
-
-def checkpoint_exists(run_dir: Path) -> bool:
-    return (Path(run_dir) / "checkpoint.npy").exists()
