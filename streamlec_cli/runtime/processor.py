@@ -85,6 +85,9 @@ def run_processor(plan: Plan, name: str) -> None:
                     if batch in held:
                         partial = partial_statistics(algorithm, held[batch], msg.arrays[0])
                         wire.send(to_sink, wire.PARTIAL, {"batch": batch, "slot": slot}, [partial])
+                    else:  # a replacement never saw that batch: say so, the sink plans again
+                        meta = {"batch": batch, "slot": slot, "missing": True}
+                        wire.send(to_sink, wire.PARTIAL, meta)
                 elif msg.kind == wire.STOP:
                     return
     finally:

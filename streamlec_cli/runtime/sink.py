@@ -177,7 +177,11 @@ class Sink:
         elif kind == wire.PARTIAL:
             pending = self.pending.get(msg.meta["batch"])
             if pending is not None and pending.assembler is not None:
-                pending.assembler.add_recovery(msg.meta["slot"], msg.arrays[0])
+                if msg.meta.get("missing"):  # that survivor was replaced: plan without it
+                    pending.recovery_excluded.add(msg.meta["slot"])
+                    pending.recovery_sent_at = None
+                else:
+                    pending.assembler.add_recovery(msg.meta["slot"], msg.arrays[0])
         elif kind == wire.HEARTBEAT:
             self.last_seen[sender] = now
             if sender in self.dead and self.pids.get(sender) == msg.meta["pid"]:
