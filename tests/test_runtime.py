@@ -269,3 +269,14 @@ def test_malformed_line_mid_file_stops_the_run_cleanly(tmp_path):
     with open(run_dir / "batches.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) >= 1  # what was finished before is kept
     assert leftover_processes(run_dir) == []
+
+
+def test_reactive_absorbs_two_simultaneous_kills_open_loop(tmp_path):
+    summary, run_dir, _ = run_spec(
+        tmp_path,
+        scheme={"name": "reactive", "checkpoint_every": 4},
+        rate=80_000,
+        failures=[{"at": "0.8s", "kill": ["processor-1", "processor-2"]}],
+    )
+    assert_absorbed(summary, run_dir, ["processor-1", "processor-2"])
+    assert summary["rollbacks"] >= 1

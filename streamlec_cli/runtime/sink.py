@@ -51,6 +51,7 @@ class Pending:
     recovery_excluded: set[int] = field(default_factory=set)
     recovery_rounds: int = 0
     latency: np.ndarray | None = None  # per item, seconds; NaN until final
+    sent_to: list[int] = field(default_factory=list)  # pid that got each slot's task, -1: none
 
     def arrival(self, items: np.ndarray) -> np.ndarray:
         if self.count <= 1:
@@ -86,7 +87,10 @@ class Sink:
         self.delivered_upto = 0  # batches below were delivered (never again)
         self.total_batches: int | None = None
         self.total_items: int | None = None
-        self.rollback_needs: set[str] | None = None  # workers that must be back to roll back
+        # reactive: workers that must be back (a new incarnation) before rolling back -> the pid
+        # of the incarnation whose output was lost; and since when we wait
+        self.rollback_needs: dict[str, int] | None = None
+        self.rollback_since = 0.0
         self.rollbacks = 0
         self.replayed_batches = 0
         # measurement
@@ -254,6 +258,7 @@ class Sink:
             never={
                 s for s, pid in enumerate(meta["sent_to"]) if pid == -1 or pid in self.dead_pids
             },
+            sent_to=list(meta["sent_to"]),
         )
         pending.latency = np.full(pending.count, np.nan)
         self.pending[batch] = pending
@@ -317,14 +322,27 @@ class Sink:
             if pending.assembler is None or slot in pending.assembler.missing:
                 pending.never.add(slot)
 
-    def need_rollback(self, slots: set[int]) -> None:
+    def need_rollback(self, pending: Pending, slots: set[int], now: float) -> None:
         """Reactive: roll back once these slots' processors are back (see ``advance``)."""
-        workers = {f"processor-{slot}" for slot in slots}
         if self.rollback_needs is None:
-            self.rollback_needs = workers
-            self.event("recovery started", f"waiting for {', '.join(sorted(workers))}")
-        else:
-            self.rollback_needs |= workers
+            self.rollback_needs = {}
+            self.rollback_since = now
+        for slot in slots:
+            worker = f"processor-{slot}"
+            sent = pending.sent_to[slot]
+            lost = sent if sent > 0 else self.pids.get(worker, -1)
+            if worker not in self.rollback_needs:
+                self.rollback_needs[worker] = lost
+                self.event("recovery started", f"waiting for a new {worker}", worker)
+
+    def back(self, worker: str, lost_pid: int, now: float) -> bool:
+        """Whether ``worker`` can take part in a replay: a new incarnation said hello, or the
+        old one is provably alive (its output was lost some other way)."""
+        if worker in self.dead or worker not in self.pids:
+            return False
+        if self.pids[worker] != lost_pid:
+            return True
+        return now - self.rollback_since > 2 * self.spec.runtime.failure_timeout
 
     def rollback(self, now: float) -> None:
         first, models = read_checkpoint(self.checkpoint_path)
@@ -348,9 +366,8 @@ class Sink:
     def advance(self, now: float) -> None:
         """Commit every batch that can be committed, in order."""
         if self.rollback_needs is not None:
-            if any(w in self.dead or w not in self.pids for w in self.rollback_needs):
-                return
-            self.rollback(now)
+            if all(self.back(w, pid, now) for w, pid in self.rollback_needs.items()):
+                self.rollback(now)
             return
         while True:
             pending = self.pending.get(self.next_commit)
@@ -375,7 +392,7 @@ class Sink:
         lost = asm.missing & pending.never
         if self.reactive:
             if lost:
-                self.need_rollback(set(lost))
+                self.need_rollback(pending, set(lost), now)
             return False
         known = asm.missing <= pending.never
         if known:

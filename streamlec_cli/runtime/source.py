@@ -22,6 +22,7 @@ from .plan import Plan
 from .storage import WriteAheadLog
 
 STARTUP_TIMEOUT = 60.0
+REPLAY_WAIT = 10.0  # longest wait for a restarted processor before replaying regardless
 
 
 def run_source(plan: Plan, name: str = "source") -> None:
@@ -37,11 +38,14 @@ def run_source(plan: Plan, name: str = "source") -> None:
     if spec.scheme.name == "reactive":
         wal = WriteAheadLog(plan.run_dir / "wal.bin", fsync=spec.scheme.wal_fsync)
 
-    state = {"acked": -2, "epoch": 0, "next": 0, "stop": False}
+    state = {"acked": -2, "epoch": 0, "next": 0, "stop": False, "replay_deadline": 0.0}
     hello: dict[str, int] = {}  # processor -> pid of its latest incarnation
     replay_wait: dict[str, int] = {}  # restarted processors a replay must wait for
 
     def waiting() -> bool:
+        if replay_wait and time.monotonic() > state["replay_deadline"]:
+            print(f"replay: no hello from {sorted(replay_wait)} in time; replaying", flush=True)
+            replay_wait.clear()
         return any(hello.get(worker) != pid for worker, pid in replay_wait.items())
 
     def handle(timeout_ms: int) -> None:
@@ -60,6 +64,7 @@ def run_source(plan: Plan, name: str = "source") -> None:
                 state["acked"] = msg.meta["batch"] - 1
                 replay_wait.clear()
                 replay_wait.update(msg.meta.get("wait_for", {}))
+                state["replay_deadline"] = time.monotonic() + REPLAY_WAIT
             elif msg.kind == wire.STOP:
                 state["stop"] = True
 
