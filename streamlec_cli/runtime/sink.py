@@ -238,6 +238,8 @@ class Sink:
         if meta["epoch"] != self.epoch:
             return
         batch = meta["batch"]
+        if batch in self.pending or batch < self.next_commit:
+            return  # announced already in this epoch (its outputs may be in): keep that
         if batch == 0 and self.latest_version < 0:
             self.models[0] = np.array(msg.arrays[0])
             self.latest_version = 0

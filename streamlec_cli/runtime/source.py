@@ -136,6 +136,7 @@ def run_source(plan: Plan, name: str = "source") -> None:
                 exhausted = True
                 continue
             count = raw.shape[0]
+            epoch = state["epoch"]
             if rate is None:
                 t_first = t_last = time.time()
             else:
@@ -149,10 +150,13 @@ def run_source(plan: Plan, name: str = "source") -> None:
             rows = algorithm.prepare(raw)
             if wal is not None:
                 wal.append(produced, offset, rows, t_first, t_last)
-            send_batch(produced, offset, rows, t_first, t_last)
+            if state["epoch"] == epoch:
+                send_batch(produced, offset, rows, t_first, t_last)
+                state["next"] = produced + 1
+            # else a REPLAY came while this batch arrived: it is in the log, and the replay,
+            # which starts earlier, sends it in its turn
             produced += 1
             offset += count
-            state["next"] = produced
     finally:
         if wal is not None:
             wal.close()

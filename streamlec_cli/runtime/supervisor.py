@@ -40,6 +40,7 @@ from .worker import SUPERVISOR_ENV
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 3.0
 STANDBY = "standby"
+STALL_TIMEOUT = 60.0  # no progress for this long (closed loop) means the run is stuck
 POLL_MS = 5  # how often child exits are looked at: the sink hears of a crash this fast
 LATENCY_WINDOW = 5.0  # seconds before/after the first kill compared in the summary
 
@@ -147,6 +148,7 @@ class Supervisor:
         self.incarnations: dict[str, int] = {}
         self.standby: Child | None = None  # a processor-to-be, imported and waiting
         self.exit_code = 0
+        self.last_progress = time.monotonic()
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -320,12 +322,22 @@ class Supervisor:
                                     for name, child in self.children.items()
                                 }
                             self.last_batch = max(self.last_batch, msg.meta["batch"])
+                            self.last_progress = time.monotonic()
                             self.items_out = msg.meta["items_out"]
                         elif msg.kind == wire.DONE:
                             self.sample(memory)
                             return
                 if self.started_at is None and time.monotonic() > deadline:
                     msg = "workers did not start in time; see the logs/ of the run"
+                    raise RunFailed(msg)
+                if self.started_at is not None and time.monotonic() - self.last_progress > (
+                    self.stall_limit()
+                ):
+                    msg = (
+                        f"no batch was committed for {self.stall_limit():.0f} s after batch "
+                        f"{self.last_batch}: the run is stuck; see events.csv and logs/ in "
+                        f"{self.run_dir}"
+                    )
                     raise RunFailed(msg)
                 self.inject()
                 self.watch(sink_sock)
@@ -345,6 +357,11 @@ class Supervisor:
                 )
         finally:
             memory_log.close()
+
+    def stall_limit(self) -> float:
+        """Seconds without a committed batch after which the run is declared stuck."""
+        per_batch = self.spec.batch / self.spec.rate if self.spec.rate else 0.0
+        return max(STALL_TIMEOUT, 5 * per_batch)
 
     def sample(self, memory) -> None:
         """One row per live worker in memory.csv: RSS, peak RSS, CPU seconds so far."""
