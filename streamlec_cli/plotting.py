@@ -168,7 +168,7 @@ def draw_throughput(runs: list[Run]) -> Drawn:
         "Throughput per fault-tolerance scheme, no failures\n"
         f"{_setting(frame)}; {_rate_phrase(frame)}; {_repeat_phrase(frame)}"
     )
-    _titled_legend(fig, title, [_variant_patch(v) for v in variants], columns=6)
+    _titled_legend(fig, title, [_variant_patch(v) for v in variants], columns=3)
     yield "", fig
 
 
