@@ -139,6 +139,12 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+#: A folder holding this file is a committed set of results (``results/reference``): scanning
+#: a parent folder skips it, so ``streamlec plot results/`` shows the user's own runs only;
+#: name the folder itself to use it.
+SEALED = ".streamlec-reference"
+
+
 def run_directories(paths: Sequence[Path]) -> list[Path]:
     """Every run directory (one holding ``summary.json``) under the given paths."""
     found: list[Path] = []
@@ -147,7 +153,14 @@ def run_directories(paths: Sequence[Path]) -> list[Path]:
         if (path / "summary.json").exists():
             found.append(path)
         elif path.is_dir():
-            found.extend(sorted(p.parent for p in path.rglob("summary.json")))
+            sealed = [p.parent for p in path.rglob(SEALED) if p.parent != path]
+            found.extend(
+                sorted(
+                    p.parent
+                    for p in path.rglob("summary.json")
+                    if not any(s in p.parents for s in sealed)
+                )
+            )
     return found
 
 

@@ -293,3 +293,14 @@ def test_the_experiment_spec_of_each_figure_validates(name: str) -> None:
     assert runs[0].name == name  # the plot picks its figure by the spec's name
     text = (EXPERIMENTS / f"{name}.yaml").read_text()
     assert text.startswith("#")  # says what it measures and how to scale it up
+
+
+def test_sealed_reference_results_are_skipped_when_scanning_a_parent(tmp_path: Path) -> None:
+    from streamlec_cli.results import SEALED, run_directories
+
+    for part in ("mine/a", "reference/spec/b"):
+        (tmp_path / part).mkdir(parents=True)
+        (tmp_path / part / "summary.json").write_text("{}")
+    (tmp_path / "reference" / SEALED).write_text("")
+    assert run_directories([tmp_path]) == [tmp_path / "mine" / "a"]
+    assert run_directories([tmp_path / "reference"]) == [tmp_path / "reference" / "spec" / "b"]
