@@ -65,15 +65,26 @@ _SET_OPTION = click.option(
 
 
 @main.command("validate")
-@click.argument("spec_file", metavar="SPEC.yaml", type=click.Path(path_type=Path))
+@click.argument(
+    "spec_files", nargs=-1, required=True, metavar="SPEC.yaml...", type=click.Path(path_type=Path)
+)
 @_SET_OPTION
-def validate(spec_file: Path, overrides: tuple[str, ...]) -> None:
-    """Check a spec and list the runs it expands to (exit code 2 if it is wrong)."""
-    runs = _load_runs(spec_file, overrides)
-    noun = "run" if len(runs) == 1 else "runs"
-    click.echo(f"{spec_file}: spec {runs[0].name!r} is valid, {len(runs)} {noun}")
-    for run in runs:
-        click.echo(f"  {run.describe()}")
+def validate(spec_files: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
+    """Check specs and list the runs each expands to (exit code 2 if one is wrong)."""
+    failed = False
+    for spec_file in spec_files:
+        try:
+            runs = spec.load(spec_file, overrides)
+        except spec.SpecError as exc:
+            click.echo(f"error: {exc}", err=True)
+            failed = True
+            continue
+        noun = "run" if len(runs) == 1 else "runs"
+        click.echo(f"{spec_file}: spec {runs[0].name!r} is valid, {len(runs)} {noun}")
+        for run in runs:
+            click.echo(f"  {run.describe()}")
+    if failed:
+        raise click.exceptions.Exit(2)
 
 
 @main.command("run")

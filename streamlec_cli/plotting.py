@@ -802,7 +802,8 @@ def provenance(runs: list[Run]) -> str:
     noun = "commit" if len(commits) == 1 else "commits"
     first = f"{noun} {', '.join(sorted(commits))}  |  machine {'; '.join(sorted(machines))}"
     version_text = "; ".join(sorted(v for v in versions if v)) or "versions unknown"
-    return f"{first}\n{version_text}  |  spec {specs}: {len(runs)} runs"
+    count = "1 run" if len(runs) == 1 else f"{len(runs)} runs"
+    return f"{first}\n{version_text}  |  spec {specs}: {count}"
 
 
 def _short_commit(commit: str) -> str:

@@ -282,7 +282,7 @@ def provenance(runs: list[Run], paths: Sequence[Path]) -> str:
     noun = "commit" if len(commits) == 1 else "commits"
     return (
         f"Measured on {'; '.join(sorted(machines)) or 'an unknown machine'}, "
-        f"{noun} {', '.join(sorted(commits)) or 'unknown'}; {len(runs)} finished runs "
+        f"{noun} {', '.join(sorted(commits)) or 'unknown'}; {_runs(len(runs))} finished "
         f"under {where}. Recomputed from the saved results by `streamlec report`."
     )
 

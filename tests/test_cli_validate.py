@@ -48,7 +48,7 @@ def test_quickstart_validates() -> None:
         "processors=6",
         "batch=12000",
         "rate=max",
-        "failures=[at batch 60 kill processor-1]",
+        "failures=[at batch 150 kill processor-1]",
     ):
         assert fragment in line
 
@@ -139,3 +139,13 @@ def test_missing_file_exits_2_naming_it(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr == f"error: spec file '{missing}' does not exist\n"
     assert "Traceback" not in result.output
+
+
+def test_validate_takes_several_specs_and_fails_if_one_is_wrong(tmp_path):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("name: g\nprocessors: 2\n")
+    bad.write_text("name: b\nprocessors: 2\nbatch: abc\n")
+    result = CliRunner().invoke(main, ["validate", str(good), str(bad)])
+    assert result.exit_code == 2
+    assert "spec 'g' is valid" in result.output
+    assert "batch" in result.output and "Traceback" not in result.output

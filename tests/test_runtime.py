@@ -280,3 +280,34 @@ def test_reactive_absorbs_two_simultaneous_kills_open_loop(tmp_path):
     )
     assert_absorbed(summary, run_dir, ["processor-1", "processor-2"])
     assert summary["rollbacks"] >= 1
+
+
+def test_sink_stopped_mid_run_fails_the_run_at_once(tmp_path):
+    registry = tmp_path / "registry"
+    env = {"STREAMLEC_RUNTIME_DIR": str(registry)}
+    out = tmp_path / "results"
+    spec = write_spec(tmp_path, rate=40_000)  # about 3.6 s of stream
+    run = subprocess.Popen(
+        [sys.executable, "-m", "streamlec_cli", "run", str(spec), "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if "processor-5" in streamlec("ps", env=env).stdout:
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert streamlec("kill-worker", "sink", "--signal", "TERM", env=env).returncode == 0
+        started = time.monotonic()
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 1, stdout + stderr
+    assert time.monotonic() - started < 20  # not the 60 s stall limit
+    assert "the sink exited" in stderr and "Traceback" not in stderr
+    assert leftover_processes(only_run_dir(out)) == []

@@ -30,7 +30,14 @@ import zmq
 
 from .. import datasets
 from ..reference import iter_reference
-from ..results import append_event, git_commit, latency_around, machine_info, write_json
+from ..results import (
+    append_event,
+    git_commit,
+    latency_around,
+    machine_info,
+    read_events,
+    write_json,
+)
 from ..spec import Spec
 from . import wire
 from .plan import make_plan
@@ -43,6 +50,10 @@ STANDBY = "standby"
 STALL_TIMEOUT = 60.0  # no progress for this long (closed loop) means the run is stuck
 POLL_MS = 5  # how often child exits are looked at: the sink hears of a crash this fast
 LATENCY_WINDOW = 5.0  # seconds before/after the first kill compared in the summary
+
+
+class _Done(Exception):
+    """The sink reported the end of the run (seen while looking at a worker's exit)."""
 
 
 class RunFailed(RuntimeError):
@@ -340,7 +351,11 @@ class Supervisor:
                     )
                     raise RunFailed(msg)
                 self.inject()
-                self.watch(sink_sock)
+                try:
+                    self.watch(sink_sock)
+                except _Done:
+                    self.sample(memory)
+                    return
                 now = time.monotonic()
                 if now >= next_sample:
                     next_sample = now + 0.5
@@ -412,6 +427,24 @@ class Supervisor:
                     }
                 )
 
+    def done_after_exit(self, sink_sock: zmq.Socket) -> bool:
+        """A source or sink ended with code 0: the end of the stream (DONE follows at once),
+        or it was told to stop (SIGTERM) before the end, which fails the run."""
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if sink_sock.poll(50):
+                msg = wire.recv(sink_sock)
+                if msg.kind == wire.DONE:
+                    return True
+        return False
+
+    def killed_by_user(self, pid: int) -> bool:
+        """Whether ``streamlec kill-worker`` logged a kill of this pid."""
+        return any(
+            e["event"] == "kill" and f"pid {pid} " in e["detail"] + " "
+            for e in read_events(self.run_dir)
+        )
+
     def watch(self, sink_sock: zmq.Socket) -> None:
         if self.standby is not None and self.standby.proc.poll() is not None:
             self.event(
@@ -423,8 +456,8 @@ class Supervisor:
             if code is None:
                 continue
             if name in ("source", "sink"):
-                if code == 0:
-                    continue
+                if code == 0 and self.done_after_exit(sink_sock):
+                    raise _Done
                 log = self.run_dir / "logs" / f"{name}.log"
                 last = _last_line(log)
                 msg = f"the {name} exited with code {code}" + (f": {last}" if last else "")
@@ -432,8 +465,9 @@ class Supervisor:
                 raise RunFailed(msg, exit_code=2 if code == 2 else 1)
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
             if not child.killed_by_us:
-                by = "kill-worker" if code == -signal.SIGKILL else "crash"
-                self.unexpected.append(f"{name} ({how})")
+                by = "kill-worker" if self.killed_by_user(child.pid) else "crash"
+                if by == "crash":
+                    self.unexpected.append(f"{name} ({how})")
                 self.failures_done.append(
                     {
                         "worker": name,
@@ -513,7 +547,7 @@ class Supervisor:
             "run_id": spec.run_id,
             "complete": complete,
             "error": error,
-            "exit_code": self.exit_code if error else 0,
+            "exit_code": 130 if interrupted else (self.exit_code if error else 0),
             "scheme": spec.scheme.name,
             "scheme_label": self.plan.scheme.describe(),
             "algorithm": spec.algorithm.name,
@@ -532,7 +566,9 @@ class Supervisor:
             "rate": "max" if spec.rate is None else spec.rate,
             "items_in": items_in,
             "items_out": audit["items_out"],
-            "items_lost": (items_in - audit["items_out"]) if items_in is not None else None,
+            "items_lost": (
+                items_in - audit["items_out"] if items_in is not None and complete else None
+            ),
             "items_duplicated": audit["items_duplicated"],
             "decoded_items": sink.get("decoded_items"),
             "throughput_items_per_s": sink.get("throughput_items_per_s"),
