@@ -44,11 +44,11 @@ def test_quickstart_validates() -> None:
     for fragment in (
         "scheme=ec(k=4,r=2,code=gaussian,attach=linear",
         "algorithm=logreg(",
-        "dataset=higgs(items=3000000",
+        "dataset=higgs(items=10000000",
         "processors=6",
         "batch=12000",
         "rate=max",
-        "failures=[at batch 150 kill processor-1]",
+        "failures=[at batch 400 kill processor-1]",
     ):
         assert fragment in line
 
