@@ -51,9 +51,9 @@ def test_quickstart_is_ec42_logreg_with_one_failure() -> None:
     (run,) = load(QUICKSTART)
     assert run.scheme == SchemeSpec("ec", k=4, r=2, code="gaussian", attach="linear")
     assert run.algorithm.name == "logreg"
-    assert (run.dataset.name, run.dataset.items) == ("higgs", 3_000_000)
+    assert (run.dataset.name, run.dataset.items) == ("higgs", 10_000_000)
     assert (run.processors, run.batch, run.rate) == (6, 12_000, None)
-    assert run.failures == (Failure(at_batch=60, kill=("processor-1",)),)
+    assert run.failures == (Failure(at_batch=400, kill=("processor-1",)),)
     assert run.run_id == "ec42-logreg-higgs"
 
 
