@@ -440,6 +440,9 @@ class Sink:
         self.models[self.latest_version] = new_model
         for version in [v for v in self.models if v <= self.latest_version - self.plan.depth]:
             del self.models[version]
+        # The next batch waits for this model: send it (and the ack) before the bookkeeping.
+        self.send_models([p for p in self.processors if p not in self.dead])
+        self.send("source", wire.ACK, {"batch": pending.batch})
         replayed = pending.batch < self.delivered_upto
         keep = ~result.lost
         if not replayed:
@@ -496,8 +499,6 @@ class Sink:
         if self.reactive and self.scheme.checkpoint_due(pending.batch):
             first, models = self.window_models()
             write_checkpoint(self.checkpoint_path, first, models)
-        self.send_models([p for p in self.processors if p not in self.dead])
-        self.send("source", wire.ACK, {"batch": pending.batch})
         self.send(
             "supervisor",
             wire.PROGRESS,
