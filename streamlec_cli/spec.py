@@ -70,7 +70,8 @@ TOP_LEVEL_KEYS = (
 _NOT_SWEPT = ("name", "sweep", "repeat")
 _DATASET_KEYS = ("name", "items", "seed", "path", "format")
 _FAILURE_KEYS = ("at", "at_batch", "kill")
-_RUNTIME_KEYS = ("heartbeat_interval", "failure_timeout", "grace", "warmup", "restart")
+_RUNTIME_KEYS = ("heartbeat_interval", "failure_timeout", "grace", "warmup", "restart", "standby")
+_RUNTIME_DURATIONS = _RUNTIME_KEYS[:4]
 _DEFAULT_SECTIONS = {"dataset": "higgs", "algorithm": "logreg", "scheme": "none"}
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _DURATION = re.compile(
@@ -196,6 +197,7 @@ class RuntimeSpec:
     grace: float = 0.05
     warmup: float = 1.0
     restart: bool = True
+    standby: bool = True  # a warm spare process takes a crashed slot (else a cold start)
 
     def to_dict(self) -> dict[str, object]:
         """Every field and its value."""
@@ -678,7 +680,7 @@ def _runtime(value: object) -> RuntimeSpec:
     _check_keys(value, _RUNTIME_KEYS, "runtime")
     defaults = RuntimeSpec()
     durations = {}
-    for key in _RUNTIME_KEYS[:-1]:
+    for key in _RUNTIME_DURATIONS:
         durations[key] = parse_duration(value.get(key, getattr(defaults, key)), f"runtime.{key}")
     for key in ("heartbeat_interval", "failure_timeout"):
         if durations[key] <= 0:
@@ -691,7 +693,8 @@ def _runtime(value: object) -> RuntimeSpec:
             f"({_plain(durations['heartbeat_interval'])} s)",
         )
     restart = _boolean("runtime.restart", value.get("restart", True))
-    return RuntimeSpec(**durations, restart=restart)
+    standby = _boolean("runtime.standby", value.get("standby", True))
+    return RuntimeSpec(**durations, restart=restart, standby=standby)
 
 
 # -- sweep and overrides -----------------------------------------------------------------------

@@ -64,6 +64,17 @@ def leftover_processes(run_dir: Path) -> list[str]:
     return [line for line in out.splitlines() if str(run_dir) in line and "worker" in line]
 
 
+def wait_for_batches(out: Path, count: int, timeout: float = 60) -> None:
+    """Wait until the run under ``out`` has committed ``count`` batches (mid-stream)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(out.rglob("batches.csv"))
+        if found and len(found[0].read_text().splitlines()) > count:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the run under {out} committed fewer than {count} batches in {timeout} s")
+
+
 def run_spec(tmp_path: Path, **overrides) -> tuple[dict, Path, subprocess.CompletedProcess]:
     out = tmp_path / "results"
     proc = streamlec("run", str(write_spec(tmp_path, **overrides)), "--out", str(out), "--quiet")
@@ -130,6 +141,7 @@ def test_reactive_replays_after_a_kill(tmp_path):
         tmp_path,
         scheme={"name": "reactive", "checkpoint_every": 4},
         failures=[{"at_batch": 6, "kill": ["processor-2"]}],
+        runtime={"warmup": 0.0, "standby": False},  # a cold restart: its tasks are lost
     )
     assert_absorbed(summary, run_dir, ["processor-2"])
     assert summary["rollbacks"] >= 1
@@ -174,7 +186,7 @@ def test_kill_worker_from_a_second_shell(tmp_path):
     registry = tmp_path / "registry"
     env = {"STREAMLEC_RUNTIME_DIR": str(registry)}
     out = tmp_path / "results"
-    spec = write_spec(tmp_path, rate=60_000)  # open loop: about 2.4 s of stream
+    spec = write_spec(tmp_path, rate=40_000)  # open loop: about 3.6 s of stream
     run = subprocess.Popen(
         [sys.executable, "-m", "streamlec_cli", "run", str(spec), "--out", str(out), "--quiet"],
         stdout=subprocess.PIPE,
@@ -191,7 +203,7 @@ def test_kill_worker_from_a_second_shell(tmp_path):
             time.sleep(0.2)
         else:
             pytest.fail("the run never showed up in `streamlec ps`")
-        time.sleep(0.8)  # mid-stream
+        wait_for_batches(out, 4)  # mid-stream
         wrong = streamlec("kill-worker", "processor-9", env=env)
         assert wrong.returncode == 2
         assert "processor-9" in wrong.stderr and "processor-0" in wrong.stderr
@@ -277,6 +289,7 @@ def test_reactive_absorbs_two_simultaneous_kills_open_loop(tmp_path):
         scheme={"name": "reactive", "checkpoint_every": 4},
         rate=80_000,
         failures=[{"at": "0.8s", "kill": ["processor-1", "processor-2"]}],
+        runtime={"warmup": 0.0, "standby": False},  # a cold restart: their tasks are lost
     )
     assert_absorbed(summary, run_dir, ["processor-1", "processor-2"])
     assert summary["rollbacks"] >= 1
@@ -300,7 +313,7 @@ def test_sink_stopped_mid_run_fails_the_run_at_once(tmp_path):
             if "processor-5" in streamlec("ps", env=env).stdout:
                 break
             time.sleep(0.2)
-        time.sleep(0.5)
+        wait_for_batches(out, 4)  # mid-stream
         assert streamlec("kill-worker", "sink", "--signal", "TERM", env=env).returncode == 0
         started = time.monotonic()
         stdout, stderr = run.communicate(timeout=60)

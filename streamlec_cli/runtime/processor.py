@@ -37,6 +37,7 @@ def run_processor(plan: Plan, name: str) -> None:
     waiting: dict[int, tuple[Task, int]] = {}  # batch -> (task, epoch) until its model arrives
     held: dict[int, np.ndarray] = {}  # batch -> rows, for the recovery round
     next_beat = 0.0
+    current_epoch = 0  # raised by a rollback (reactive); older tasks are dropped
 
     def work(batch: int, task: Task, epoch: int) -> None:
         out = scheme.process(algorithm, models[model_version_for(batch, plan.depth)], task)
@@ -55,6 +56,8 @@ def run_processor(plan: Plan, name: str) -> None:
                 msg = wire.recv(from_source)
                 if msg.kind == wire.TASK:
                     batch, epoch = msg.meta["batch"], msg.meta["epoch"]
+                    if epoch < current_epoch:
+                        continue  # sent before a rollback: its results would be ignored
                     task = Task(slot, msg.meta["role"], msg.arrays[0])
                     if model_version_for(batch, plan.depth) in models:
                         work(batch, task, epoch)
@@ -66,9 +69,11 @@ def run_processor(plan: Plan, name: str) -> None:
                 msg = wire.recv(to_sink)
                 if msg.kind == wire.MODEL:
                     first = msg.meta["first"]
-                    if msg.meta.get("reset"):
+                    if msg.meta.get("reset"):  # a rollback: only the new epoch's tasks count
+                        current_epoch = msg.meta["epoch"]
                         models.clear()
-                        waiting.clear()
+                        for batch in [b for b, (_, e) in waiting.items() if e < current_epoch]:
+                            del waiting[batch]
                     for i, model in enumerate(msg.arrays):
                         models[first + i] = model
                     newest = max(models)

@@ -132,7 +132,8 @@ class Sink:
         first, models = self.window_models()
         for worker in to:
             if worker not in self.dead:
-                self.send(worker, wire.MODEL, {"first": first, "reset": reset}, models)
+                meta = {"first": first, "reset": reset, "epoch": self.epoch}
+                self.send(worker, wire.MODEL, meta, models)
 
     # -- main loop ------------------------------------------------------------------------
 

@@ -245,7 +245,7 @@ class Supervisor:
             self.children[name] = Child(name, standby.proc)
             self.incarnations[name] = self.incarnations.get(name, 0) + 1
             self.event("restarted", f"pid {standby.pid} (warm standby)", name)
-        if self.spec.runtime.restart:
+        if self.spec.runtime.restart and self.spec.runtime.standby:
             self.spawn(STANDBY)
 
     def event(self, event: str, detail: str = "", worker: str = "supervisor") -> None:
@@ -282,7 +282,7 @@ class Supervisor:
             self.spawn("source")
             for i in range(self.spec.processors):
                 self.spawn(f"processor-{i}")
-            if self.spec.runtime.restart:
+            if self.spec.runtime.restart and self.spec.runtime.standby:
                 self.spawn(STANDBY)
             self.register()
             self.loop(sink_sock)
