@@ -188,6 +188,8 @@ class Sink:
                 else:
                     pending.assembler.add_recovery(msg.meta["slot"], msg.arrays[0])
         elif kind == wire.HEARTBEAT:
+            if sender not in self.pids:
+                return None  # from a connection its replacement took over
             self.last_seen[sender] = now
             if sender in self.dead and self.pids.get(sender) == msg.meta["pid"]:
                 # declared dead on a missed heartbeat, yet alive: its lost outputs stay lost

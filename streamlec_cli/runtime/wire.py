@@ -125,7 +125,9 @@ def recv(sock: zmq.Socket, router: bool = False, block: bool = True) -> Message:
     parts = sock.recv_multipart(copy=False, flags=0 if block else zmq.NOBLOCK)
     sender = None
     if router:
-        sender = bytes(parts[0].buffer).decode()
+        # A worker's name; or, for messages still queued from a connection that a restarted
+        # worker took over (ROUTER_HANDOVER), the binary routing id ZeroMQ gave the old one.
+        sender = bytes(parts[0].buffer).decode(errors="backslashreplace")
         parts = parts[1:]
     header = json.loads(bytes(parts[0].buffer))
     arrays = [
