@@ -7,6 +7,7 @@ delivered twice, the model matches the single-process reference, and no worker o
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -73,6 +74,29 @@ def wait_for_batches(out: Path, count: int, timeout: float = 60) -> None:
             return
         time.sleep(0.05)
     pytest.fail(f"the run under {out} committed fewer than {count} batches in {timeout} s")
+
+
+@contextlib.contextmanager
+def live_run(tmp_path: Path, **overrides):
+    """Start ``streamlec run`` in the background with a private registry of live runs and
+    wait until it is mid-stream; yields (process, env for other commands, results dir).
+    The process is killed on the way out if a test left it running."""
+    env = {"STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")}
+    out = tmp_path / "results"
+    spec = write_spec(tmp_path, **overrides)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "streamlec_cli", "run", str(spec), "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    try:
+        wait_for_batches(out, 4)
+        yield run, env, out
+    finally:
+        if run.poll() is None:
+            run.kill()
 
 
 def run_spec(tmp_path: Path, **overrides) -> tuple[dict, Path, subprocess.CompletedProcess]:
@@ -183,27 +207,9 @@ def test_none_with_one_kill_reports_the_loss(tmp_path):
 
 
 def test_kill_worker_from_a_second_shell(tmp_path):
-    registry = tmp_path / "registry"
-    env = {"STREAMLEC_RUNTIME_DIR": str(registry)}
-    out = tmp_path / "results"
-    spec = write_spec(tmp_path, rate=40_000)  # open loop: about 3.6 s of stream
-    run = subprocess.Popen(
-        [sys.executable, "-m", "streamlec_cli", "run", str(spec), "--out", str(out), "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **env},
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ps = streamlec("ps", env=env)
-            if "processor-2" in ps.stdout and "running" in ps.stdout:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the run never showed up in `streamlec ps`")
-        wait_for_batches(out, 4)  # mid-stream
+    with live_run(tmp_path, rate=40_000) as (run, env, out):  # open loop: about 3.6 s
+        ps = streamlec("ps", env=env)
+        assert "processor-2" in ps.stdout and "running" in ps.stdout
         wrong = streamlec("kill-worker", "processor-9", env=env)
         assert wrong.returncode == 2
         assert "processor-9" in wrong.stderr and "processor-0" in wrong.stderr
@@ -211,9 +217,6 @@ def test_kill_worker_from_a_second_shell(tmp_path):
         assert killed.returncode == 0, killed.stderr
         assert "SIGKILL" in killed.stdout
         stdout, stderr = run.communicate(timeout=RUN_TIMEOUT)
-    finally:
-        if run.poll() is None:
-            run.kill()
     assert run.returncode == 0, stdout + stderr
     run_dir = only_run_dir(out)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -224,32 +227,12 @@ def test_kill_worker_from_a_second_shell(tmp_path):
 
 
 def test_ctrl_c_stops_everything_and_keeps_results(tmp_path):
-    out = tmp_path / "results"
-    spec = write_spec(tmp_path, rate=30_000)  # about 5 s of stream
-    run = subprocess.Popen(
-        [sys.executable, "-m", "streamlec_cli", "run", str(spec), "--out", str(out), "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        batches = None
-        while time.monotonic() < deadline:
-            found = list(out.rglob("batches.csv"))
-            if found and len(found[0].read_text().splitlines()) > 4:
-                batches = found[0]
-                break
-            time.sleep(0.1)
-        assert batches is not None, "no batch was committed"
+    with live_run(tmp_path, rate=30_000) as (run, _env, out):  # about 5 s of stream
         run.send_signal(signal.SIGINT)
         stdout, stderr = run.communicate(timeout=60)
-    finally:
-        if run.poll() is None:
-            run.kill()
     assert run.returncode == 130, stdout + stderr
     assert "Traceback" not in stderr
-    run_dir = batches.parent
+    run_dir = only_run_dir(out)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["complete"] is False
     assert summary["items_out"] >= 3 * 6_000
@@ -296,30 +279,10 @@ def test_reactive_absorbs_two_simultaneous_kills_open_loop(tmp_path):
 
 
 def test_sink_stopped_mid_run_fails_the_run_at_once(tmp_path):
-    registry = tmp_path / "registry"
-    env = {"STREAMLEC_RUNTIME_DIR": str(registry)}
-    out = tmp_path / "results"
-    spec = write_spec(tmp_path, rate=40_000)  # about 3.6 s of stream
-    run = subprocess.Popen(
-        [sys.executable, "-m", "streamlec_cli", "run", str(spec), "--out", str(out), "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **env},
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if "processor-5" in streamlec("ps", env=env).stdout:
-                break
-            time.sleep(0.2)
-        wait_for_batches(out, 4)  # mid-stream
+    with live_run(tmp_path, rate=40_000) as (run, env, out):  # about 3.6 s of stream
         assert streamlec("kill-worker", "sink", "--signal", "TERM", env=env).returncode == 0
         started = time.monotonic()
         stdout, stderr = run.communicate(timeout=60)
-    finally:
-        if run.poll() is None:
-            run.kill()
     assert run.returncode == 1, stdout + stderr
     assert time.monotonic() - started < 20  # not the 60 s stall limit
     assert "the sink exited" in stderr and "Traceback" not in stderr
