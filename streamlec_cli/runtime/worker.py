@@ -11,12 +11,15 @@ import ctypes.util
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from ..spec import Spec
 from .plan import make_plan
 
 SUPERVISOR_ENV = "STREAMLEC_SUPERVISOR_PID"
+#: A directory: every worker runs under cProfile and writes ``<worker>.prof`` there at exit.
+PROFILE_ENV = "STREAMLEC_PROFILE"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -36,6 +39,21 @@ def _die_with_supervisor() -> None:
 
 
 def run_worker(spec: Spec, name: str, run_dir: Path) -> None:
+    profile_dir = os.environ.get(PROFILE_ENV)
+    if not profile_dir:
+        _run_worker(spec, name, run_dir)
+        return
+    import cProfile
+
+    profiler = cProfile.Profile(time.thread_time)  # CPU of this thread, not wall time
+    try:
+        profiler.runcall(_run_worker, spec, name, run_dir)
+    finally:
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(Path(profile_dir) / f"{name}-{os.getpid()}.prof")
+
+
+def _run_worker(spec: Spec, name: str, run_dir: Path) -> None:
     # Ctrl-C belongs to the supervisor; a worker stops on STOP, SIGTERM or SIGKILL.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
