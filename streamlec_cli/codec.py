@@ -268,16 +268,23 @@ class IncrementalEncoder:
         self.code = code
         self.parity = np.zeros((code.r, stripes, width))
         self._folded: set[int] = set()
+        self._scratch: np.ndarray | None = None
 
     def fold(self, j: int, data_slice: np.ndarray) -> None:
-        """Add data slice j, shape (stripes, w), into the running parities."""
+        """Add data slice j, shape (m, w) with m <= stripes, into the running parities (a
+        slice shorter than the stripes counts as zero-padded)."""
         if j in self._folded:
             msg = f"data slice {j} was already folded in"
             raise CodeError(msg)
         self._folded.add(j)
+        m = data_slice.shape[0]
+        if self._scratch is None or self._scratch.shape[0] < m:
+            self._scratch = np.empty((m, data_slice.shape[1]))
+        scratch = self._scratch[:m]
         column = self.code.parity[:, j]
-        for q in range(self.code.r):  # r is at most 15: one axpy per parity row
-            self.parity[q] += column[q] * data_slice
+        for q in range(self.code.r):  # r is at most 15: one multiply-add per parity row
+            np.multiply(data_slice, column[q], out=scratch)
+            self.parity[q, :m] += scratch
 
     @property
     def complete(self) -> bool:

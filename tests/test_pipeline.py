@@ -155,3 +155,25 @@ def test_beyond_tolerance_reports_the_loss(stream, references, case):
     np.testing.assert_allclose(
         result.predictions[: first * BATCH], ref.predictions[: first * BATCH], rtol=1e-9
     )
+
+
+@pytest.mark.parametrize("count", [1000, 997, 3])
+def test_ec_route_sends_data_slices_as_views_with_the_parity_of_their_stripes(count):
+    rows = np.random.default_rng(count).standard_normal((count, 29))
+    scheme = ErasureCoded(6, 4, 2)
+    tasks = list(scheme.route(rows))
+    data = [t.rows for t in tasks if t.role == "data"]
+    assert [t.slot for t in tasks] == list(range(6))
+    assert all(np.shares_memory(d, rows) for d in data if d.size)  # no gather, no copy
+    assert np.array_equal(np.concatenate(data), rows)  # contiguous slices in stream order
+    stripes = data[0].shape[0]
+    padded = np.zeros((stripes, 4, 29))
+    for j, d in enumerate(data):
+        padded[: d.shape[0], j] = d
+    expected = scheme.code.encode(padded)
+    for q, task in enumerate(t for t in tasks if t.role == "parity"):
+        assert np.abs(task.rows - expected[:, q]).max() < 1e-12
+    batch_encoded = ErasureCoded(6, 4, 2, incremental=False)
+    for a, b in zip(tasks, batch_encoded.route(rows), strict=True):
+        assert a.rows.shape == b.rows.shape
+        assert np.abs(a.rows - b.rows).max(initial=0.0) < 1e-12

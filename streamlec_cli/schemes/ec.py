@@ -1,8 +1,11 @@
 """EC(k, r): stripes of k items encoded into r parity items, k+r slots per group.
 
-Layout. The batch is cut into ``groups`` contiguous parts; a part of n items is read as
-``stripes = ceil(n / k)`` stripes of k consecutive items (zero-padded at the end). Item j of
-every stripe goes to data slot j of the group; parity q of every stripe goes to slot k+q.
+Layout. The batch is cut into ``groups`` contiguous parts, and a part of n items into k
+contiguous slices of near-equal size (the first ``n % k`` one item longer): slice j goes to data
+slot j of the group. Stripe s is item s of every slice (zero where a slice is one item short),
+and parity slot k+q gets parity q of every stripe. Any assignment of items to stripes works for
+the code; this one makes every data slice a view of the batch, sent without a gather, and the
+encoding k contiguous multiply-adds.
 
 Two attach modes decide what a slot sends back and how the sink rebuilds a lost data slot:
 
@@ -39,20 +42,22 @@ from .base import (
 ATTACH_MODES = ("linear", "inputs")
 
 
-def stripe_view(rows: np.ndarray, k: int) -> np.ndarray:
-    """Rows as (stripes, k, width), zero-padded to whole stripes (a view when no padding)."""
-    n, width = rows.shape
-    stripes = -(-n // k)
-    if stripes * k == n:
-        return rows.reshape(stripes, k, width)
-    padded = np.zeros((stripes * k, width))
-    padded[:n] = rows
-    return padded.reshape(stripes, k, width)
-
-
 def slot_sizes(n: int, k: int) -> list[int]:
-    """Real (unpadded) items of each data slot of a part of n items."""
+    """Items of each data slot of a part of n items (the first ``n % k`` get one more)."""
     return [(n - j + k - 1) // k for j in range(k)]
+
+
+def slot_starts(n: int, k: int) -> list[int]:
+    """Offset of each data slot's slice within a part of n items."""
+    return [lo for lo, _ in contiguous_parts(n, k)]
+
+
+def _padded_stripes(slices: list[np.ndarray], stripes: int) -> np.ndarray:
+    """The slices as (stripes, k, width), zero where a slice is one item short."""
+    out = np.zeros((stripes, len(slices), slices[0].shape[1]))
+    for j, data in enumerate(slices):
+        out[: data.shape[0], j] = data
+    return out
 
 
 class ErasureCoded(Scheme):
@@ -99,23 +104,21 @@ class ErasureCoded(Scheme):
         k = self.k
         for g, (lo, hi) in enumerate(contiguous_parts(rows.shape[0], self.groups)):
             base = g * self.n
-            stripes = stripe_view(rows[lo:hi], k)
-            sizes = slot_sizes(hi - lo, k)
+            slices = [rows[lo + a : lo + b] for a, b in contiguous_parts(hi - lo, k)]
+            stripes = slices[0].shape[0]
             if self.incremental:
-                encoder = self.code.encoder(stripes.shape[0], stripes.shape[2])
-                for j in range(k):
-                    data = np.ascontiguousarray(stripes[:, j])
+                encoder = self.code.encoder(stripes, rows.shape[1])
+                for j, data in enumerate(slices):
                     encoder.fold(j, data)
-                    yield Task(base + j, DATA, data[: sizes[j]])
+                    yield Task(base + j, DATA, data)
                 parity = encoder.parity
-                for q in range(self.r):
-                    yield Task(base + k + q, PARITY, parity[q])
             else:
-                parity = self.code.encode(stripes)
-                for j in range(k):
-                    yield Task(base + j, DATA, np.ascontiguousarray(stripes[: sizes[j], j]))
-                for q in range(self.r):
-                    yield Task(base + k + q, PARITY, np.ascontiguousarray(parity[:, q]))
+                for j, data in enumerate(slices):
+                    yield Task(base + j, DATA, data)
+                parity = self.code.encode(_padded_stripes(slices, stripes))
+                parity = np.ascontiguousarray(np.moveaxis(parity, 1, 0))
+            for q in range(self.r):
+                yield Task(base + k + q, PARITY, parity[q])
 
     # -- processor ----------------------------------------------------------------------------
 
@@ -147,6 +150,7 @@ class _Group:
     def __init__(self, lo: int, hi: int, k: int) -> None:
         self.lo, self.hi = lo, hi
         self.sizes = slot_sizes(hi - lo, k)
+        self.starts = slot_starts(hi - lo, k)
         self.stripes = -(-(hi - lo) // k)
         self.arrived: list[int] = []  # local rows (0..k+r-1) in arrival order
         self.decoded: dict[int, np.ndarray] = {}  # lost data slot -> Z (sizes[j], zcols)
@@ -175,7 +179,13 @@ class ECAssembler(Assembler):
         return all(len(g.arrived) >= self.scheme.k for g in self.groups)
 
     def _items_of(self, group: _Group, j: int) -> np.ndarray:
-        return group.lo + j + self.scheme.k * np.arange(group.sizes[j])
+        start = group.lo + group.starts[j]
+        return np.arange(start, start + group.sizes[j])
+
+    def _span(self, group: _Group, j: int) -> slice:
+        """The batch offsets of data slot j's items (contiguous)."""
+        start = group.lo + group.starts[j]
+        return slice(start, start + group.sizes[j])
 
     def _became_final(self, slot: int) -> np.ndarray:
         k, n = self.scheme.k, self.scheme.n
@@ -286,10 +296,10 @@ class ECAssembler(Assembler):
             recovered = bool(group.requested) and set(group.answers) == set(group.requested)
             rebuilt = set(group.recovering) if recovered else set()
             for j in range(k):
-                items = self._items_of(group, j)
+                items = self._span(group, j)
                 if j in rebuilt:  # linear mode: decoded Z, statistics from the extra round
                     Z[items] = group.decoded[j]
-                    decoded += items.size
+                    decoded += group.sizes[j]
                 elif j in have:
                     out = self.outputs[g * n + j]
                     Z[items] = out.Z
@@ -298,7 +308,7 @@ class ECAssembler(Assembler):
                 elif j in group.decoded_stats:  # inputs mode: decoded rows, recomputed
                     Z[items] = group.decoded[j]
                     stats = stats + group.decoded_stats[j]
-                    decoded += items.size
+                    decoded += group.sizes[j]
                 else:
                     lost[items] = True
             if rebuilt:
