@@ -104,6 +104,7 @@ def run_pipeline(
             assembler.add_recovery(slot, partial_statistics(algorithm, held[slot], weights))
         for output in delayed["late"]:
             assembler.add(output)
+        stats = assembler.statistics()  # as the sink: the model update first
         result = assembler.result()
         if b >= delivered_upto:
             keep = np.flatnonzero(~result.lost)
@@ -115,7 +116,7 @@ def run_pipeline(
             delivered_upto = b + 1
         else:
             out.replayed_batches += 1
-        history.push(algorithm.update(history.latest, result.stats))
+        history.push(algorithm.update(history.latest, stats))
         if reactive and scheme.checkpoint_due(b):
             checkpoint = (b + 1, history.copy())
         b += 1

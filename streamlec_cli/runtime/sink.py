@@ -436,8 +436,7 @@ class Sink:
     def commit(self, pending: Pending, now: float) -> None:
         asm = pending.assembler
         assert asm is not None
-        result = asm.result()
-        stats: Stats = result.stats
+        stats: Stats = asm.statistics()
         new_model = self.algorithm.update(self.models[self.latest_version], stats)
         self.latest_version += 1
         self.models[self.latest_version] = new_model
@@ -446,6 +445,7 @@ class Sink:
         # The next batch waits for this model: send it (and the ack) before the bookkeeping.
         self.send_models([p for p in self.processors if p not in self.dead])
         self.send("source", wire.ACK, {"batch": pending.batch})
+        result = asm.result()
         replayed = pending.batch < self.delivered_upto
         keep = ~result.lost
         if not replayed:

@@ -123,7 +123,8 @@ class Assembler(ABC):
 
     Lifecycle: ``add`` for each output as it arrives (returns the item offsets that became
     final with it); the runtime then calls ``recovery_requests`` (empty unless an extra round
-    is needed), feeds each answer to ``add_recovery``, and calls ``result`` exactly once.
+    is needed), feeds each answer to ``add_recovery``, and finally calls ``statistics`` (all the
+    model update needs, so the new model can go out first) and ``result``.
     ``complete`` says whether every expected output arrived; ``sufficient`` whether the batch
     can be finalised without loss from what arrived.
     """
@@ -178,6 +179,10 @@ class Assembler(ABC):
     def silent_survivors(self) -> set[int]:
         """Slots asked in the extra round that have not answered."""
         return set()
+
+    @abstractmethod
+    def statistics(self) -> Stats:
+        """Update statistics of every item not lost (equal to ``result().stats``)."""
 
     @abstractmethod
     def result(self) -> BatchResult:

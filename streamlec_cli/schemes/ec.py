@@ -40,6 +40,8 @@ from .base import (
 )
 
 ATTACH_MODES = ("linear", "inputs")
+# Where a data slot's results come from at the end of a batch.
+_OUTPUT, _REBUILT, _DECODED, _LOST = "output", "rebuilt", "decoded", "lost"
 
 
 def slot_sizes(n: int, k: int) -> list[int]:
@@ -169,6 +171,7 @@ class ECAssembler(Assembler):
             _Group(lo, hi, scheme.k) for lo, hi in contiguous_parts(count, scheme.groups)
         ]
         self._expected = frozenset(range(scheme.processors))
+        self._stats: Stats | None = None
 
     @property
     def expected(self) -> frozenset[int]:
@@ -283,36 +286,58 @@ class ECAssembler(Assembler):
 
     # -- final --------------------------------------------------------------------------------
 
+    def _kinds(self, group: _Group) -> tuple[list[str], set[int]]:
+        """Where each data slot's results come from, and the slots the extra round rebuilt."""
+        have = set(group.arrived)
+        recovered = bool(group.requested) and set(group.answers) == set(group.requested)
+        rebuilt = set(group.recovering) if recovered else set()
+        kinds = []
+        for j in range(self.scheme.k):
+            if j in rebuilt:  # linear mode: decoded Z, statistics from the extra round
+                kinds.append(_REBUILT)
+            elif j in have:
+                kinds.append(_OUTPUT)
+            elif j in group.decoded_stats:  # inputs mode: decoded rows, recomputed
+                kinds.append(_DECODED)
+            else:
+                kinds.append(_LOST)
+        return kinds, rebuilt
+
+    def statistics(self) -> Stats:
+        if self._stats is None:
+            alg, n = self.algorithm, self.scheme.n
+            stats = Stats.zero(alg.d, alg.outputs)
+            for g, group in enumerate(self.groups):
+                kinds, rebuilt = self._kinds(group)
+                for j, kind in enumerate(kinds):
+                    if kind == _OUTPUT:
+                        stats = stats + self.outputs[g * n + j].stats
+                    elif kind == _DECODED:
+                        stats = stats + group.decoded_stats[j]
+                if rebuilt:
+                    U = sum(group.answers[i] for i in sorted(group.answers))
+                    F = np.concatenate([group.lost_F[e][: group.sizes[e]] for e in sorted(rebuilt)])
+                    stats = stats + Stats(U, F.sum(axis=0), F.shape[0])
+            self._stats = stats
+        return self._stats
+
     def result(self) -> BatchResult:
-        alg, k, n = self.algorithm, self.scheme.k, self.scheme.n
-        zcols = self._zcols()
-        Z = np.full((self.count, zcols), np.nan)
+        n = self.scheme.n
+        Z = np.full((self.count, self._zcols()), np.nan)
         results = np.full((self.count, 3), np.nan)
         lost = np.zeros(self.count, dtype=bool)
-        stats = Stats.zero(alg.d, alg.outputs)
         decoded = 0
         for g, group in enumerate(self.groups):
-            have = set(group.arrived)
-            recovered = bool(group.requested) and set(group.answers) == set(group.requested)
-            rebuilt = set(group.recovering) if recovered else set()
-            for j in range(k):
+            kinds, _ = self._kinds(group)
+            for j, kind in enumerate(kinds):
                 items = self._span(group, j)
-                if j in rebuilt:  # linear mode: decoded Z, statistics from the extra round
-                    Z[items] = group.decoded[j]
-                    decoded += group.sizes[j]
-                elif j in have:
+                if kind == _OUTPUT:
                     out = self.outputs[g * n + j]
                     Z[items] = out.Z
                     results[items] = out.results
-                    stats = stats + out.stats
-                elif j in group.decoded_stats:  # inputs mode: decoded rows, recomputed
-                    Z[items] = group.decoded[j]
-                    stats = stats + group.decoded_stats[j]
-                    decoded += group.sizes[j]
-                else:
+                elif kind == _LOST:
                     lost[items] = True
-            if rebuilt:
-                U = sum(group.answers[i] for i in sorted(group.answers))
-                F = np.concatenate([group.lost_F[e][: group.sizes[e]] for e in sorted(rebuilt)])
-                stats = stats + Stats(U, F.sum(axis=0), F.shape[0])
-        return self._finish(Z, results, lost, stats, decoded)
+                else:
+                    Z[items] = group.decoded[j]
+                    decoded += group.sizes[j]
+        return self._finish(Z, results, lost, self.statistics(), decoded)

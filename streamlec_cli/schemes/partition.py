@@ -77,20 +77,22 @@ class PartitionAssembler(Assembler):
         lo, hi = self.ranges[group]
         return np.arange(lo, hi)
 
-    def result(self) -> BatchResult:
+    def statistics(self) -> Stats:
         alg = self.algorithm
+        parts = [self.outputs[self.first[group]].stats for group in sorted(self.first)]
+        return Stats.total(parts, alg.d, alg.outputs)
+
+    def result(self) -> BatchResult:
         Z = np.full((self.count, self._zcols()), np.nan)
         results = np.full((self.count, 3), np.nan)
         lost = np.ones(self.count, dtype=bool)
-        stats = Stats.zero(alg.d, alg.outputs)
         for group in sorted(self.first):
             out = self.outputs[self.first[group]]
             lo, hi = self.ranges[group]
             Z[lo:hi] = out.Z
             results[lo:hi] = out.results
             lost[lo:hi] = False
-            stats = stats + out.stats
-        return self._finish(Z, results, lost, stats, decoded=0)
+        return self._finish(Z, results, lost, self.statistics(), decoded=0)
 
 
 class NoScheme(Partitioned):
