@@ -192,6 +192,15 @@ def test_stats_are_additive_over_a_split(alg: Algorithm, rows: np.ndarray, model
     assert total.count == 600
 
 
+def test_apply_equals_coefficients_and_evaluate(alg: Algorithm, rows: np.ndarray, model):
+    # The processors call the fused apply(); the reference calls the parts one by one.
+    Z = alg.linear(model, rows)
+    Z[:5, 1 + alg.extra :] *= 1e3  # margins beyond the clip
+    F, results = alg.apply(model, Z)
+    np.testing.assert_allclose(F, alg.coefficients(model, Z), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(results, alg.evaluate(model, Z), rtol=1e-12, atol=1e-15)
+
+
 def test_shapes(alg: Algorithm, rows: np.ndarray, model: np.ndarray) -> None:
     n, m = rows.shape[0], alg.outputs
     assert rows.shape == (n, 1 + alg.extra + D) == (n, alg.width)

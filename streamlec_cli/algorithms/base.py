@@ -127,6 +127,11 @@ class Algorithm(ABC):
         out[:, 2] = np.nan if correct is None else correct
         return out
 
+    def apply(self, model: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(coefficients, evaluate)`` of the same Z at once: a processor's non-linear work.
+        Subclasses may share the work between the two; the values must not change."""
+        return self.coefficients(model, Z), self.evaluate(model, Z)
+
     def statistics(self, rows: np.ndarray, F: np.ndarray) -> Stats:
         """Stats of these rows given their coefficients."""
         return Stats(self.features(rows).T @ F, F.sum(axis=0), rows.shape[0])

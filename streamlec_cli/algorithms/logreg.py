@@ -19,6 +19,20 @@ class LogReg(LinearModel):
 
     name = "logreg"
 
+    def apply(self, model: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z = np.clip(self.margin(model, Z), -CLIP, CLIP)  # the clip changes no sign
+        y = Z[:, 0]
+        results = np.empty((Z.shape[0], 3))
+        p = results[:, 0]
+        np.negative(z, out=p)
+        np.exp(p, out=p)
+        p += 1.0
+        np.reciprocal(p, out=p)
+        np.logaddexp(0.0, z, out=results[:, 1])
+        results[:, 1] -= y * z
+        results[:, 2] = (z >= 0.0) == (y > 0.5)
+        return (p - y)[:, None], results
+
     def coefficients(self, model: np.ndarray, Z: np.ndarray) -> np.ndarray:
         return (sigmoid(self.margin(model, Z)) - Z[:, 0])[:, None]
 

@@ -77,10 +77,8 @@ def contiguous_parts(count: int, parts: int) -> list[tuple[int, int]]:
 def compute(algorithm: Algorithm, model: np.ndarray, rows: np.ndarray) -> SlotOutput:
     """The ordinary work of a slot holding real items: linear part and update statistics."""
     Z = algorithm.linear(model, rows)
-    F = algorithm.coefficients(model, Z)
-    return SlotOutput(
-        slot=-1, Z=Z, stats=algorithm.statistics(rows, F), results=algorithm.evaluate(model, Z)
-    )
+    F, results = algorithm.apply(model, Z)
+    return SlotOutput(slot=-1, Z=Z, stats=algorithm.statistics(rows, F), results=results)
 
 
 def partial_statistics(algorithm: Algorithm, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
