@@ -130,10 +130,11 @@ class Sink:
         if self.latest_version < 0:
             return
         first, models = self.window_models()
+        meta = {"first": first, "reset": reset, "epoch": self.epoch}
+        parts = wire.frames(wire.MODEL, meta, models)
         for worker in to:
             if worker not in self.dead:
-                meta = {"first": first, "reset": reset, "epoch": self.epoch}
-                self.send(worker, wire.MODEL, meta, models)
+                wire.send_frames(self.sock, parts, to=worker, block=False)
 
     # -- main loop ------------------------------------------------------------------------
 
@@ -147,10 +148,9 @@ class Sink:
                 now = time.time()
                 if events:
                     for _ in range(256):  # drain what is there, then look at the clocks
-                        try:
-                            msg = wire.recv(self.sock, router=True, block=False)
-                        except zmq.Again:
+                        if not self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                             break
+                        msg = wire.recv(self.sock, router=True)
                         if self.handle(msg, now) == "stop":
                             return
                         now = time.time()

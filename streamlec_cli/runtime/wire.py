@@ -104,9 +104,13 @@ def send(
 ) -> bool:
     """Send one message; on a ROUTER give ``to``. Returns False if it could not go right now
     (peer gone or queue full with ``block=False``) instead of blocking."""
-    parts = frames(kind, meta, arrays)
+    return send_frames(sock, frames(kind, meta, arrays), to, block)
+
+
+def send_frames(sock: zmq.Socket, parts: list, to: str | None = None, block: bool = True) -> bool:
+    """``send`` of frames built once by ``frames`` (one message to many peers)."""
     if to is not None:
-        parts.insert(0, to.encode())
+        parts = [to.encode(), *parts]
     try:
         sock.send_multipart(parts, copy=False, flags=0 if block else zmq.NOBLOCK)
     except zmq.Again:
