@@ -79,6 +79,20 @@ def build_report(paths: Sequence[Path]) -> tuple[str, list[str]]:
     table = throughput_table(runs)
     if table:
         lines += ["", "### Throughput by setting (items/s, mean over repeats)", "", *table]
+    costs = cpu_table(runs)
+    if costs:
+        lines += [
+            "",
+            "### Where the CPU goes (CPU seconds per million items delivered)",
+            "",
+            "Failure-free runs at rate max, by scheme (median over runs), from each run's "
+            "`cpu_seconds_during_stream`. Redundancy only adds processor work; the source and "
+            "the sink cost about the same under every scheme (the reactive source also writes "
+            "its log), so where they share the cores with the processors they bound how far "
+            "apart the schemes' throughputs can be.",
+            "",
+            *costs,
+        ]
     return "\n".join(lines), notes
 
 
@@ -184,6 +198,47 @@ def _mean_throughput(runs: list[Run]) -> float:
 def _describe_setting(setting: tuple) -> str:
     _, algorithm, dataset, processors, batch, _ = setting
     return f"{algorithm} on {dataset}, {processors} processors, batch {batch}"
+
+
+# -- CPU -------------------------------------------------------------------------------------
+
+
+def cpu_table(runs: list[Run]) -> list[str]:
+    """Markdown rows: CPU seconds per million items delivered, by worker role and scheme."""
+    by_variant: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for run in runs:
+        cpu, items = run.get("cpu_seconds_during_stream") or {}, run.get("items_out") or 0
+        if run.get("failures") or run.get("rate") not in (None, "max") or not cpu or not items:
+            continue
+        per_million = 1e6 / items
+        processors = sum(v for k, v in cpu.items() if k.startswith("processor-"))
+        by_variant[run["variant"]].append(
+            (
+                cpu.get("source", 0.0) * per_million,
+                cpu.get("sink", 0.0) * per_million,
+                processors * per_million,
+            )
+        )
+    if not by_variant:
+        return []
+    order = {family: i for i, family in enumerate(FAMILY_ORDER)}
+    header = "| scheme | runs | source | sink | processors | total | processors' share |"
+    lines = [header, "|---|---|---|---|---|---|---|"]
+    for variant in sorted(by_variant, key=lambda v: (order.get(v.split()[0], 99), v)):
+        rows = by_variant[variant]
+        source, sink, processors = (_median([row[i] for row in rows]) for i in range(3))
+        total = source + sink + processors
+        lines.append(
+            f"| {variant} | {len(rows)} | {source:.2f} | {sink:.2f} | {processors:.2f} | "
+            f"{total:.2f} | {processors / total:.0%} |"
+        )
+    return lines
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 # -- latency after failures ----------------------------------------------------------------

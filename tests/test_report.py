@@ -63,6 +63,7 @@ def write_summary(
         "batch": 12000,
         "rate": rate,
         "items_in": 600_000,
+        "items_out": 600_000,
         "throughput_items_per_s": throughput,
         "latency_around_first_failure": around,
         "failures": [
@@ -107,6 +108,61 @@ def test_throughput_ratios_from_known_numbers(tmp_path: Path) -> None:
     )
     assert "labhost (2 cores, 8.0 GiB, Linux)" in result.stdout
     assert "`feedfacecafe`" in result.stdout
+
+
+def test_cpu_table_per_million_items_by_role(tmp_path: Path) -> None:
+    cpu = {"source": 0.8, "sink": 0.4, "processor-0": 0.3, "processor-1": 0.5}
+    write_summary(tmp_path, "benchmark", "ec42", 1000.0, cpu_seconds_during_stream=cpu)
+    write_summary(  # the median of the rep-3x runs: source 1.0, sink 0.6, processors 2.0
+        tmp_path,
+        "benchmark",
+        "rep3",
+        500.0,
+        cpu_seconds_during_stream={
+            "source": 1.0,
+            "sink": 0.6,
+            "processor-0": 1.2,
+            "processor-1": 0.8,
+        },
+    )
+    write_summary(
+        tmp_path,
+        "benchmark",
+        "rep3",
+        400.0,
+        cpu_seconds_during_stream={
+            "source": 1.2,
+            "sink": 0.9,
+            "processor-0": 1.5,
+            "processor-1": 0.9,
+        },
+    )
+    write_summary(
+        tmp_path,
+        "benchmark",
+        "rep3",
+        300.0,
+        cpu_seconds_during_stream={
+            "source": 0.6,
+            "sink": 0.3,
+            "processor-0": 1.0,
+            "processor-1": 0.6,
+        },
+    )
+    write_summary(  # a run with a kill is not a cost baseline
+        tmp_path,
+        "benchmark",
+        "rep3",
+        100.0,
+        killed=1,
+        cpu_seconds_during_stream={"source": 9.0, "sink": 9.0, "processor-0": 9.0},
+    )
+    _, result = report(tmp_path)
+    assert result.exit_code == 0, result.output
+    # 600,000 items delivered: 0.8 CPU s is 1.33 s per million items
+    assert "| rep-3x | 3 | 1.67 | 1.00 | 3.33 | 6.00 | 56% |" in result.stdout
+    assert "| ec(4,2) | 1 | 1.33 | 0.67 | 1.33 | 3.33 | 40% |" in result.stdout
+    assert result.stdout.index("| rep-3x | 3") < result.stdout.index("| ec(4,2) | 1")
 
 
 def test_throughput_ratio_is_the_geometric_mean_over_settings(tmp_path: Path) -> None:
