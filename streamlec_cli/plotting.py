@@ -550,7 +550,7 @@ def _frame(runs: list[Run]) -> pd.DataFrame:
                 "scheme": run.get("scheme"),
                 "family": run["family"],
                 "variant": run["variant"],
-                "algorithm": str(run.get("algorithm")),
+                "algorithm": run.get("algorithm_label") or str(run.get("algorithm")),
                 "dataset": str(run.get("dataset")),
                 "processors": int(run.get("processors") or 0),
                 "batch": run.get("batch"),

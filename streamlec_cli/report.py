@@ -172,7 +172,7 @@ def _normal_settings(runs: list[Run]) -> dict[tuple, dict[str, list[Run]]]:
             continue
         setting = (
             run["spec_dir"],
-            str(run.get("algorithm")),
+            run.get("algorithm_label") or str(run.get("algorithm")),
             str(run.get("dataset")),
             run.get("processors"),
             run.get("batch"),

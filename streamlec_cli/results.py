@@ -296,7 +296,23 @@ def load_runs(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
                 "variant": scheme_variant(summary),
             }
         )
+    label_algorithms(runs)
     return runs, notes
+
+
+def label_algorithms(runs: list[dict[str, Any]]) -> None:
+    """Set each run's ``algorithm_label``: the algorithm's name, plus the parameters that
+    differ among the runs of that algorithm in the same spec folder (``kmeans clusters=64``),
+    so runs of different settings are never pooled."""
+    by_algorithm: dict[tuple, list[dict[str, Any]]] = {}
+    for run in runs:
+        by_algorithm.setdefault((run["spec_dir"], str(run.get("algorithm"))), []).append(run)
+    for (_, name), group in by_algorithm.items():
+        params = [run.get("algorithm_params") or {} for run in group]
+        keys = sorted({key for p in params for key in p})
+        varying = [key for key in keys if len({repr(p.get(key)) for p in params}) > 1]
+        for run, p in zip(group, params, strict=True):
+            run["algorithm_label"] = " ".join([name, *(f"{key}={p.get(key)}" for key in varying)])
 
 
 def latency_around(run_dir: Path, instant: float, window: float = 5.0) -> dict | None:

@@ -165,6 +165,26 @@ def test_cpu_table_per_million_items_by_role(tmp_path: Path) -> None:
     assert result.stdout.index("| rep-3x | 3") < result.stdout.index("| ec(4,2) | 1")
 
 
+def test_runs_differing_in_an_algorithm_parameter_are_separate_settings(tmp_path: Path) -> None:
+    for clusters, ec, rep in ((2, 1000.0, 900.0), (64, 300.0, 200.0)):
+        params = {"clusters": clusters, "seed": 0}
+        for scheme, throughput in (("ec42", ec), ("rep3", rep)):
+            write_summary(
+                tmp_path,
+                "intensity",
+                scheme,
+                throughput,
+                algorithm="kmeans",
+                algorithm_params=params,
+            )
+    rows, result = report(tmp_path)
+    assert "| intensity | kmeans clusters=2 | higgs | 6 | 900 | 1,000 | 1.11x |" in result.stdout
+    assert "| intensity | kmeans clusters=64 | higgs | 6 | 200 | 300 | 1.50x |" in result.stdout
+    measured, basis = rows["throughput, EC(4,2) / Rep-3x"][1:]
+    assert measured == "1.29x"  # sqrt(10/9 * 3/2), not the ratio of pooled means
+    assert "2 settings" in basis
+
+
 def test_throughput_ratio_is_the_geometric_mean_over_settings(tmp_path: Path) -> None:
     for algorithm, ec, reactive in (("logreg", 800.0, 200.0), ("svm", 900.0, 100.0)):
         write_summary(tmp_path, "throughput", "ec42", ec, algorithm=algorithm)

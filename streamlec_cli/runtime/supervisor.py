@@ -551,6 +551,7 @@ class Supervisor:
             "scheme": spec.scheme.name,
             "scheme_label": self.plan.scheme.describe(),
             "algorithm": spec.algorithm.name,
+            "algorithm_params": dict(spec.algorithm.params),
             "dataset": spec.dataset.name,
             "processors": spec.processors,
             "k": spec.scheme.k if spec.scheme.name == "ec" else None,
