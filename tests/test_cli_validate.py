@@ -53,6 +53,13 @@ def test_quickstart_validates() -> None:
         assert fragment in line
 
 
+@pytest.mark.parametrize("path", sorted(QUICKSTART.parent.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_experiment_validates_and_says_what_it_measures(path: Path) -> None:
+    result = invoke(str(path))
+    assert result.exit_code == 0, result.output
+    assert path.read_text().startswith("#")
+
+
 def test_good_sweep_lists_one_line_per_run(tmp_path: Path) -> None:
     result = invoke(str(write(tmp_path, GOOD)))
     assert result.exit_code == 0, result.output

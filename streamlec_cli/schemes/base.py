@@ -53,7 +53,6 @@ class BatchResult:
 
     count: int
     stats: Stats  # over every item not lost
-    Z: np.ndarray  # (count, zcols); rows of lost items are NaN
     lost: np.ndarray  # (count,) bool
     decoded: int  # items whose results were rebuilt from parity (EC)
     predictions: np.ndarray = field(init=False)
@@ -74,11 +73,15 @@ def contiguous_parts(count: int, parts: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(bounds))
 
 
-def compute(algorithm: Algorithm, model: np.ndarray, rows: np.ndarray) -> SlotOutput:
-    """The ordinary work of a slot holding real items: linear part and update statistics."""
+def compute(
+    algorithm: Algorithm, model: np.ndarray, rows: np.ndarray, keep_Z: bool = True
+) -> SlotOutput:
+    """The ordinary work of a slot holding real items: update statistics, per-item results
+    and (``keep_Z``, for a code to decode from) the linear part."""
     Z = algorithm.linear(model, rows)
     F, results = algorithm.apply(model, Z)
-    return SlotOutput(slot=-1, Z=Z, stats=algorithm.statistics(rows, F), results=results)
+    stats = algorithm.statistics(rows, F)
+    return SlotOutput(slot=-1, Z=Z if keep_Z else None, stats=stats, results=results)
 
 
 def partial_statistics(algorithm: Algorithm, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -99,8 +102,9 @@ class Scheme(ABC):
         """Tasks of one batch, in the order the source sends them."""
 
     def process(self, algorithm: Algorithm, model: np.ndarray, task: Task) -> SlotOutput:
-        """What slot ``task.slot`` computes for its task (the processor's whole job)."""
-        out = compute(algorithm, model, task.rows)
+        """What slot ``task.slot`` computes for its task (the processor's whole job); without
+        a code nothing is decoded, so Z stays home."""
+        out = compute(algorithm, model, task.rows, keep_Z=False)
         out.slot = task.slot
         return out
 
@@ -188,18 +192,19 @@ class Assembler(ABC):
 
     # -- shared helpers -----------------------------------------------------------------------
 
-    def _zcols(self) -> int:
-        return 1 + self.algorithm.extra + self.algorithm.outputs
-
     def _finish(
-        self, Z: np.ndarray, results: np.ndarray, lost: np.ndarray, stats: Stats, decoded: int
+        self,
+        results: np.ndarray,
+        lost: np.ndarray,
+        decoded: list[tuple[slice, np.ndarray]],
     ) -> BatchResult:
-        """The batch's result; items whose slot did not evaluate them (decoded ones) are
-        evaluated here from their Z."""
-        result = BatchResult(self.count, stats, Z, lost, decoded)
-        todo = ~lost & np.isnan(results[:, 0])
-        if todo.any():
-            results[todo] = self.algorithm.evaluate(self.model, Z[todo])
+        """The batch's result from the slots' per-item results; the items rebuilt from parity
+        (``decoded``: their offsets and their decoded Z) are evaluated here."""
+        for items, Z in decoded:
+            results[items] = self.algorithm.evaluate(self.model, Z)
+        result = BatchResult(
+            self.count, self.statistics(), lost, sum(Z.shape[0] for _, Z in decoded)
+        )
         results[lost] = np.nan
         result.predictions = results[:, 0]
         result.loss = results[:, 1]

@@ -126,8 +126,8 @@ class ErasureCoded(Scheme):
 
     def process(self, algorithm: Algorithm, model: np.ndarray, task: Task) -> SlotOutput:
         attach = task.rows if self.attach == "inputs" else None
-        if task.role == DATA:
-            out = compute(algorithm, model, task.rows)
+        if task.role == DATA:  # Z only where the sink decodes from it
+            out = compute(algorithm, model, task.rows, keep_Z=self.attach == "linear")
             out.slot, out.rows = task.slot, attach
             return out
         if self.attach == "inputs":
@@ -323,21 +323,17 @@ class ECAssembler(Assembler):
 
     def result(self) -> BatchResult:
         n = self.scheme.n
-        Z = np.full((self.count, self._zcols()), np.nan)
         results = np.full((self.count, 3), np.nan)
         lost = np.zeros(self.count, dtype=bool)
-        decoded = 0
+        decoded = []
         for g, group in enumerate(self.groups):
             kinds, _ = self._kinds(group)
             for j, kind in enumerate(kinds):
                 items = self._span(group, j)
                 if kind == _OUTPUT:
-                    out = self.outputs[g * n + j]
-                    Z[items] = out.Z
-                    results[items] = out.results
+                    results[items] = self.outputs[g * n + j].results
                 elif kind == _LOST:
                     lost[items] = True
                 else:
-                    Z[items] = group.decoded[j]
-                    decoded += group.sizes[j]
-        return self._finish(Z, results, lost, self.statistics(), decoded)
+                    decoded.append((items, group.decoded[j]))
+        return self._finish(results, lost, decoded)

@@ -83,16 +83,13 @@ class PartitionAssembler(Assembler):
         return Stats.total(parts, alg.d, alg.outputs)
 
     def result(self) -> BatchResult:
-        Z = np.full((self.count, self._zcols()), np.nan)
         results = np.full((self.count, 3), np.nan)
         lost = np.ones(self.count, dtype=bool)
         for group in sorted(self.first):
-            out = self.outputs[self.first[group]]
             lo, hi = self.ranges[group]
-            Z[lo:hi] = out.Z
-            results[lo:hi] = out.results
+            results[lo:hi] = self.outputs[self.first[group]].results
             lost[lo:hi] = False
-        return self._finish(Z, results, lost, self.statistics(), decoded=0)
+        return self._finish(results, lost, decoded=[])
 
 
 class NoScheme(Partitioned):
