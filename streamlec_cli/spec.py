@@ -318,7 +318,9 @@ def parse(raw: dict, overrides: Sequence[str] = (), source: str = "<spec>") -> l
     """Validate an already-loaded spec mapping and expand it into its runs.
 
     ``raw`` is not modified. Overrides are applied first, in order, then each sweep
-    combination (keys in the given order, the first varying slowest), then ``repeat``.
+    combination (keys in the given order, the first varying slowest). With ``repeat`` the
+    whole sweep runs once per repeat, so a drift in the machine's speed during the runs
+    touches every combination alike instead of favouring the ones run first.
     """
     if not isinstance(raw, Mapping):
         msg = (
@@ -336,7 +338,7 @@ def parse(raw: dict, overrides: Sequence[str] = (), source: str = "<spec>") -> l
     sweep = _sweep_axes(raw.pop("sweep", None))
     repeat = _integer("repeat", raw.get("repeat", 1), 1)
 
-    runs: list[Spec] = []
+    bases: list[Spec] = []
     for combination in itertools.product(*(values for _, values in sweep)):
         assignments = tuple(
             (key, value) for (key, _), value in zip(sweep, combination, strict=True)
@@ -351,7 +353,8 @@ def parse(raw: dict, overrides: Sequence[str] = (), source: str = "<spec>") -> l
                 raise
             msg = f"run {_combination_label(assignments)}: {exc}"
             raise SpecError(msg) from exc
-        runs.extend(replace(base, run_index=index) for index in range(repeat))
+        bases.append(base)
+    runs = [replace(base, run_index=index) for index in range(repeat) for base in bases]
 
     seen: dict[str, Spec] = {}
     for run in runs:
