@@ -49,6 +49,7 @@ from matplotlib.ticker import (
 from .results import (
     NoRunsError,
     load_runs,
+    natural_key,
     read_events,
     stream_start,
 )
@@ -695,7 +696,7 @@ def _grouped_bars(
     ax: Any, frame: pd.DataFrame, by: str, variants: list[str], column: str, *, scale: float
 ) -> None:
     """A bar per (group, variant): the mean over repeats, whiskers min-max, value on top."""
-    groups = sorted(frame[by].unique())
+    groups = sorted(frame[by].unique(), key=lambda group: natural_key(str(group)))
     width = 0.84 / max(1, len(variants))
     for i, variant in enumerate(variants):
         stats = frame[frame["variant"] == variant].groupby(by)[column].agg(["mean", "min", "max"])

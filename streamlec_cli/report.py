@@ -26,14 +26,13 @@ How each ratio is measured:
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .results import load_runs
+from .results import load_runs, natural_key
 
 Run = dict[str, Any]
 
@@ -149,7 +148,7 @@ def throughput_table(runs: list[Run]) -> list[str]:
     header = ["spec", "algorithm", "dataset", "processors", *families]
     header += [f"EC(4,2) / {_scheme_name(f)}" for f in ratios]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for setting in sorted(settings, key=lambda s: tuple(_natural(str(part)) for part in s)):
+    for setting in sorted(settings, key=lambda s: tuple(natural_key(str(part)) for part in s)):
         by_family = settings[setting]
         spec_dir, algorithm, dataset, processors, *_ = setting
         cells = [spec_dir.name, algorithm, dataset, str(processors)]
@@ -234,11 +233,6 @@ def cpu_table(runs: list[Run]) -> list[str]:
             f"{total:.2f} | {processors / total:.0%} |"
         )
     return lines
-
-
-def _natural(text: str) -> tuple:
-    """Sort key reading the digit runs as numbers: clusters=8 before clusters=32."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
 
 
 def _median(values: Sequence[float]) -> float:

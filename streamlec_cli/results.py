@@ -15,6 +15,7 @@ import csv
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -298,6 +299,11 @@ def load_runs(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
         )
     label_algorithms(runs)
     return runs, notes
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key reading the digit runs as numbers: ``clusters=8`` before ``clusters=32``."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
 
 
 def label_algorithms(runs: list[dict[str, Any]]) -> None:
