@@ -206,10 +206,19 @@ def _describe_setting(setting: tuple) -> str:
 def cpu_table(runs: list[Run]) -> list[str]:
     """Markdown rows: CPU seconds per million items delivered, by worker role and scheme."""
     by_variant: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
-    for run in runs:
-        cpu, items = run.get("cpu_seconds_during_stream") or {}, run.get("items_out") or 0
-        if run.get("failures") or run.get("rate") not in (None, "max") or not cpu or not items:
-            continue
+    normal = [
+        run
+        for run in runs
+        if not run.get("failures")
+        and run.get("rate") in (None, "max")
+        and run.get("cpu_seconds_during_stream")
+        and run.get("items_out")
+    ]
+    # Like the throughput ratios: the throughput spec's runs alone when there are any, so
+    # workloads of other specs (more processors, heavier models) are not pooled in.
+    preferred = [run for run in normal if run["spec_dir"].name == PREFERRED_THROUGHPUT_SPEC]
+    for run in preferred or normal:
+        cpu, items = run["cpu_seconds_during_stream"], run["items_out"]
         per_million = 1e6 / items
         processors = sum(v for k, v in cpu.items() if k.startswith("processor-"))
         by_variant[run["variant"]].append(
@@ -221,9 +230,10 @@ def cpu_table(runs: list[Run]) -> list[str]:
         )
     if not by_variant:
         return []
+    specs = sorted({run["spec_dir"].name for run in preferred or normal})
     order = {family: i for i, family in enumerate(FAMILY_ORDER)}
     header = "| scheme | runs | source | sink | processors | total | processors' share |"
-    lines = [header, "|---|---|---|---|---|---|---|"]
+    lines = [f"Runs of spec {', '.join(specs)}:", "", header, "|---|---|---|---|---|---|---|"]
     for variant in sorted(by_variant, key=lambda v: (order.get(v.split()[0], 99), v)):
         rows = by_variant[variant]
         source, sink, processors = (_median([row[i] for row in rows]) for i in range(3))

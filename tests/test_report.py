@@ -323,3 +323,13 @@ def test_latency_counts_items_by_when_their_results_were_delivered(tmp_path: Pat
     assert around["before"]["p99_ms"] == pytest.approx(100.0, rel=1e-6)
     assert around["after"]["p99_ms"] == pytest.approx(1000.0, rel=1e-6)
     assert around["p99_ratio"] == pytest.approx(10.0)  # by arrival it would be 0.1x
+
+
+def test_cpu_table_prefers_the_throughput_spec_like_the_ratios(tmp_path: Path) -> None:
+    light = {"source": 0.6, "sink": 0.6, "processor-0": 0.6}
+    heavy = {"source": 6.0, "sink": 6.0, "processor-0": 60.0}
+    write_summary(tmp_path, "throughput", "ec42", 1000.0, cpu_seconds_during_stream=light)
+    write_summary(tmp_path, "intensity", "ec42", 100.0, cpu_seconds_during_stream=heavy)
+    _, result = report(tmp_path)
+    assert "Runs of spec throughput:" in result.stdout
+    assert "| ec(4,2) | 1 | 1.00 | 1.00 | 1.00 | 3.00 | 33% |" in result.stdout
