@@ -17,7 +17,6 @@ import os
 import platform
 import re
 import socket
-import subprocess
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -97,25 +96,6 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
-
-
-def git_commit(cwd: Path | None = None) -> str:
-    """The commit of the checkout the harness runs from (with ``-dirty``), or ``unknown``."""
-    where = cwd or Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("-dirty" if dirty else "")
 
 
 def machine_info() -> dict[str, Any]:

@@ -287,3 +287,26 @@ def test_sink_stopped_mid_run_fails_the_run_at_once(tmp_path):
     assert time.monotonic() - started < 20  # not the 60 s stall limit
     assert "the sink exited" in stderr and "Traceback" not in stderr
     assert leftover_processes(only_run_dir(out)) == []
+
+
+def test_workers_run_the_supervisors_code_not_a_package_in_the_working_directory(tmp_path):
+    # `python -m` puts the working directory first on the path: a worker started that way
+    # from here would import this broken copy instead of the code the supervisor runs.
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "streamlec_cli").mkdir(parents=True)
+    (elsewhere / "streamlec_cli" / "__init__.py").write_text("raise ImportError('wrong copy')\n")
+    spec = write_spec(
+        tmp_path, scheme={"name": "none"}, dataset={"name": "higgs", "items": 24_000, "seed": 5}
+    )
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-P", "-m", "streamlec_cli", "run", str(spec), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=elsewhere,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((only_run_dir(out) / "summary.json").read_text())
+    assert summary["items_out"] == 24_000 and summary["items_lost"] == 0
+    assert summary["commit"] != "" and not summary["commit"].startswith("wrong")

@@ -29,10 +29,10 @@ import yaml
 import zmq
 
 from .. import datasets
+from ..provenance import PACKAGE, code_commit
 from ..reference import iter_reference
 from ..results import (
     append_event,
-    git_commit,
     latency_around,
     machine_info,
     read_events,
@@ -179,7 +179,7 @@ class Supervisor:
             "run_id": self.spec.run_id,
             "run_index": self.spec.run_index,
             "sweep_values": dict(self.spec.sweep_values),
-            "commit": git_commit(),
+            "commit": code_commit(),
             "start_time": time.time(),
             "start_time_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "dataset_source": datasets.source_description(self.spec.dataset),
@@ -195,6 +195,14 @@ class Supervisor:
             env[var] = "1"  # one core per worker: the workers are the parallelism
         env["PYTHONUNBUFFERED"] = "1"
         env[SUPERVISOR_ENV] = str(os.getpid())
+        # Workers run the supervisor's copy of the code, never a streamlec_cli that happens
+        # to sit in the working directory (``python -m`` would put it first on the path);
+        # when the supervisor's copy is the one in the working directory, they get that.
+        env["PYTHONSAFEPATH"] = "1"
+        if PACKAGE.parent == Path.cwd().resolve():
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(PACKAGE.parent), env.get("PYTHONPATH")) if p
+            )
         cmd = [
             sys.executable,
             "-m",
