@@ -7,16 +7,24 @@ run records the code it ran. Not used at run time.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from setuptools.command.build_py import build_py
 
-from .provenance import COMMIT_FILE, checkout_commit
+# setuptools loads this file on its own, outside the package: load the sibling by path.
+_spec = importlib.util.spec_from_file_location(
+    "_streamlec_provenance", Path(__file__).with_name("provenance.py")
+)
+assert _spec is not None and _spec.loader is not None
+provenance = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(provenance)
 
 
 class BuildPy(build_py):
     def run(self) -> None:
         super().run()
-        commit = checkout_commit(Path.cwd())
+        commit = provenance.checkout_commit(Path.cwd())
         if commit and not self.editable_mode:
-            (Path(self.build_lib) / "streamlec_cli" / COMMIT_FILE).write_text(commit + "\n")
+            target = Path(self.build_lib) / "streamlec_cli" / provenance.COMMIT_FILE
+            target.write_text(commit + "\n")
