@@ -76,7 +76,8 @@ def validate(spec_files: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
         try:
             runs = spec.load(spec_file, overrides)
         except spec.SpecError as exc:
-            click.echo(f"error: {exc}", err=True)
+            where = "" if len(spec_files) == 1 or str(spec_file) in str(exc) else f"{spec_file}: "
+            click.echo(f"error: {where}{exc}", err=True)
             failed = True
             continue
         noun = "run" if len(runs) == 1 else "runs"

@@ -580,13 +580,16 @@ def _processors(value: object, scheme: SchemeSpec) -> int:
 def _check_group(scheme: SchemeSpec, processors: int) -> None:
     """EC and rep need a whole number of groups of k+r (or copies) processors."""
     if scheme.name == "ec":
-        size, key, value, what = scheme.k + scheme.r, "scheme.r", scheme.r, "k+r"
+        size, given, what = scheme.k + scheme.r, f"k={scheme.k}, r={scheme.r}", "k+r"
     elif scheme.name == "rep":
-        size, key, value, what = scheme.copies, "scheme.copies", scheme.copies, "copies"
+        size, given, what = scheme.copies, f"copies={scheme.copies}", "copies"
     else:
         return
     if processors < size:
-        msg = f"{key}: {value} needs {what}={size} processors, spec has {processors}"
+        msg = (
+            f"scheme: {scheme.name} with {given} needs {what}={size} processors, "
+            f"spec has processors: {processors}"
+        )
         raise SpecError(msg)
     if processors % size:
         msg = (

@@ -106,7 +106,8 @@ def test_set_overrides_are_applied(tmp_path: Path) -> None:
         (
             GOOD,
             ("--set", "sweep.scheme=[{name: ec, k: 4, r: 5}]"),
-            "run scheme=ec,k=4,r=5: scheme.r: 5 needs k+r=9 processors, spec has 6",
+            "run scheme=ec,k=4,r=5: scheme: ec with k=4, r=5 needs k+r=9 processors, "
+            "spec has processors: 6",
         ),
         (
             GOOD,
@@ -156,3 +157,4 @@ def test_validate_takes_several_specs_and_fails_if_one_is_wrong(tmp_path):
     assert result.exit_code == 2
     assert "spec 'g' is valid" in result.output
     assert "batch" in result.output and "Traceback" not in result.output
+    assert f"error: {bad}: batch" in result.stderr  # which of the specs is wrong

@@ -277,7 +277,10 @@ def test_every_ec_shape_within_16_slots_validates(k: int, r: int, groups: int) -
             ["scheme.copies", "does not apply to scheme ec", "name, k, r, code, attach"],
         ),
         ({"scheme": {"name": "ec", "k": 0}}, ["scheme.k: 0 is not allowed: k must be at least 2"]),
-        ({"scheme": {"name": "ec", "r": 5}}, ["scheme.r: 5 needs k+r=9 processors, spec has 6"]),
+        (
+            {"scheme": {"name": "ec", "r": 5}},
+            ["scheme: ec with k=4, r=5 needs k+r=9 processors, spec has processors: 6"],
+        ),
         (
             {"processors": 8},
             ["processors: 8 is not a multiple of k+r=6 (ec groups of k+r processors)"],
@@ -349,7 +352,9 @@ def test_sweep_error_names_the_combination() -> None:
     raw = ec_spec(sweep={"scheme": [{"name": "ec", "k": 4}, {"name": "ec", "k": 5}]})
     with pytest.raises(SpecError) as info:
         parse(raw)
-    assert str(info.value) == "run scheme=ec,k=5: scheme.r: 2 needs k+r=7 processors, spec has 6"
+    assert str(info.value) == (
+        "run scheme=ec,k=5: scheme: ec with k=5, r=2 needs k+r=7 processors, spec has processors: 6"
+    )
 
 
 @pytest.mark.parametrize(
