@@ -41,7 +41,7 @@ class SlotOutput:
     """What one slot sends back to the sink for one batch (any field may be absent)."""
 
     slot: int
-    Z: np.ndarray | None = None  # linear part of its rows
+    Z: np.ndarray | None = None  # linear part of its rows (sent where the sink decodes from it)
     stats: Stats | None = None  # update statistics of its rows
     rows: np.ndarray | None = None  # attached inputs (EC ``attach: inputs``)
     results: np.ndarray | None = None  # (n, 3) prediction, loss, correct of its items
