@@ -13,6 +13,7 @@ validation (only :class:`AlgorithmSpec` fills in its defaults on its own).
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import itertools
 import json
@@ -913,13 +914,18 @@ def _reject(key: str, value: object, why: str) -> NoReturn:
 def _check_keys(mapping: Mapping, allowed: Sequence[str], where: str) -> None:
     for key in mapping:
         if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             if where:
                 msg = (
-                    f"unknown key '{where}.{key}': allowed keys under {where} are "
+                    f"unknown key '{where}.{key}'{hint}: allowed keys under {where} are "
                     f"{', '.join(allowed)}"
                 )
             else:
-                msg = f"unknown key {str(key)!r}: allowed top-level keys are {', '.join(allowed)}"
+                msg = (
+                    f"unknown key {str(key)!r}{hint}: allowed top-level keys are "
+                    f"{', '.join(allowed)}"
+                )
             raise SpecError(msg)
 
 

@@ -272,6 +272,7 @@ def test_every_ec_shape_within_16_slots_validates(k: int, r: int, groups: int) -
             ["unknown key 'scheme.kk'", "allowed keys under scheme are name, k, r"],
         ),
         ({"foo": 1}, ["unknown key 'foo'", "allowed top-level keys are name, dataset"]),
+        ({"procesors": 6}, ["unknown key 'procesors' (did you mean 'processors'?)"]),
         (
             {"scheme": {"name": "ec", "copies": 3}},
             ["scheme.copies", "does not apply to scheme ec", "name, k, r, code, attach"],
