@@ -273,6 +273,12 @@ class Supervisor:
             name: {"pid": child.pid, "state": "running" if child.proc.poll() is None else "exited"}
             for name, child in self.children.items()
         }
+        if self.standby is not None:  # the warm spare that takes the next crashed slot
+            alive = self.standby.proc.poll() is None
+            self.live.workers[STANDBY] = {
+                "pid": self.standby.pid,
+                "state": "spare" if alive else "exited",
+            }
         self.live.save()
 
     # -- the run --------------------------------------------------------------------------
@@ -459,6 +465,7 @@ class Supervisor:
                 "exited", f"pid {self.standby.pid}, code {self.standby.proc.returncode}", STANDBY
             )
             self.spawn(STANDBY)
+            self.update_registry()
         for name, child in list(self.children.items()):
             code = child.proc.poll()
             if code is None:
