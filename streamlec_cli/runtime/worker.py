@@ -18,7 +18,7 @@ from ..spec import Spec
 from .plan import make_plan
 
 SUPERVISOR_ENV = "STREAMLEC_SUPERVISOR_PID"
-#: A directory: every worker runs under cProfile and writes ``<worker>.prof`` there at exit.
+#: A directory: every worker runs under cProfile and writes ``<worker>-<pid>.prof`` there at exit.
 PROFILE_ENV = "STREAMLEC_PROFILE"
 _PR_SET_PDEATHSIG = 1
 
