@@ -38,7 +38,7 @@ def code_commit(package: Path = PACKAGE) -> str:
         top = Path(_git(package, "rev-parse", "--show-toplevel")).resolve()
     except (OSError, subprocess.CalledProcessError):
         top = None
-    if top is not None and top / PACKAGE.name == package:
+    if top is not None and top / package.name == package:
         return checkout_commit(package) or "unknown"
     recorded = package / COMMIT_FILE
     if recorded.is_file():

@@ -30,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from .results import load_runs, natural_key
@@ -236,19 +237,13 @@ def cpu_table(runs: list[Run]) -> list[str]:
     lines = [f"Runs of spec {', '.join(specs)}:", "", header, "|---|---|---|---|---|---|---|"]
     for variant in sorted(by_variant, key=lambda v: (order.get(v.split()[0], 99), v)):
         rows = by_variant[variant]
-        source, sink, processors = (_median([row[i] for row in rows]) for i in range(3))
+        source, sink, processors = (median(row[i] for row in rows) for i in range(3))
         total = source + sink + processors
         lines.append(
             f"| {variant} | {len(rows)} | {source:.2f} | {sink:.2f} | {processors:.2f} | "
             f"{total:.2f} | {processors / total:.0%} |"
         )
     return lines
-
-
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 # -- latency after failures ----------------------------------------------------------------

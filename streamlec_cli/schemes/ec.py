@@ -46,12 +46,7 @@ _OUTPUT, _REBUILT, _DECODED, _LOST = "output", "rebuilt", "decoded", "lost"
 
 def slot_sizes(n: int, k: int) -> list[int]:
     """Items of each data slot of a part of n items (the first ``n % k`` get one more)."""
-    return [(n - j + k - 1) // k for j in range(k)]
-
-
-def slot_starts(n: int, k: int) -> list[int]:
-    """Offset of each data slot's slice within a part of n items."""
-    return [lo for lo, _ in contiguous_parts(n, k)]
+    return [hi - lo for lo, hi in contiguous_parts(n, k)]
 
 
 def _padded_stripes(slices: list[np.ndarray], stripes: int) -> np.ndarray:
@@ -151,8 +146,9 @@ class _Group:
 
     def __init__(self, lo: int, hi: int, k: int) -> None:
         self.lo, self.hi = lo, hi
-        self.sizes = slot_sizes(hi - lo, k)
-        self.starts = slot_starts(hi - lo, k)
+        # Data slot j holds the batch's items lo + a .. lo + b - 1, (a, b) = slices[j].
+        self.slices = contiguous_parts(hi - lo, k)
+        self.sizes = [b - a for a, b in self.slices]
         self.stripes = -(-(hi - lo) // k)
         self.arrived: list[int] = []  # local rows (0..k+r-1) in arrival order
         self.decoded: dict[int, np.ndarray] = {}  # lost data slot -> Z (sizes[j], zcols)
@@ -181,14 +177,14 @@ class ECAssembler(Assembler):
     def sufficient(self) -> bool:
         return all(len(g.arrived) >= self.scheme.k for g in self.groups)
 
-    def _items_of(self, group: _Group, j: int) -> np.ndarray:
-        start = group.lo + group.starts[j]
-        return np.arange(start, start + group.sizes[j])
-
     def _span(self, group: _Group, j: int) -> slice:
         """The batch offsets of data slot j's items (contiguous)."""
-        start = group.lo + group.starts[j]
-        return slice(start, start + group.sizes[j])
+        a, b = group.slices[j]
+        return slice(group.lo + a, group.lo + b)
+
+    def _items_of(self, group: _Group, j: int) -> np.ndarray:
+        span = self._span(group, j)
+        return np.arange(span.start, span.stop)
 
     def _became_final(self, slot: int) -> np.ndarray:
         k, n = self.scheme.k, self.scheme.n
