@@ -48,7 +48,8 @@ STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 3.0
 STANDBY = "standby"
 STALL_TIMEOUT = 60.0  # no progress for this long (closed loop) means the run is stuck
-POLL_MS = 5  # how often child exits are looked at: the sink hears of a crash this fast
+WAKE_S = 0.1  # longest sleep of the supervisor's loop (stall check, progress line)
+POLL_MS = 5  # without pidfds: how often child exits are looked at
 LATENCY_WINDOW = 5.0  # seconds before/after the first kill compared in the summary
 
 
@@ -132,6 +133,58 @@ def _memory_kb(pid: int) -> tuple[int, int]:
     except OSError:
         pass
     return rss, hwm
+
+
+class ExitWatch:
+    """Waits for a message from the sink or the exit of a child, whichever comes first.
+
+    Each child's pidfd sits in the poller beside the sink's socket, so an exit wakes the
+    supervisor at once and the loop sleeps otherwise. Where pidfds are missing (not Linux,
+    or a kernel before 5.3) the children are looked at every ``POLL_MS`` instead.
+    """
+
+    def __init__(self, sock: zmq.Socket) -> None:
+        self.sock = sock
+        self.poller = zmq.Poller()
+        self.poller.register(sock, zmq.POLLIN)
+        self.fds: dict[int, int] = {}  # pid -> pidfd
+        self.polling = not hasattr(os, "pidfd_open")
+        self.fired = False
+
+    def follow(self, pids: list[int]) -> None:
+        """Watch exactly these children (a restart brings a new pid, a reaped one goes)."""
+        for pid in set(self.fds) - set(pids):
+            self.poller.unregister(self.fds[pid])
+            os.close(self.fds.pop(pid))
+        if self.polling:
+            return
+        for pid in set(pids) - set(self.fds):
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:  # already gone: the next look at it reaps it
+                self.fired = True
+                continue
+            except OSError:  # no pidfds here
+                self.polling = True
+                return
+            self.fds[pid] = fd
+            self.poller.register(fd, zmq.POLLIN)
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until a message, an exit or ``timeout`` seconds; True if a message waits."""
+        ms = POLL_MS if self.polling else max(0, round(timeout * 1000))
+        events = dict(self.poller.poll(ms))
+        if len(events) > (self.sock in events):
+            self.fired = True
+        return self.sock in events
+
+    def exited(self) -> bool:
+        """Whether a child may have exited since the last call (always, when polling)."""
+        fired, self.fired = self.fired, False
+        return fired or self.polling
+
+    def close(self) -> None:
+        self.follow([])
 
 
 class Supervisor:
@@ -331,9 +384,14 @@ class Supervisor:
         memory_log = open(self.run_dir / "memory.csv", "w", newline="")  # noqa: SIM115
         memory = csv.writer(memory_log)
         memory.writerow(["time", "worker", "pid", "rss_mb", "peak_mb", "cpu_s"])
+        exits = ExitWatch(sink_sock)
         try:
             while True:
-                if sink_sock.poll(POLL_MS):
+                live = [child.pid for child in self.children.values()]
+                if self.standby is not None:
+                    live.append(self.standby.pid)
+                exits.follow(live)
+                if exits.wait(self.next_wake(next_sample)):
                     while True:
                         try:
                             msg = wire.recv(sink_sock, block=False)
@@ -365,11 +423,12 @@ class Supervisor:
                     )
                     raise RunFailed(msg)
                 self.inject()
-                try:
-                    self.watch(sink_sock)
-                except _Done:
-                    self.sample(memory)
-                    return
+                if exits.exited():
+                    try:
+                        self.watch(sink_sock)
+                    except _Done:
+                        self.sample(memory)
+                        return
                 now = time.monotonic()
                 if now >= next_sample:
                     next_sample = now + 0.5
@@ -385,7 +444,20 @@ class Supervisor:
                     }
                 )
         finally:
+            exits.close()
             memory_log.close()
+
+    def next_wake(self, next_sample: float) -> float:
+        """Seconds the loop may sleep: until the next memory sample or time-scheduled
+        failure, and never longer than ``WAKE_S``."""
+        now = time.monotonic()
+        wake = min(WAKE_S, max(0.0, next_sample - now))
+        if self.started_at is not None:
+            elapsed = time.time() - self.started_at
+            for index, failure in enumerate(self.spec.failures):
+                if index not in self.fired and failure.at is not None:
+                    wake = min(wake, max(0.0, failure.at - elapsed))
+        return wake
 
     def stall_limit(self) -> float:
         """Seconds without a committed batch after which the run is declared stuck."""
