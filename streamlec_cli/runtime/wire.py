@@ -72,6 +72,10 @@ KINDS = frozenset(
 )
 
 
+# Plain ints: pyzmq's flag enums cost an object per combination, on every frame.
+_SNDMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.NOBLOCK)
+
+
 @dataclass
 class Message:
     kind: str
@@ -109,10 +113,13 @@ def send(
 
 def send_frames(sock: zmq.Socket, parts: list, to: str | None = None, block: bool = True) -> bool:
     """``send`` of frames built once by ``frames`` (one message to many peers)."""
+    flags = 0 if block else _NOBLOCK
     if to is not None:
         parts = [to.encode(), *parts]
+    last = len(parts) - 1
     try:
-        sock.send_multipart(parts, copy=False, flags=0 if block else zmq.NOBLOCK)
+        for i, part in enumerate(parts):
+            sock.send(part, flags if i == last else flags | _SNDMORE, copy=False)
     except zmq.Again:
         return False
     except zmq.ZMQError as exc:
@@ -126,14 +133,18 @@ def recv(sock: zmq.Socket, router: bool = False, block: bool = True) -> Message:
     """Receive one message; arrays are read-only views of the received frames.
 
     With ``block=False`` raises ``zmq.Again`` when nothing is waiting."""
-    parts = sock.recv_multipart(copy=False, flags=0 if block else zmq.NOBLOCK)
+    frame = sock.recv(0 if block else _NOBLOCK, copy=False)
+    parts = [frame]
+    while frame.more:  # the rest of a message is there once its first frame is
+        frame = sock.recv(copy=False)
+        parts.append(frame)
     sender = None
     if router:
         # A worker's name; or, for messages still queued from a connection that a restarted
         # worker took over (ROUTER_HANDOVER), the binary routing id ZeroMQ gave the old one.
-        sender = bytes(parts[0].buffer).decode(errors="backslashreplace")
+        sender = parts[0].bytes.decode(errors="backslashreplace")
         parts = parts[1:]
-    header = json.loads(bytes(parts[0].buffer))
+    header = json.loads(parts[0].bytes)
     arrays = [
         np.frombuffer(part.buffer, dtype=np.dtype(dtype)).reshape(shape)
         for (dtype, shape), part in zip(header["arrays"], parts[1:], strict=True)
