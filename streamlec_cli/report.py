@@ -90,7 +90,10 @@ def build_report(paths: Sequence[Path]) -> tuple[str, list[str]]:
             "`cpu_seconds_during_stream`. Redundancy only adds processor work; the source and "
             "the sink cost about the same under every scheme (the reactive source also writes "
             "its log), so where they share the cores with the processors they bound how far "
-            "apart the schemes' throughputs can be.",
+            "apart the schemes' throughputs can be. Machine idle is the share of all cores' "
+            "time left idle during the stream (`machine_idle_during_stream`): where it is high, "
+            "the synchronous pipeline (batch b waits for the model of batch b-1) waits on "
+            "itself, and saving CPU does not raise throughput.",
             "",
             *costs,
         ]
@@ -206,7 +209,7 @@ def _describe_setting(setting: tuple) -> str:
 
 def cpu_table(runs: list[Run]) -> list[str]:
     """Markdown rows: CPU seconds per million items delivered, by worker role and scheme."""
-    by_variant: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    by_variant: dict[str, list[tuple[float, ...]]] = defaultdict(list)
     normal = [
         run
         for run in runs
@@ -227,21 +230,26 @@ def cpu_table(runs: list[Run]) -> list[str]:
                 cpu.get("source", 0.0) * per_million,
                 cpu.get("sink", 0.0) * per_million,
                 processors * per_million,
+                run.get("machine_idle_during_stream", math.nan),
             )
         )
     if not by_variant:
         return []
     specs = sorted({run["spec_dir"].name for run in preferred or normal})
     order = {family: i for i, family in enumerate(FAMILY_ORDER)}
-    header = "| scheme | runs | source | sink | processors | total | processors' share |"
-    lines = [f"Runs of spec {', '.join(specs)}:", "", header, "|---|---|---|---|---|---|---|"]
+    header = (
+        "| scheme | runs | source | sink | processors | total | processors' share | machine idle |"
+    )
+    lines = [f"Runs of spec {', '.join(specs)}:", "", header, "|---|---|---|---|---|---|---|---|"]
     for variant in sorted(by_variant, key=lambda v: (order.get(v.split()[0], 99), v)):
         rows = by_variant[variant]
         source, sink, processors = (median(row[i] for row in rows) for i in range(3))
         total = source + sink + processors
+        idle = [row[3] for row in rows if row[3] is not None and not math.isnan(row[3])]
+        idle_cell = f"{median(idle):.0%}" if idle else "-"  # runs from before it was recorded
         lines.append(
             f"| {variant} | {len(rows)} | {source:.2f} | {sink:.2f} | {processors:.2f} | "
-            f"{total:.2f} | {processors / total:.0%} |"
+            f"{total:.2f} | {processors / total:.0%} | {idle_cell} |"
         )
     return lines
 

@@ -115,6 +115,7 @@ def assert_absorbed(summary: dict, run_dir: Path, killed: list[str]) -> None:
     assert summary["items_duplicated"] == 0, context
     assert summary["reference_max_rel_err"] is not None, context
     assert summary["reference_max_rel_err"] <= 1e-9, context
+    assert 0.0 <= summary["machine_idle_during_stream"] <= 1.0, context
     log = events(run_dir)
     for worker in killed:
         assert any(e["worker"] == worker and e["event"] == "kill" for e in log), log

@@ -110,6 +110,16 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def _machine_jiffies() -> tuple[int, int]:
+    """(idle, total) CPU time of the whole machine so far, in clock ticks (/proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    return ticks[3] + ticks[4], sum(ticks)  # idle + iowait; user .. steal
+
+
 def _last_line(path: Path) -> str:
     """The last non-empty line of a worker's log (what it said before it died)."""
     try:
@@ -209,6 +219,7 @@ class Supervisor:
         self.peak_kb: dict[str, int] = {}
         self.cpu_s: dict[tuple[str, int], float] = {}  # (worker, pid) -> CPU seconds so far
         self.cpu_at_start: dict[tuple[str, int], float] = {}
+        self.jiffies_at_start = self.jiffies_at_end = (0, 0)  # machine (idle, total)
         self.incarnations: dict[str, int] = {}
         self.standby: Child | None = None  # a processor-to-be, imported and waiting
         self.exit_code = 0
@@ -400,6 +411,7 @@ class Supervisor:
                         if msg.kind == wire.PROGRESS:
                             if self.started_at is None:  # the stream has started
                                 self.started_at = time.time()
+                                self.jiffies_at_start = _machine_jiffies()
                                 self.cpu_at_start = {
                                     (name, child.pid): _cpu_seconds(child.pid)
                                     for name, child in self.children.items()
@@ -466,6 +478,7 @@ class Supervisor:
 
     def sample(self, memory) -> None:
         """One row per live worker in memory.csv: RSS, peak RSS, CPU seconds so far."""
+        self.jiffies_at_end = _machine_jiffies()
         for name, child in self.children.items():
             rss, hwm = _memory_kb(child.pid)
             if rss:
@@ -614,6 +627,13 @@ class Supervisor:
             out[key[0]] = round(out.get(key[0], 0.0) + used, 3)
         return dict(sorted(out.items()))
 
+    def idle_during_stream(self) -> float | None:
+        """Share of the machine's CPU time left idle from the stream's start to its end: a
+        pipeline that waits on itself leaves cores idle however cheap its workers are."""
+        idle = self.jiffies_at_end[0] - self.jiffies_at_start[0]
+        total = self.jiffies_at_end[1] - self.jiffies_at_start[1]
+        return round(idle / total, 3) if total > 0 and self.started_at is not None else None
+
     def summarise(self, interrupted: bool, error: str | None) -> dict:
         spec = self.spec
         sink_path = self.run_dir / "sink.json"
@@ -683,6 +703,7 @@ class Supervisor:
             "peak_memory_mb": {k: round(v / 1024, 1) for k, v in sorted(self.peak_kb.items())},
             "memory_growth_mb": memory_growth(self.run_dir / "memory.csv"),
             "cpu_seconds_during_stream": self.cpu_by_worker(),
+            "machine_idle_during_stream": self.idle_during_stream(),
             "pipeline_depth": spec.pipeline_depth,
             "commit": meta.get("commit"),
             "machine": {k: meta.get(k) for k in ("host", "cores", "memory_gib", "platform")},
