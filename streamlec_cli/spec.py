@@ -69,7 +69,7 @@ TOP_LEVEL_KEYS = (
     "runtime",
 )
 _NOT_SWEPT = ("name", "sweep", "repeat")
-_DATASET_KEYS = ("name", "items", "seed", "path", "format")
+_DATASET_KEYS = ("name", "items", "seed", "path", "format", "stage")
 _FAILURE_KEYS = ("at", "at_batch", "kill")
 _RUNTIME_KEYS = ("heartbeat_interval", "failure_timeout", "grace", "warmup", "restart", "standby")
 _RUNTIME_DURATIONS = _RUNTIME_KEYS[:4]
@@ -97,6 +97,7 @@ class DatasetSpec:
     seed: int = 1
     path: str | None = None
     format: str | None = None
+    stage: bool = False  # rows written to the run directory before the stream, read from there
 
     def describe(self) -> str:
         """One-line summary, e.g. ``higgs(items=200000,seed=1)``."""
@@ -105,6 +106,8 @@ class DatasetSpec:
             parts.append(f"path={self.path}")
         if self.format is not None:
             parts.append(f"format={self.format}")
+        if self.stage:
+            parts.append("staged")
         return f"{self.name}({','.join(parts)})"
 
 
@@ -490,6 +493,7 @@ def _dataset(value: object) -> DatasetSpec:
         seed=_integer("dataset.seed", section.get("seed", 1), 0),
         path=path,
         format=fmt,
+        stage=_boolean("dataset.stage", section.get("stage", False)),
     )
 
 

@@ -304,6 +304,7 @@ def test_generator_when_there_is_no_file() -> None:
         "seed": 9,
         "items": 5000,
         "generator_version": datasets.GENERATOR_VERSION,
+        "staged": False,
     }
 
 
@@ -451,3 +452,18 @@ def test_list_shows_datasets_and_where_files_are_looked_for(no_default_files: Pa
     assert datasets.DATA_DIR_ENV in result.output
     datasets.write_synthetic("kdd12", 5, no_default_files / "training.txt", fmt="kdd12-raw")
     assert f"using {no_default_files / 'training.txt'}" in cli("list").output
+
+
+@pytest.mark.parametrize("path", [None, "file"])
+def test_staged_rows_are_the_streamed_rows_in_batches_of_their_own(tmp_path: Path, path) -> None:
+    if path is not None:  # a real file is staged in its dense form, like it streams
+        path = str(tmp_path / "higgs.csv")
+        datasets.write_synthetic("higgs", 3000, path, seed=4)
+    dataset = DatasetSpec("higgs", items=2500, seed=4, path=path, stage=True)
+    staged = tmp_path / datasets.STAGED_FILE
+    assert datasets.stage(dataset, staged) == 2500
+    parts = list(datasets.read_staged(staged, 29, 1000))
+    assert [p.shape for p in parts] == [(1000, 29), (1000, 29), (500, 29)]
+    expected = np.concatenate(list(datasets.open_batches(dataset, 1000)))
+    assert np.array_equal(np.concatenate(parts), expected)
+    assert not np.shares_memory(parts[0], parts[1])  # sent zero-copy: never a reused buffer

@@ -139,6 +139,19 @@ def test_ec42_absorbs_two_kills_at_different_batches(tmp_path, attach):
     assert summary["decoded_items"] > 0
 
 
+def test_staged_rows_stream_like_generated_ones_and_leave_no_file(tmp_path):
+    summary, run_dir, _ = run_spec(
+        tmp_path,
+        dataset={"name": "higgs", "items": 144_000, "seed": 5, "stage": True},
+        failures=[{"at_batch": 5, "kill": ["processor-0"]}],
+    )
+    assert_absorbed(summary, run_dir, ["processor-0"])  # the reference generates its rows
+    staged = [e for e in events(run_dir) if e["event"] == "staged"]
+    assert staged and staged[0]["detail"].startswith("144000 rows")
+    assert json.loads((run_dir / "meta.json").read_text())["dataset_source"]["staged"] is True
+    assert not (run_dir / "stream.f64").exists()
+
+
 def test_ec51_absorbs_one_kill(tmp_path):
     summary, run_dir, _ = run_spec(
         tmp_path,

@@ -319,6 +319,10 @@ def test_every_ec_shape_within_16_slots_validates(k: int, r: int, groups: int) -
         ({"processors": True}, ["processors: true is not allowed", "positive integer"]),
         ({"scheme": {"name": "ec", "incremental": "yes please"}}, ["must be true or false"]),
         (
+            {"dataset": {"name": "higgs", "stage": "yes"}},
+            ["dataset.stage: 'yes' is not allowed: stage must be true or false"],
+        ),
+        (
             {"algorithm": {"name": "svm", "clusters": 3}},
             ["unknown key 'algorithm.clusters'", "name, lr, l2", "clusters is for kmeans"],
         ),

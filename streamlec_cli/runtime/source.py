@@ -104,7 +104,11 @@ def run_source(plan: Plan, name: str = "source") -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError("the sink did not report every processor up in time")
             handle(100)
-        stream = datasets.open_batches(spec.dataset, spec.batch)
+        if spec.dataset.stage:  # written by the supervisor before the run
+            width = 1 + datasets.feature_count(spec.dataset.name)
+            stream = datasets.read_staged(plan.run_dir / datasets.STAGED_FILE, width, spec.batch)
+        else:
+            stream = datasets.open_batches(spec.dataset, spec.batch)
         rate = spec.rate
         start = time.time()
         produced = 0  # batches read from the stream
