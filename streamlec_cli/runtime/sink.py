@@ -32,6 +32,7 @@ from .plan import Plan, model_version_for
 from .storage import read_checkpoint, write_checkpoint
 
 STUCK_BATCH_TIMEOUT = 30.0  # a batch missing outputs of live slots for this long is cut
+PROGRESS_EVERY = 0.05  # seconds between progress reports to the supervisor
 
 
 @dataclass
@@ -77,6 +78,12 @@ class Sink:
         self.dead_pids: set[int] = set()
         self.source_ready = False
         self.started = False
+        # Progress goes to the supervisor every PROGRESS_EVERY, and at once after the batch a
+        # scheduled failure waits for (it kills after batch at_batch - 1 is committed).
+        self.progress_sent = 0.0
+        self.progress_batches = {
+            f.at_batch - 1 for f in self.spec.failures if f.at_batch is not None
+        }
         # model versions by number; the window a batch may need is kept
         self.models: dict[int, np.ndarray] = {}
         self.latest_version = -1
@@ -502,11 +509,10 @@ class Sink:
         if self.reactive and self.scheme.checkpoint_due(pending.batch):
             first, models = self.window_models()
             write_checkpoint(self.checkpoint_path, first, models)
-        self.send(
-            "supervisor",
-            wire.PROGRESS,
-            {"batch": pending.batch, "items_out": self.items_out, "items_lost": self.items_lost},
-        )
+        if pending.batch in self.progress_batches or now - self.progress_sent >= PROGRESS_EVERY:
+            self.progress_sent = now
+            meta = {"batch": pending.batch, "items_out": self.items_out}
+            self.send("supervisor", wire.PROGRESS, {**meta, "items_lost": self.items_lost})
         nxt = self.pending.get(self.next_commit)
         if nxt is not None:
             self.open_assembler(nxt, now)
