@@ -266,7 +266,7 @@ class IncrementalEncoder:
 
     def __init__(self, code: Code, stripes: int, width: int) -> None:
         self.code = code
-        self.parity = np.zeros((code.r, stripes, width))
+        self.parity = np.empty((code.r, stripes, width))  # written whole by the first fold
         self._folded: set[int] = set()
         self._scratch: np.ndarray | None = None
 
@@ -276,12 +276,18 @@ class IncrementalEncoder:
         if j in self._folded:
             msg = f"data slice {j} was already folded in"
             raise CodeError(msg)
-        self._folded.add(j)
         m = data_slice.shape[0]
+        column = self.code.parity[:, j]
+        if not self._folded:  # the first slice sets the parities: no zeroing, no adding
+            self._folded.add(j)
+            for q in range(self.code.r):
+                np.multiply(data_slice, column[q], out=self.parity[q, :m])
+            self.parity[:, m:] = 0.0
+            return
+        self._folded.add(j)
         if self._scratch is None or self._scratch.shape[0] < m:
             self._scratch = np.empty((m, data_slice.shape[1]))
         scratch = self._scratch[:m]
-        column = self.code.parity[:, j]
         for q in range(self.code.r):  # r is at most 15: one multiply-add per parity row
             np.multiply(data_slice, column[q], out=scratch)
             self.parity[q, :m] += scratch
