@@ -214,10 +214,6 @@ class Code:
         np.matmul(self.parity, data, out=view)
         return view
 
-    def encoder(self, stripes: int, width: int) -> IncrementalEncoder:
-        """An encoder that folds in one data slice at a time."""
-        return IncrementalEncoder(self, stripes, width)
-
     def choose_rows(self, present: Sequence[int]) -> tuple[int, ...]:
         """The k rows used to decode: every present data row, then the lowest parity rows."""
         rows = sorted(set(present))
@@ -255,46 +251,6 @@ class Code:
     def worst_condition(self) -> float:
         """The largest condition number over all erasure patterns of up to r rows."""
         return float(self.condition_numbers().max())
-
-
-class IncrementalEncoder:
-    """Running parity of one micro-batch, updated as each data slice is sent.
-
-    ``fold(j, x_j)`` adds ``A[:, j] (x) x_j`` into every parity row; once every data slice has
-    been folded in, ``parity`` holds the same rows as ``Code.encode`` of the whole batch.
-    """
-
-    def __init__(self, code: Code, stripes: int, width: int) -> None:
-        self.code = code
-        self.parity = np.empty((code.r, stripes, width))  # written whole by the first fold
-        self._folded: set[int] = set()
-        self._scratch: np.ndarray | None = None
-
-    def fold(self, j: int, data_slice: np.ndarray) -> None:
-        """Add data slice j, shape (m, w) with m <= stripes, into the running parities (a
-        slice shorter than the stripes counts as zero-padded)."""
-        if j in self._folded:
-            msg = f"data slice {j} was already folded in"
-            raise CodeError(msg)
-        m = data_slice.shape[0]
-        column = self.code.parity[:, j]
-        if not self._folded:  # the first slice sets the parities: no zeroing, no adding
-            self._folded.add(j)
-            for q in range(self.code.r):
-                np.multiply(data_slice, column[q], out=self.parity[q, :m])
-            self.parity[:, m:] = 0.0
-            return
-        self._folded.add(j)
-        if self._scratch is None or self._scratch.shape[0] < m:
-            self._scratch = np.empty((m, data_slice.shape[1]))
-        scratch = self._scratch[:m]
-        for q in range(self.code.r):  # r is at most 15: one multiply-add per parity row
-            np.multiply(data_slice, column[q], out=scratch)
-            self.parity[q, :m] += scratch
-
-    @property
-    def complete(self) -> bool:
-        return len(self._folded) == self.code.k
 
 
 @functools.lru_cache(maxsize=4096)

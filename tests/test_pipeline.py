@@ -157,6 +157,20 @@ def test_beyond_tolerance_reports_the_loss(stream, references, case):
     )
 
 
+@pytest.mark.parametrize("incremental", [True, False])
+def test_incremental_encoding_runs_after_the_data_slices_are_handed_over(incremental):
+    rows = np.random.default_rng(7).standard_normal((1000, 29))
+    before = rows.copy()
+    route = ErasureCoded(6, 4, 2, incremental=incremental).route(rows)
+    assert [next(route).role for _ in range(4)] == ["data"] * 4
+    rows += 1.0  # changed while the data slices are on their way: seen only if encoded now
+    parity = [task.rows for task in route]
+    seen = rows if incremental else before
+    expected = [t.rows for t in ErasureCoded(6, 4, 2).route(seen) if t.role == "parity"]
+    for got, want in zip(parity, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("count", [1000, 997, 3])
 def test_ec_route_sends_data_slices_as_views_with_the_parity_of_their_stripes(count):
     rows = np.random.default_rng(count).standard_normal((count, 29))

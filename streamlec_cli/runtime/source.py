@@ -2,11 +2,11 @@
 
 Closed loop (``rate: max``) it keeps at most ``window`` batches beyond the last one the sink
 acknowledged; open loop it releases item i at ``start + i / rate`` and a batch when its last
-item has arrived. EC encoding is incremental: each data slice is sent as soon as it is cut and
-folded into the running parities, which go out after the k-th slice. A send to a dead
-processor fails at once and is skipped: the source never blocks on one. Under ``reactive``
-every batch is in the fsynced write-ahead log before any of it is sent, and a REPLAY from the
-sink resends the logged batches from the checkpoint on.
+item has arrived. EC encoding is incremental: the data slices are sent as soon as they are cut
+(views of the batch), the parities are computed while they travel and go out after them. A
+send to a dead processor fails at once and is skipped: the source never blocks on one. Under
+``reactive`` every batch is in the fsynced write-ahead log before any of it is sent, and a
+REPLAY from the sink resends the logged batches from the checkpoint on.
 """
 
 from __future__ import annotations

@@ -5,7 +5,11 @@ contiguous slices of near-equal size (the first ``n % k`` one item longer): slic
 slot j of the group. Stripe s is item s of every slice (zero where a slice is one item short),
 and parity slot k+q gets parity q of every stripe. Any assignment of items to stripes works for
 the code; this one makes every data slice a view of the batch, sent without a gather, and the
-encoding k contiguous multiply-adds.
+encoding of a part one matrix product over the part as it lies (``A @ part`` seen as k x m*w).
+
+Incremental encoding (the default) sends the k data slices first and computes the parities
+while they are on their way (ZeroMQ's I/O thread transmits as the source encodes), then sends
+the parities; ``incremental=False`` encodes the whole part before sending any of it.
 
 Two attach modes decide what a slot sends back and how the sink rebuilds a lost data slot:
 
@@ -49,12 +53,19 @@ def slot_sizes(n: int, k: int) -> list[int]:
     return [hi - lo for lo, hi in contiguous_parts(n, k)]
 
 
-def _padded_stripes(slices: list[np.ndarray], stripes: int) -> np.ndarray:
-    """The slices as (stripes, k, width), zero where a slice is one item short."""
-    out = np.zeros((stripes, len(slices), slices[0].shape[1]))
-    for j, data in enumerate(slices):
-        out[: data.shape[0], j] = data
-    return out
+def _encode(parity: np.ndarray, part: np.ndarray, slices: list[np.ndarray]) -> np.ndarray:
+    """Parity rows ``(r, stripes, width)`` of a part cut into ``slices`` (contiguous, of near
+    equal size): ``A @ X`` with X the slices as k rows of stripes*width values. When the slices
+    are equal the part is X as it lies (a view); otherwise the short slices are zero-padded."""
+    k, stripes, width = len(slices), slices[0].shape[0], part.shape[1]
+    if part.shape[0] == k * stripes:
+        data = part.reshape(k, stripes * width)
+    else:
+        data = np.zeros((k, stripes, width))
+        for j, rows in enumerate(slices):
+            data[j, : rows.shape[0]] = rows
+        data = data.reshape(k, stripes * width)
+    return (parity @ data).reshape(-1, stripes, width)
 
 
 class ErasureCoded(Scheme):
@@ -98,22 +109,16 @@ class ErasureCoded(Scheme):
     # -- source -------------------------------------------------------------------------------
 
     def route(self, rows: np.ndarray) -> Iterator[Task]:
-        k = self.k
+        k, generator = self.k, self.code.parity
         for g, (lo, hi) in enumerate(contiguous_parts(rows.shape[0], self.groups)):
             base = g * self.n
             slices = [rows[lo + a : lo + b] for a, b in contiguous_parts(hi - lo, k)]
-            stripes = slices[0].shape[0]
+            if not self.incremental:
+                parity = _encode(generator, rows[lo:hi], slices)
+            for j, data in enumerate(slices):
+                yield Task(base + j, DATA, data)  # sent before the generator resumes
             if self.incremental:
-                encoder = self.code.encoder(stripes, rows.shape[1])
-                for j, data in enumerate(slices):
-                    encoder.fold(j, data)
-                    yield Task(base + j, DATA, data)
-                parity = encoder.parity
-            else:
-                for j, data in enumerate(slices):
-                    yield Task(base + j, DATA, data)
-                parity = self.code.encode(_padded_stripes(slices, stripes))
-                parity = np.ascontiguousarray(np.moveaxis(parity, 1, 0))
+                parity = _encode(generator, rows[lo:hi], slices)
             for q in range(self.r):
                 yield Task(base + k + q, PARITY, parity[q])
 
