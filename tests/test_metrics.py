@@ -34,3 +34,21 @@ def test_timeline_bins_by_finalisation_time():
     assert rows[0]["throughput_items_per_s"] == pytest.approx(100.0)
     assert rows[2]["latency_ms_max"] == pytest.approx(200.0)
     assert np.isnan(rows[1]["latency_ms_p99"])
+
+
+def test_a_run_of_equal_latencies_lands_where_the_array_would():
+    from streamlec_cli.runtime.metrics import _EDGES
+
+    rng = np.random.default_rng(3)
+    values = [1e-7, 5e-6, 1e-5, 2e3, 1e4, *rng.uniform(1e-5, 1.0, 200), *_EDGES[::37]]
+    for value in values:
+        same, array = LatencyHistogram(), LatencyHistogram()
+        same.add_same(float(value), 7)
+        array.add(np.full(7, value))
+        np.testing.assert_array_equal(same.counts, array.counts)
+        assert (same.max, same.total) == (array.max, array.total)
+    timeline = Timeline(start=100.0)
+    timeline.add_same(100.05, 0.01, 10)
+    timeline.add(100.06, bucket_counts(np.full(2, 0.01)), 0.01)
+    (row,) = timeline.close()
+    assert row["items"] == 12 and row["latency_ms_max"] == 10.0

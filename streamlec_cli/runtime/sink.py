@@ -301,13 +301,21 @@ class Sink:
         if pending.batch < self.delivered_upto:
             return  # a replayed batch: these items were delivered before the crash
         fresh = items[np.isnan(pending.latency[items])]
+        measured = pending.t_first >= self.t_start + self.spec.runtime.warmup
+        assert self.timeline is not None
+        if pending.t_first == pending.t_last:  # closed loop: one arrival, one latency
+            latency = now - pending.t_first
+            pending.latency[fresh] = latency
+            for histogram in (self.latency_all, self.latency) if measured else (self.latency_all,):
+                histogram.add_same(latency, fresh.size)
+            self.timeline.add_same(now, latency, fresh.size)
+            return
         latencies = now - pending.arrival(fresh)
         pending.latency[fresh] = latencies
         counts, largest = bucket_counts(latencies), float(latencies.max(initial=0.0))
         self.latency_all.add_counts(counts, largest)
-        assert self.timeline is not None
         self.timeline.add(now, counts, largest)
-        if pending.t_first >= self.t_start + self.spec.runtime.warmup:
+        if measured:
             self.latency.add_counts(counts, largest)
 
     # -- failures -------------------------------------------------------------------------
