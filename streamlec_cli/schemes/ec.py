@@ -156,6 +156,7 @@ class _Group:
         self.sizes = [b - a for a, b in self.slices]
         self.stripes = -(-(hi - lo) // k)
         self.arrived: list[int] = []  # local rows (0..k+r-1) in arrival order
+        self.decodable: tuple[int, ...] = ()  # data slots missing at the k-th arrival
         self.decoded: dict[int, np.ndarray] = {}  # lost data slot -> Z (sizes[j], zcols)
         self.decoded_stats: dict[int, Stats] = {}  # inputs mode: lost data slot -> its stats
         self.lost_F: dict[int, np.ndarray] = {}  # linear mode: lost data slot -> F (stripes, m)
@@ -202,11 +203,14 @@ class ECAssembler(Assembler):
             if local < k:
                 final.append(self._items_of(group, local))
         elif len(group.arrived) == k:
-            # Any k outputs make the whole group final: decode every data slot still missing.
-            missing = [j for j in range(k) if j not in have]
-            self._decode(slot // n, missing)
-            final.extend(self._items_of(group, j) for j in range(k) if j == local or j in missing)
-        elif local < k and local not in group.decoded:
+            # Any k outputs make the whole group final: every data slot still missing can be
+            # decoded from them. The decoding waits until its values are needed (``_settle``):
+            # usually the slot's own output comes a moment later and none is.
+            group.decodable = tuple(j for j in range(k) if j not in have)
+            final.extend(
+                self._items_of(group, j) for j in range(k) if j == local or j in group.decodable
+            )
+        elif local < k and local not in group.decodable:
             final.append(self._items_of(group, local))
         return np.concatenate(final) if final else np.empty(0, dtype=np.int64)
 
@@ -223,9 +227,15 @@ class ECAssembler(Assembler):
             rows[local] = value
         return rows
 
+    def _settle(self, g: int) -> None:
+        """Decode the data slots of group g made final at the k-th arrival whose own output
+        has not come since (for a recovery round or the batch's result)."""
+        group = self.groups[g]
+        missing = [j for j in group.decodable if j not in group.arrived and j not in group.decoded]
+        if missing:
+            self._decode(g, missing)
+
     def _decode(self, g: int, missing: list[int]) -> None:
-        if not missing:
-            return
         group, alg, model = self.groups[g], self.algorithm, self.model
         if self.scheme.attach == "linear":
             decoded = self.scheme.code.decode_rows(self._arrived_rows(g, "Z"), missing)
@@ -250,6 +260,7 @@ class ECAssembler(Assembler):
             return requests
         code, n = self.scheme.code, self.scheme.n
         for g, group in enumerate(self.groups):
+            self._settle(g)
             group.requested, group.answers = {}, {}
             # A slot decoded at the k-th arrival whose own output came since needs no round.
             group.recovering = tuple(e for e in sorted(group.lost_F) if e not in group.arrived)
@@ -287,8 +298,10 @@ class ECAssembler(Assembler):
 
     # -- final --------------------------------------------------------------------------------
 
-    def _kinds(self, group: _Group) -> tuple[list[str], set[int]]:
+    def _kinds(self, g: int) -> tuple[list[str], set[int]]:
         """Where each data slot's results come from, and the slots the extra round rebuilt."""
+        self._settle(g)
+        group = self.groups[g]
         have = set(group.arrived)
         recovered = bool(group.requested) and set(group.answers) == set(group.requested)
         rebuilt = set(group.recovering) if recovered else set()
@@ -309,7 +322,7 @@ class ECAssembler(Assembler):
             alg, n = self.algorithm, self.scheme.n
             stats = Stats.zero(alg.d, alg.outputs)
             for g, group in enumerate(self.groups):
-                kinds, rebuilt = self._kinds(group)
+                kinds, rebuilt = self._kinds(g)
                 for j, kind in enumerate(kinds):
                     if kind == _OUTPUT:
                         stats = stats + self.outputs[g * n + j].stats
@@ -328,7 +341,7 @@ class ECAssembler(Assembler):
         lost = np.zeros(self.count, dtype=bool)
         decoded = []
         for g, group in enumerate(self.groups):
-            kinds, _ = self._kinds(group)
+            kinds, _ = self._kinds(g)
             for j, kind in enumerate(kinds):
                 items = self._span(group, j)
                 if kind == _OUTPUT:
