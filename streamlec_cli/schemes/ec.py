@@ -16,8 +16,9 @@ Two attach modes decide what a slot sends back and how the sink rebuilds a lost 
 * ``inputs``: data slots attach their rows, parity slots forward their parity rows; the sink
   decodes the lost rows and recomputes their results.
 * ``linear`` (hybrid coded computation): every slot sends only its Z (parity slots compute the
-  linear part of their parity rows). The sink decodes a lost slot's Z, hence its predictions,
-  as soon as any k outputs arrived. The lost update statistics ``X_e.T @ F_e`` come from one
+  linear part of their parity rows). A lost slot's items are final as soon as any k outputs
+  arrived: its Z, hence its predictions, decode from them (when needed: usually the slot's own
+  output comes a moment later). The lost update statistics ``X_e.T @ F_e`` come from one
   extra round: with D the decoding matrix of the k chosen rows, survivor i is sent
   ``W_i = sum_e D[e, i] F_e`` and answers ``Y_i.T @ W_i``; the answers sum to the lost
   statistics exactly. Only vectors of stripe and model size cross the network.
