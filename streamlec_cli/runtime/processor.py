@@ -45,37 +45,26 @@ def run_processor(plan: Plan, name: str) -> None:
         wire.send(to_sink, wire.OUTPUT, meta, arrays)
         held[batch] = task.rows
 
-    def expecting_model() -> bool:
-        """A task waits for a model version still to come: only the sink can wake us usefully
-        (later tasks queue at the socket meanwhile and are read once it has come)."""
-        newest = max(models, default=-1)
-        return bool(waiting) and min(model_version_for(b, plan.depth) for b in waiting) > newest
-
-    def take_task(msg: wire.Message) -> bool:
-        """Handle one message from the source; True when it says stop."""
-        if msg.kind == wire.STOP:
-            return True
-        if msg.kind == wire.TASK:
-            batch, epoch = msg.meta["batch"], msg.meta["epoch"]
-            if epoch < current_epoch:
-                return False  # sent before a rollback: its results would be ignored
-            task = Task(slot, msg.meta["role"], msg.arrays[0])
-            if model_version_for(batch, plan.depth) in models:
-                work(batch, task, epoch)
-            else:
-                waiting[batch] = (task, epoch)
-        return False
-
-    sink_only = zmq.Poller()
-    sink_only.register(to_sink, zmq.POLLIN)
     try:
         while True:
             now = time.monotonic()
             if now >= next_beat:
                 wire.send(to_sink, wire.HEARTBEAT, {"pid": hello["pid"]}, block=False)
                 next_beat = now + heartbeat
-            timeout = max(1, int(1000 * (next_beat - now)))
-            events = dict((sink_only if expecting_model() else poller).poll(timeout=timeout))
+            events = dict(poller.poll(timeout=max(1, int(1000 * (next_beat - now)))))
+            if from_source in events:
+                msg = wire.recv(from_source)
+                if msg.kind == wire.TASK:
+                    batch, epoch = msg.meta["batch"], msg.meta["epoch"]
+                    if epoch < current_epoch:
+                        continue  # sent before a rollback: its results would be ignored
+                    task = Task(slot, msg.meta["role"], msg.arrays[0])
+                    if model_version_for(batch, plan.depth) in models:
+                        work(batch, task, epoch)
+                    else:
+                        waiting[batch] = (task, epoch)
+                elif msg.kind == wire.STOP:
+                    return
             if to_sink in events:
                 msg = wire.recv(to_sink)
                 if msg.kind == wire.MODEL:
@@ -105,10 +94,6 @@ def run_processor(plan: Plan, name: str) -> None:
                         meta = {"batch": batch, "slot": slot, "missing": True}
                         wire.send(to_sink, wire.PARTIAL, meta)
                 elif msg.kind == wire.STOP:
-                    return
-            # Tasks in order, until one has to wait for its model (one wake-up per batch).
-            while not expecting_model() and wire.readable(from_source):
-                if take_task(wire.recv(from_source)):
                     return
     finally:
         ctx.destroy(linger=0)

@@ -74,7 +74,6 @@ KINDS = frozenset(
 
 # Plain ints: pyzmq's flag enums cost an object per combination, on every frame.
 _SNDMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.NOBLOCK)
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 @dataclass
@@ -151,11 +150,6 @@ def recv(sock: zmq.Socket, router: bool = False, block: bool = True) -> Message:
         for (dtype, shape), part in zip(header["arrays"], parts[1:], strict=True)
     ]
     return Message(header["kind"], header["meta"], arrays, sender)
-
-
-def readable(sock: zmq.Socket) -> bool:
-    """Whether a message waits at ``sock`` (without blocking or polling)."""
-    return bool(sock.get(_EVENTS) & _POLLIN)
 
 
 # Endpoints and sockets -----------------------------------------------------------------------
