@@ -209,7 +209,7 @@ def _describe_setting(setting: tuple) -> str:
 
 def cpu_table(runs: list[Run]) -> list[str]:
     """Markdown rows: CPU seconds per million items delivered, by worker role and scheme."""
-    by_variant: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+    by_variant: dict[str, list[tuple[float | None, ...]]] = defaultdict(list)
     normal = [
         run
         for run in runs
@@ -230,7 +230,7 @@ def cpu_table(runs: list[Run]) -> list[str]:
                 cpu.get("source", 0.0) * per_million,
                 cpu.get("sink", 0.0) * per_million,
                 processors * per_million,
-                run.get("machine_idle_during_stream", math.nan),
+                run.get("machine_idle_during_stream"),
             )
         )
     if not by_variant:
@@ -245,7 +245,7 @@ def cpu_table(runs: list[Run]) -> list[str]:
         rows = by_variant[variant]
         source, sink, processors = (median(row[i] for row in rows) for i in range(3))
         total = source + sink + processors
-        idle = [row[3] for row in rows if row[3] is not None and not math.isnan(row[3])]
+        idle = [row[3] for row in rows if row[3] is not None]
         idle_cell = f"{median(idle):.0%}" if idle else "-"  # runs from before it was recorded
         lines.append(
             f"| {variant} | {len(rows)} | {source:.2f} | {sink:.2f} | {processors:.2f} | "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamlec_cli.runtime.metrics import LatencyHistogram, Timeline, bucket_counts
+from streamlec_cli.runtime.metrics import LatencyHistogram, Timeline, bucket_counts, same_counts
 
 
 @pytest.mark.parametrize("q", [0.5, 0.95, 0.99])
@@ -43,12 +43,12 @@ def test_a_run_of_equal_latencies_lands_where_the_array_would():
     values = [1e-7, 5e-6, 1e-5, 2e3, 1e4, *rng.uniform(1e-5, 1.0, 200), *_EDGES[::37]]
     for value in values:
         same, array = LatencyHistogram(), LatencyHistogram()
-        same.add_same(float(value), 7)
+        same.add_counts(same_counts(float(value), 7), float(value))
         array.add(np.full(7, value))
         np.testing.assert_array_equal(same.counts, array.counts)
         assert (same.max, same.total) == (array.max, array.total)
     timeline = Timeline(start=100.0)
-    timeline.add_same(100.05, 0.01, 10)
+    timeline.add(100.05, same_counts(0.01, 10), 0.01)
     timeline.add(100.06, bucket_counts(np.full(2, 0.01)), 0.01)
     (row,) = timeline.close()
     assert row["items"] == 12 and row["latency_ms_max"] == 10.0

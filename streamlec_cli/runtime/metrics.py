@@ -17,10 +17,13 @@ _BUCKETS = math.ceil(math.log(_HIGH / _LOW) / math.log(_RATIO)) + 2
 _EDGES = _LOW * _RATIO ** np.arange(_BUCKETS - 1)
 
 
-def bucket_of(latency: float) -> int:
-    """The bucket of one latency (as ``bucket_counts`` would place it)."""
+def same_counts(latency: float, n: int) -> np.ndarray:
+    """``bucket_counts`` of ``n`` latencies all equal to ``latency``, without an array of them
+    (a closed-loop batch: its items share one arrival)."""
     scaled = math.log(max(latency, _LOW * 0.5) / _LOW) / math.log(_RATIO)
-    return min(max(math.ceil(scaled), 0), _BUCKETS - 1)
+    counts = np.zeros(_BUCKETS, dtype=np.int64)
+    counts[min(max(math.ceil(scaled), 0), _BUCKETS - 1)] = n
+    return counts
 
 
 def bucket_counts(latencies: np.ndarray) -> np.ndarray:
@@ -46,13 +49,6 @@ class LatencyHistogram:
         self.counts += counts
         self.max = max(self.max, largest)
         self.total += int(counts.sum())
-
-    def add_same(self, latency: float, n: int) -> None:
-        """Add ``n`` latencies that are all ``latency`` (a closed-loop batch: one arrival)."""
-        if n:
-            self.counts[bucket_of(latency)] += n
-            self.max = max(self.max, latency)
-            self.total += n
 
     def quantile(self, q: float) -> float:
         """Upper edge of the bucket holding the q-quantile (seconds; NaN when empty)."""
@@ -93,13 +89,6 @@ class Timeline:
         entry = self.bins.setdefault(index, _Bin())
         entry.items += int(counts.sum())
         entry.latency.add_counts(counts, largest)
-
-    def add_same(self, now: float, latency: float, n: int) -> None:
-        """``n`` items made final at ``now``, all with this latency."""
-        index = max(self.closed_upto, int((now - self.start) // self.width))
-        entry = self.bins.setdefault(index, _Bin())
-        entry.items += n
-        entry.latency.add_same(latency, n)
 
     def close(self, now: float | None = None) -> list[dict]:
         """Rows of every bin that ended before ``now`` (all bins when None), empty ones too."""

@@ -27,7 +27,7 @@ from ..algorithms import Stats
 from ..results import BATCH_COLUMNS, TIMELINE_COLUMNS, CsvLog, append_event, write_json
 from ..schemes import Assembler, Reactive, SlotOutput
 from . import wire
-from .metrics import LatencyHistogram, Timeline, bucket_counts
+from .metrics import LatencyHistogram, Timeline, bucket_counts, same_counts
 from .plan import Plan, model_version_for
 from .storage import read_checkpoint, write_checkpoint
 
@@ -155,7 +155,7 @@ class Sink:
                 now = time.time()
                 if events:
                     for _ in range(256):  # drain what is there, then look at the clocks
-                        if not self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                        if not wire.readable(self.sock):
                             break
                         msg = wire.recv(self.sock, router=True)
                         if self.handle(msg, now) == "stop":
@@ -301,21 +301,20 @@ class Sink:
         if pending.batch < self.delivered_upto:
             return  # a replayed batch: these items were delivered before the crash
         fresh = items[np.isnan(pending.latency[items])]
-        measured = pending.t_first >= self.t_start + self.spec.runtime.warmup
-        assert self.timeline is not None
+        if not fresh.size:
+            return
         if pending.t_first == pending.t_last:  # closed loop: one arrival, one latency
             latency = now - pending.t_first
             pending.latency[fresh] = latency
-            for histogram in (self.latency_all, self.latency) if measured else (self.latency_all,):
-                histogram.add_same(latency, fresh.size)
-            self.timeline.add_same(now, latency, fresh.size)
-            return
-        latencies = now - pending.arrival(fresh)
-        pending.latency[fresh] = latencies
-        counts, largest = bucket_counts(latencies), float(latencies.max(initial=0.0))
+            counts, largest = same_counts(latency, fresh.size), latency
+        else:
+            latencies = now - pending.arrival(fresh)
+            pending.latency[fresh] = latencies
+            counts, largest = bucket_counts(latencies), float(latencies.max())
         self.latency_all.add_counts(counts, largest)
+        assert self.timeline is not None
         self.timeline.add(now, counts, largest)
-        if measured:
+        if pending.t_first >= self.t_start + self.spec.runtime.warmup:
             self.latency.add_counts(counts, largest)
 
     # -- failures -------------------------------------------------------------------------

@@ -74,6 +74,7 @@ KINDS = frozenset(
 
 # Plain ints: pyzmq's flag enums cost an object per combination, on every frame.
 _SNDMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.NOBLOCK)
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 
 @dataclass
@@ -150,6 +151,11 @@ def recv(sock: zmq.Socket, router: bool = False, block: bool = True) -> Message:
         for (dtype, shape), part in zip(header["arrays"], parts[1:], strict=True)
     ]
     return Message(header["kind"], header["meta"], arrays, sender)
+
+
+def readable(sock: zmq.Socket) -> bool:
+    """Whether a whole message waits at ``sock`` (no poll, no exception when none does)."""
+    return bool(sock.get(_EVENTS) & _POLLIN)
 
 
 # Endpoints and sockets -----------------------------------------------------------------------
