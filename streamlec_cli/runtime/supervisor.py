@@ -593,7 +593,8 @@ class Supervisor:
                     }
                 )
             self.event("exited", f"pid {child.pid}, {how}", name)
-            wire.send(sink_sock, wire.DIED, {"worker": name, "pid": child.pid}, block=False)
+            died = {"worker": name, "incarnation": child.pid, "how": how}
+            wire.send(sink_sock, wire.DIED, died, block=False)
             if self.spec.runtime.restart:
                 self.replace(name)
                 self.restarts += 1

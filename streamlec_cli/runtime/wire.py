@@ -20,8 +20,10 @@ ROUTER sockets are mandatory-routing with handover: a message to a dead worker f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +35,8 @@ from ..algorithms import Stats
 from ..schemes import SlotOutput
 
 # Message kinds -------------------------------------------------------------------------------
-HELLO = "hello"  # worker -> sink/source: I am up (meta: pid, incarnation)
-HEARTBEAT = "heartbeat"  # processor -> sink: I am alive
+HELLO = "hello"  # worker -> sink/source/supervisor: I am up (meta: pid, incarnation)
+HEARTBEAT = "heartbeat"  # processor -> supervisor: I am alive (meta: incarnation)
 TASK = "task"  # source -> processor: rows of one batch for one slot (meta: batch, role)
 BATCH = "batch"  # source -> sink: a batch was ingested (meta: batch, offset, count, t0, t1)
 END = "end"  # source -> sink: the stream is over (meta: batches, items)
@@ -45,7 +47,7 @@ MODEL = "model"  # sink -> processor: model versions (meta: first, reset, epoch)
 ACK = "ack"  # sink -> source: batches up to meta.batch are final (flow control)
 REPLAY = "replay"  # sink -> source: reactive recovery, resend from meta.batch
 PROGRESS = "progress"  # sink -> supervisor: meta: batch, items_out, ...
-DIED = "died"  # supervisor -> sink: a worker exited (meta: worker, pid, at)
+DIED = "died"  # supervisor -> sink: a worker failed (meta: worker, incarnation, how)
 RESTARTED = "restarted"  # supervisor -> sink: a worker was restarted
 DONE = "done"  # sink -> supervisor: results written (meta: summary)
 STOP = "stop"  # supervisor/sink -> anyone: shut down now
@@ -160,15 +162,23 @@ def readable(sock: zmq.Socket) -> bool:
 
 # Endpoints and sockets -----------------------------------------------------------------------
 
-DEFAULT_PORTS = {"sink": 0, "source": 1}
+DEFAULT_PORTS = {"sink": 0, "source": 1, "supervisor": 2}
+
+
+def socket_dir(run_dir: Path) -> Path:
+    """Where a run's ipc sockets live: a short private directory named after the run
+    directory, so that a socket's path stays under the kernel's 107 bytes however long the
+    run directory's path is."""
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"streamlec-ipc-{os.getuid()}" / digest
 
 
 def endpoint(
     run_dir: Path, name: str, transport: str = "ipc", host: str = "127.0.0.1", base_port: int = 0
 ) -> str:
-    """Address of the ``sink`` or ``source`` ROUTER."""
+    """Address of the ``sink``, ``source`` or ``supervisor`` ROUTER."""
     if transport == "ipc":
-        return f"ipc://{Path(run_dir).resolve() / ('sock-' + name)}"
+        return f"ipc://{socket_dir(run_dir) / name}"
     return f"tcp://{host}:{base_port + DEFAULT_PORTS[name]}"
 
 
@@ -187,6 +197,8 @@ COPY_THRESHOLD = 1 << 18
 
 
 def router(ctx: zmq.Context, address: str) -> zmq.Socket:
+    if address.startswith("ipc://"):
+        Path(address[len("ipc://") :]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     sock = ctx.socket(zmq.ROUTER)
     sock.copy_threshold = COPY_THRESHOLD
     sock.setsockopt(zmq.LINGER, 0)
@@ -210,16 +222,21 @@ def dealer(ctx: zmq.Context, address: str, identity: str) -> zmq.Socket:
 
 
 def remove_socket_files(run_dir: Path) -> None:
-    """Remove the ipc socket files of a run (no leftovers after it ends)."""
-    for path in Path(run_dir).glob("sock-*"):
+    """Remove the ipc socket files of a run and their directory (no leftovers)."""
+    folder = socket_dir(run_dir)
+    for path in folder.glob("*"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 # Slot outputs --------------------------------------------------------------------------------
 
 
-def output_message(out: SlotOutput, batch: int, epoch: int) -> tuple[dict, list[np.ndarray]]:
+def output_message(
+    out: SlotOutput, batch: int, epoch: int, incarnation: int = 0
+) -> tuple[dict, list[np.ndarray]]:
     """Meta and arrays of an OUTPUT message for a ``SlotOutput``."""
     present: dict[str, np.ndarray] = {}
     if out.Z is not None:
@@ -235,6 +252,7 @@ def output_message(out: SlotOutput, batch: int, epoch: int) -> tuple[dict, list[
         "batch": batch,
         "slot": out.slot,
         "epoch": epoch,
+        "incarnation": incarnation,
         "fields": list(present),
         "count": out.stats.count if out.stats is not None else 0,
     }

@@ -67,7 +67,7 @@ def _run_worker(spec: Spec, name: str, run_dir: Path) -> None:
         if not assigned:
             return
         print(f"pid {os.getpid()}: standby becomes {assigned}", flush=True)
-        run_processor(plan, assigned)
+        run_processor(plan, assigned, os.getpid())
         return
     if name == "source":
         from .source import run_source
@@ -80,4 +80,4 @@ def _run_worker(spec: Spec, name: str, run_dir: Path) -> None:
     else:
         from .processor import run_processor
 
-        run_processor(plan, name)
+        run_processor(plan, name, os.getpid())

@@ -27,7 +27,9 @@ def make_scheme(scheme: Any, processors: int) -> Scheme:
     if scheme.name == "rep":
         return Replication(processors, copies=scheme.copies)
     if scheme.name == "reactive":
-        return Reactive(processors, checkpoint_every=scheme.checkpoint_every)
+        return Reactive(
+            processors, checkpoint_every=scheme.checkpoint_every, wal_fsync=scheme.wal_fsync
+        )
     msg = f"scheme {scheme.name!r} is not known: choose one of {', '.join(SCHEMES)}"
     raise ValueError(msg)
 

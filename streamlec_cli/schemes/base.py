@@ -89,10 +89,31 @@ def partial_statistics(algorithm: Algorithm, rows: np.ndarray, weights: np.ndarr
     return algorithm.features(rows).T @ weights[: rows.shape[0]]
 
 
+@dataclass(frozen=True)
+class ReplayPolicy:
+    """Recovery by replay: the source keeps every batch in a write-ahead log (fsynced when
+    ``wal_fsync``), the sink checkpoints its model every ``checkpoint_every`` batches, and a
+    batch that lost outputs rolls the run back to the last checkpoint and replays the log."""
+
+    checkpoint_every: int = 10
+    wal_fsync: bool = True
+
+    def checkpoint_due(self, batch: int) -> bool:
+        """Whether the model after ``batch`` is checkpointed."""
+        return (batch + 1) % self.checkpoint_every == 0
+
+
 class Scheme(ABC):
-    """Routing and recovery policy of one fault-tolerance scheme over ``processors`` slots."""
+    """Routing and recovery policy of one fault-tolerance scheme over ``processors`` slots.
+
+    How a scheme recovers lost outputs is its own: from what arrived (its ``Assembler``:
+    decoding, the first copy, nothing), or, with a ``replay`` policy, by rolling back to a
+    checkpoint and replaying the source's log. The runtime asks only these attributes.
+    """
 
     name: str
+    #: Recovery by rollback and replay; None: a batch is final from the outputs that arrived.
+    replay: ReplayPolicy | None = None
 
     def __init__(self, processors: int) -> None:
         self.processors = processors

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..algorithms import Algorithm, Stats
-from .base import PART, Assembler, BatchResult, Scheme, Task, contiguous_parts
+from .base import PART, Assembler, BatchResult, ReplayPolicy, Scheme, Task, contiguous_parts
 
 
 class Partitioned(Scheme):
@@ -117,20 +117,17 @@ class Replication(Partitioned):
 class Reactive(Partitioned):
     """Partitioned, plus a write-ahead log and periodic checkpoints (recovery by replay).
 
-    Routing and assembling are those of ``none``; what differs is the recovery policy, which
-    the pipeline carries out: on a missing output, restore the last checkpoint and replay the
-    logged batches since, delivering each item's result once.
+    Routing and assembling are those of ``none``; what differs is the recovery policy
+    (``replay``), which the commit core carries out: on a missing output, restore the last
+    checkpoint and replay the logged batches since, delivering each item's result once.
     """
 
     name = "reactive"
 
-    def __init__(self, processors: int, checkpoint_every: int = 10) -> None:
+    def __init__(self, processors: int, checkpoint_every: int = 10, wal_fsync: bool = True):
         super().__init__(processors)
         self.checkpoint_every = checkpoint_every
+        self.replay = ReplayPolicy(checkpoint_every, wal_fsync)
 
     def tolerates(self, failed) -> bool:
         return True  # every crash is recovered by replay
-
-    def checkpoint_due(self, batch: int) -> bool:
-        """Whether the model after ``batch`` is checkpointed."""
-        return (batch + 1) % self.checkpoint_every == 0
