@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..algorithms import Algorithm, Stats
+from ..params import SHAPE, Param
 from .base import PART, Assembler, BatchResult, ReplayPolicy, Scheme, Task, contiguous_parts
 
 
@@ -102,16 +103,9 @@ class Replication(Partitioned):
     """Every item goes to ``copies`` slots; the first copy to arrive wins."""
 
     name = "rep"
-
-    def __init__(self, processors: int, copies: int = 3) -> None:
-        super().__init__(processors)
-        if processors % copies:
-            msg = f"{processors} processors is not a multiple of copies={copies}"
-            raise ValueError(msg)
-        self.copies = copies
-
-    def describe(self) -> str:
-        return f"rep-{self.copies}x"
+    aliases = ("replication",)
+    parameters = (Param("copies", int, 3, "slots that get every item", minimum=2, label=SHAPE),)
+    family_format = "rep-{copies}x"
 
 
 class Reactive(Partitioned):
@@ -123,11 +117,17 @@ class Reactive(Partitioned):
     """
 
     name = "reactive"
+    aliases = ("checkpoint",)
+    parameters = (
+        Param("checkpoint_every", int, 10, "batches between checkpoints of the model", minimum=1),
+        Param("wal_fsync", bool, True, "the write-ahead log is fsynced per batch"),
+    )
+    checkpoint_every: int
+    wal_fsync: bool
 
-    def __init__(self, processors: int, checkpoint_every: int = 10, wal_fsync: bool = True):
-        super().__init__(processors)
-        self.checkpoint_every = checkpoint_every
-        self.replay = ReplayPolicy(checkpoint_every, wal_fsync)
+    def __init__(self, processors: int, *args, **kwargs) -> None:
+        super().__init__(processors, *args, **kwargs)
+        self.replay = ReplayPolicy(self.checkpoint_every, self.wal_fsync)
 
     def tolerates(self, failed) -> bool:
         return True  # every crash is recovered by replay
