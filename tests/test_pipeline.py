@@ -1,18 +1,27 @@
-"""The scheme logic end to end in one process: exact against the reference, nothing lost.
+"""Every scheme x algorithm x failure pattern: exact against the reference, nothing lost.
 
-A failure here is "slot j's outputs are missing from batch b onwards"; the distributed
-runtime runs the same scheme code with real processes and real SIGKILLs.
+One table, two backends (the ``backend`` fixture): in one process, where the runtime's own
+commit core and processor cores run over in-memory queues and a failure drops a slot's
+messages from batch b onwards; and as real processes (``streamlec run``) with real SIGKILLs,
+for a representative subset. Beyond the tolerance, both report the loss and keep the rest.
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
+import yaml
 
-from streamlec_cli import datasets
+from streamlec_cli import datasets, schemes
 from streamlec_cli.algorithms import ALGORITHMS, make_algorithm
 from streamlec_cli.reference import max_rel_err, run_reference
-from streamlec_cli.schemes import ErasureCoded, NoScheme, Reactive, Replication
+from streamlec_cli.schemes import ErasureCoded, Reactive
 from streamlec_cli.schemes.ec import slot_sizes
 from streamlec_cli.testing import SlotFailure, run_pipeline
 
@@ -31,58 +40,190 @@ def references(stream):
 
 
 def algorithm(name):
-    params = {"lr": 0.05} if name != "kmeans" else {"clusters": 5, "seed": 3}
-    return make_algorithm(name, 28, **params)
+    return make_algorithm(name, 28, **ALGORITHM_PARAMS[name])
+
+
+ALGORITHM_PARAMS = {
+    name: {"lr": 0.05} if name != "kmeans" else {"clusters": 5, "seed": 3} for name in ALGORITHMS
+}
 
 
 def fail(*pairs):
     return [SlotFailure(slot, batch) for slot, batch in pairs]
 
 
+# Each case: the spec's scheme section and the failures (slot, from batch).
+EC42 = {"name": "ec", "k": 4, "r": 2}
 WITHIN = {
-    "none, no failure": (lambda: NoScheme(6), []),
-    "ec(4,2) linear, data 1 and 3": (lambda: ErasureCoded(6, 4, 2), fail((1, 2), (3, 5))),
-    "ec(4,2) linear, both parities": (lambda: ErasureCoded(6, 4, 2), fail((4, 1), (5, 1))),
-    "ec(4,2) linear, data and parity": (lambda: ErasureCoded(6, 4, 2), fail((0, 0), (5, 4))),
-    "ec(4,2) inputs, data 0 and 2": (
-        lambda: ErasureCoded(6, 4, 2, attach="inputs"),
-        fail((0, 3), (2, 3)),
-    ),
+    "none, no failure": ({"name": "none"}, []),
+    "ec(4,2) linear, data 1 and 3": (EC42, [(1, 2), (3, 5)]),
+    "ec(4,2) linear, both parities": (EC42, [(4, 1), (5, 1)]),
+    "ec(4,2) linear, data and parity": (EC42, [(0, 0), (5, 4)]),
+    "ec(4,2) inputs, data 0 and 2": ({**EC42, "attach": "inputs"}, [(0, 3), (2, 3)]),
     "ec(4,2) inputs, parity and data": (
-        lambda: ErasureCoded(6, 4, 2, attach="inputs", incremental=False),
-        fail((4, 2), (1, 6)),
+        {**EC42, "attach": "inputs", "incremental": False},
+        [(4, 2), (1, 6)],
     ),
-    "ec(4,2) vandermonde": (
-        lambda: ErasureCoded(6, 4, 2, code="vandermonde"),
-        fail((2, 1), (3, 1)),
-    ),
-    "ec(5,1) linear, data 4": (lambda: ErasureCoded(6, 5, 1), fail((4, 2))),
-    "ec(2,1) x2 groups, one per group": (lambda: ErasureCoded(6, 2, 1), fail((0, 1), (4, 3))),
-    "rep-3x, two copies of group 0": (lambda: Replication(6, 3), fail((0, 1), (1, 4))),
-    "rep-2x, one copy per group": (lambda: Replication(6, 2), fail((1, 2), (2, 2), (5, 7))),
-    "reactive, one crash": (lambda: Reactive(6, 3), fail((2, 5))),
-    "reactive, two crashes": (lambda: Reactive(6, 4), fail((0, 2), (5, 7))),
+    "ec(4,2) vandermonde": ({**EC42, "code": "vandermonde"}, [(2, 1), (3, 1)]),
+    "ec(5,1) linear, data 4": ({"name": "ec", "k": 5, "r": 1}, [(4, 2)]),
+    "ec(2,1) x2 groups, one per group": ({"name": "ec", "k": 2, "r": 1}, [(0, 1), (4, 3)]),
+    "rep-3x, two copies of group 0": ({"name": "rep", "copies": 3}, [(0, 1), (1, 4)]),
+    "rep-2x, one copy per group": ({"name": "rep", "copies": 2}, [(1, 2), (2, 2), (5, 7)]),
+    "reactive, one crash": ({"name": "reactive", "checkpoint_every": 3}, [(2, 5)]),
+    "reactive, two crashes": ({"name": "reactive", "checkpoint_every": 4}, [(0, 2), (5, 7)]),
+}
+
+# The same table with real processes and real SIGKILLs: a representative subset (every
+# scheme, every algorithm, both attach modes), each a whole run of ``streamlec run``.
+IN_PROCESSES = {
+    ("ec(4,2) linear, data 1 and 3", "logreg"),
+    ("ec(4,2) inputs, data 0 and 2", "svm"),
+    ("ec(2,1) x2 groups, one per group", "kmeans"),
+    ("rep-3x, two copies of group 0", "linreg"),
+    ("reactive, two crashes", "logreg"),
+    ("none, no failure", "kmeans"),
 }
 
 
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
-@pytest.mark.parametrize("case", list(WITHIN))
-def test_within_tolerance_equals_reference(stream, references, name, case):
-    make, failures = WITHIN[case]
-    scheme = make()
-    result = run_pipeline(scheme, algorithm(name), stream, failures)
-    ref = references[name]
-    assert result.items_in == ITEMS
-    assert result.items_lost == 0
-    assert result.items_duplicated == 0
-    assert max_rel_err(result.model, ref.model) <= TOL
-    assert max_rel_err(result.predictions, ref.predictions) <= TOL
-    data_slots_failed = isinstance(scheme, ErasureCoded) and any(
-        f.slot % scheme.n < scheme.k for f in failures
+def make(scheme_section: dict):
+    section = dict(scheme_section)
+    return schemes.scheme_class(section.pop("name"))(6, **section)
+
+
+@dataclass
+class Outcome:
+    """What a backend reports of one run, in the terms the table asserts."""
+
+    items_in: int
+    items_out: int
+    items_lost: int
+    items_duplicated: int
+    decoded_items: int
+    reference_err: float | None  # model and every prediction against the reference
+    lost_before: int  # items lost in batches before the first failure
+    rollbacks: int
+
+
+class InProcess:
+    """The runtime's commit core and processor cores over in-memory queues."""
+
+    name = "in-process"
+
+    def __init__(self, stream, references):
+        self.stream, self.references = stream, references
+
+    def run(self, scheme_section, algo, failures) -> Outcome:
+        result = run_pipeline(make(scheme_section), algorithm(algo), self.stream, fail(*failures))
+        ref = self.references[algo]
+        first = min((batch for _, batch in failures), default=len(self.stream)) * BATCH
+        err = max(
+            max_rel_err(result.model, ref.model), max_rel_err(result.predictions, ref.predictions)
+        )
+        return Outcome(
+            result.items_in,
+            result.items_in - result.items_lost,
+            result.items_lost,
+            result.items_duplicated,
+            result.decoded_items,
+            err,
+            int(np.isnan(result.predictions[:first]).sum()),
+            result.rollbacks,
+        )
+
+
+class Processes:
+    """``streamlec run`` as a user runs it: real worker processes, kills by SIGKILL."""
+
+    name = "processes"
+    ITEMS, BATCH = 72_000, 3_000
+
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+
+    def run(self, scheme_section, algo, failures) -> Outcome:
+        by_batch: dict[int, list[str]] = {}
+        for slot, batch in failures:
+            by_batch.setdefault(batch, []).append(f"processor-{slot}")
+        spec = {
+            "name": "table",
+            "dataset": {"name": "higgs", "items": self.ITEMS, "seed": 7},
+            "algorithm": {"name": algo, **ALGORITHM_PARAMS[algo]},
+            "scheme": scheme_section,
+            "processors": 6,
+            "batch": self.BATCH,
+            "failures": [{"at_batch": b, "kill": kill} for b, kill in sorted(by_batch.items())],
+            "runtime": {"warmup": 0.0},
+        }
+        path = self.tmp_path / "spec.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        out = self.tmp_path / "results"
+        proc = subprocess.run(
+            [sys.executable, "-m", "streamlec_cli", "run", str(path), "--out", str(out), "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        found = list(out.rglob("summary.json"))
+        assert len(found) == 1, proc.stdout + proc.stderr
+        summary_path = found[0]
+        summary = json.loads(summary_path.read_text())
+        assert summary["complete"], proc.stdout + proc.stderr
+        first = min((batch for _, batch in failures), default=10**9)
+        with open(summary_path.parent / "batches.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["replayed"] == "0"]
+        return Outcome(
+            summary["items_in"],
+            summary["items_out"],
+            summary["items_lost"],
+            summary["items_duplicated"],
+            summary["decoded_items"],
+            summary["reference_max_rel_err"],
+            sum(int(r["items_lost"]) for r in rows if int(r["batch"]) < first),
+            summary["rollbacks"],
+        )
+
+
+CASES = [
+    pytest.param(
+        backend,
+        case,
+        name,
+        id=f"{backend}-{case}-{name}",
     )
-    assert (result.decoded_items > 0) == data_slots_failed
-    if isinstance(scheme, Reactive):
-        assert result.rollbacks == len(failures)
+    for case in WITHIN
+    for name in sorted(ALGORITHMS)
+    for backend in ("in-process", "processes")
+    if backend == "in-process" or (case, name) in IN_PROCESSES
+]
+
+
+@pytest.fixture
+def backend(request, stream, references, tmp_path):
+    """The pipeline to run a case through: in one process, or as real processes."""
+    if request.param == "in-process":
+        return InProcess(stream, references)
+    return Processes(tmp_path)
+
+
+@pytest.mark.parametrize(("backend", "case", "name"), CASES, indirect=["backend"])
+def test_within_tolerance_equals_reference(backend, case, name):
+    scheme_section, failures = WITHIN[case]
+    got = backend.run(scheme_section, name, failures)
+    context = f"{backend.name}: {got}"
+    assert got.items_out == got.items_in, context
+    assert got.items_lost == 0, context
+    assert got.items_duplicated == 0, context
+    assert got.reference_err is not None and got.reference_err <= TOL, context
+    data_slots_failed = scheme_section["name"] == "ec" and any(
+        slot % (scheme_section["k"] + scheme_section["r"]) < scheme_section["k"]
+        for slot, _ in failures
+    )
+    assert (got.decoded_items > 0) == data_slots_failed, context
+    if scheme_section["name"] == "reactive":
+        if backend.name == "in-process":
+            assert got.rollbacks == len(failures), context
+        else:  # a kill loses the tasks in flight to it, unless it had none at that moment
+            assert 1 <= got.rollbacks <= len(failures), context
 
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
@@ -122,31 +263,45 @@ def lost_ec_items(failed_slots, from_batch, k=4):
 
 
 BEYOND = {
-    "none, one crash": (lambda: NoScheme(6), fail((2, 4)), None),
-    "ec(4,2), three slots": (lambda: ErasureCoded(6, 4, 2), fail((0, 3), (1, 3), (5, 3)), (0, 1)),
+    "none, one crash": ({"name": "none"}, [(2, 4)], None),
+    "ec(4,2), three slots": (EC42, [(0, 3), (1, 3), (5, 3)], (0, 1)),
     "ec(4,2) inputs, three data slots": (
-        lambda: ErasureCoded(6, 4, 2, attach="inputs"),
-        fail((0, 5), (1, 5), (2, 5)),
+        {**EC42, "attach": "inputs"},
+        [(0, 5), (1, 5), (2, 5)],
         (0, 1, 2),
     ),
-    "rep-3x, all copies of group 1": (
-        lambda: Replication(6, 3),
-        fail((3, 2), (4, 2), (5, 2)),
-        None,
-    ),
+    "rep-3x, all copies of group 1": ({"name": "rep", "copies": 3}, [(3, 2), (4, 2), (5, 2)], None),
 }
+BEYOND_IN_PROCESSES = {"none, one crash", "ec(4,2), three slots"}
+
+
+@pytest.mark.parametrize(
+    ("backend", "case"),
+    [
+        pytest.param(backend, case, id=f"{backend}-{case}")
+        for case in BEYOND
+        for backend in ("in-process", "processes")
+        if backend == "in-process" or case in BEYOND_IN_PROCESSES
+    ],
+    indirect=["backend"],
+)
+def test_beyond_tolerance_reports_the_loss_and_keeps_the_rest(backend, case):
+    scheme_section, failures, _ = BEYOND[case]
+    got = backend.run(scheme_section, "logreg", failures)
+    context = f"{backend.name}: {got}"
+    assert got.items_lost > 0, context
+    assert got.items_out + got.items_lost == got.items_in, context
+    assert got.items_duplicated == 0, context
+    assert got.lost_before == 0, context  # everything before the failure is kept
 
 
 @pytest.mark.parametrize("case", list(BEYOND))
-def test_beyond_tolerance_reports_the_loss(stream, references, case):
-    make, failures, ec_slots = BEYOND[case]
-    result = run_pipeline(make(), algorithm("logreg"), stream, failures)
+def test_beyond_tolerance_in_process_loses_exactly_the_dead_slots_items(stream, references, case):
+    scheme_section, failures, ec_slots = BEYOND[case]
+    result = run_pipeline(make(scheme_section), algorithm("logreg"), stream, fail(*failures))
     lost_mask = np.isnan(result.predictions)
-    assert result.items_lost > 0
     assert result.items_lost == int(lost_mask.sum())
-    assert result.items_duplicated == 0
-    first = min(f.batch for f in failures)
-    assert not lost_mask[: first * BATCH].any()  # everything before the failure is kept
+    first = min(batch for _, batch in failures)
     assert result.lost_batches == list(range(first, len(stream)))
     if ec_slots is not None:
         assert result.items_lost == lost_ec_items(ec_slots, first)
