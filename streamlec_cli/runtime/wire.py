@@ -12,6 +12,9 @@ Topology (``endpoint`` builds the addresses):
   announcements flow in; models, recovery requests, acks and progress flow out.
 * the source binds a ROUTER at ``source``; every processor connects a DEALER with its name as
   identity and receives its tasks there.
+* the supervisor binds a ROUTER at ``supervisor``; every processor connects a DEALER with its
+  name as identity and sends HELLO (pid, incarnation) once, then a HEARTBEAT (incarnation)
+  every ``runtime.heartbeat_interval``: the supervisor alone decides that a processor failed.
 
 ROUTER sockets are mandatory-routing with handover: a message to a dead worker fails at once
 (the sender skips it and never blocks) and a restarted worker takes its name over.
@@ -33,8 +36,8 @@ from ..algorithms import Stats
 from ..schemes import SlotOutput
 
 # Message kinds -------------------------------------------------------------------------------
-HELLO = "hello"  # worker -> sink/source: I am up (meta: pid, incarnation)
-HEARTBEAT = "heartbeat"  # processor -> sink: I am alive
+HELLO = "hello"  # worker -> sink/source/supervisor: I am up (meta: pid, incarnation)
+HEARTBEAT = "heartbeat"  # processor -> supervisor: I am alive (meta: incarnation)
 TASK = "task"  # source -> processor: rows of one batch for one slot (meta: batch, role)
 BATCH = "batch"  # source -> sink: a batch was ingested (meta: batch, offset, count, t0, t1)
 END = "end"  # source -> sink: the stream is over (meta: batches, items)
@@ -45,7 +48,7 @@ MODEL = "model"  # sink -> processor: model versions (meta: first, reset, epoch)
 ACK = "ack"  # sink -> source: batches up to meta.batch are final (flow control)
 REPLAY = "replay"  # sink -> source: reactive recovery, resend from meta.batch
 PROGRESS = "progress"  # sink -> supervisor: meta: batch, items_out, ...
-DIED = "died"  # supervisor -> sink: a worker exited (meta: worker, pid, at)
+DIED = "died"  # supervisor -> sink: a processor failed (meta: worker, incarnation, how)
 RESTARTED = "restarted"  # supervisor -> sink: a worker was restarted
 DONE = "done"  # sink -> supervisor: results written (meta: summary)
 STOP = "stop"  # supervisor/sink -> anyone: shut down now
@@ -160,13 +163,13 @@ def readable(sock: zmq.Socket) -> bool:
 
 # Endpoints and sockets -----------------------------------------------------------------------
 
-DEFAULT_PORTS = {"sink": 0, "source": 1}
+DEFAULT_PORTS = {"sink": 0, "source": 1, "supervisor": 2}
 
 
 def endpoint(
     run_dir: Path, name: str, transport: str = "ipc", host: str = "127.0.0.1", base_port: int = 0
 ) -> str:
-    """Address of the ``sink`` or ``source`` ROUTER."""
+    """Address of the ``sink``, ``source`` or ``supervisor`` ROUTER."""
     if transport == "ipc":
         return f"ipc://{Path(run_dir).resolve() / ('sock-' + name)}"
     return f"tcp://{host}:{base_port + DEFAULT_PORTS[name]}"
