@@ -164,6 +164,9 @@ def readable(sock: zmq.Socket) -> bool:
 # Endpoints and sockets -----------------------------------------------------------------------
 
 DEFAULT_PORTS = {"sink": 0, "source": 1, "supervisor": 2}
+#: ipc socket files are ``sock-<name>`` in the run directory; an ipc path may not exceed 107
+#: bytes, so no name is longer than the source's (a run directory that fits, fits for all).
+IPC_NAMES = {"sink": "sink", "source": "source", "supervisor": "sup"}
 
 
 def endpoint(
@@ -171,7 +174,7 @@ def endpoint(
 ) -> str:
     """Address of the ``sink``, ``source`` or ``supervisor`` ROUTER."""
     if transport == "ipc":
-        return f"ipc://{Path(run_dir).resolve() / ('sock-' + name)}"
+        return f"ipc://{Path(run_dir).resolve() / ('sock-' + IPC_NAMES[name])}"
     return f"tcp://{host}:{base_port + DEFAULT_PORTS[name]}"
 
 
