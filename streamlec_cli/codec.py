@@ -155,7 +155,7 @@ def check_parameters(k: int, r: int) -> None:
         msg = f"r={r} is not allowed: r must be at least 1"
         raise CodeError(msg)
     if k + r > MAX_SLOTS:
-        msg = f"k+r={k + r} is not allowed: k+r must be at most {MAX_SLOTS}"
+        msg = f"k+r={k + r} (k={k}, r={r}) is not allowed: k+r must be at most {MAX_SLOTS}"
         raise CodeError(msg)
 
 

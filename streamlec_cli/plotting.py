@@ -47,6 +47,7 @@ from matplotlib.ticker import (
 )
 
 from .results import (
+    FAMILY_ORDER,
     NoRunsError,
     load_runs,
     natural_key,
@@ -60,18 +61,17 @@ Drawn = Iterable[tuple[str, Figure]]
 FIGURES = ("throughput", "recovery", "coding", "parameters", "scalability")
 
 #: One colour per scheme family, the same in every figure.
-SCHEME_COLOURS: dict[str, str] = {
-    "none": "#8c8c8c",
-    "reactive": "#d62728",
-    "rep-2x": "#fdae61",
-    "rep-3x": "#e66101",
-    "ec(5,1)": "#74add1",
-    "ec(4,2)": "#1f4e9c",
-}
+SCHEME_COLOURS: dict[str, str] = dict(
+    zip(
+        FAMILY_ORDER,
+        ("#8c8c8c", "#d62728", "#fdae61", "#e66101", "#74add1", "#1f4e9c"),
+        strict=True,
+    )
+)
 OTHER_EC_COLOUR = "#6a3d9a"
 OTHER_REP_COLOUR = "#8c510a"
 OTHER_COLOUR = "#333333"
-SCHEME_ORDER = ("none", "reactive", "rep-2x", "rep-3x", "ec(5,1)", "ec(4,2)")
+SCHEME_ORDER = FAMILY_ORDER
 SCHEME_NAMES = {"none": "none: no fault tolerance", "reactive": "reactive: log + checkpoints"}
 #: Hatches tell apart EC variants of one family (attach inputs, no incremental encoding).
 VARIANT_EXTRAS = ("", "no-incremental", "inputs", "inputs no-incremental")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .algorithms import Algorithm, Stats
+from .window import ModelWindow
 
 BatchMetrics = tuple[float, float]  # (mean loss, accuracy or NaN) of one batch
 
@@ -24,48 +25,16 @@ class ReferenceResult:
     batch_accuracy: list[float] = field(default_factory=list)
 
 
-class ModelHistory:
-    """The last ``depth`` model versions: batch b is processed with version max(0, b-depth+1).
-
-    Versions are numbered by how many batches they have seen; ``current`` is the one the next
-    batch uses, ``latest`` the newest.
-    """
-
-    def __init__(self, initial: np.ndarray, depth: int = 1) -> None:
-        self.depth = depth
-        self.versions = [initial]
-        self.latest_version = 0
-
-    @property
-    def current(self) -> np.ndarray:
-        return self.versions[0]
-
-    @property
-    def latest(self) -> np.ndarray:
-        return self.versions[-1]
-
-    def push(self, model: np.ndarray) -> None:
-        self.versions.append(model)
-        self.latest_version += 1
-        del self.versions[: max(0, len(self.versions) - self.depth)]
-
-    def copy(self) -> ModelHistory:
-        other = ModelHistory(self.versions[0], self.depth)
-        other.versions = list(self.versions)
-        other.latest_version = self.latest_version
-        return other
-
-
 def iter_reference(
     algorithm: Algorithm, batches: Iterable[np.ndarray], depth: int = 1
 ) -> Iterator[tuple[np.ndarray, np.ndarray, BatchMetrics]]:
     """Stream the reference: per batch ``(predictions, model after the batch, metrics)``."""
-    history: ModelHistory | None = None
-    for raw in batches:
+    window: ModelWindow | None = None
+    for b, raw in enumerate(batches):
         rows = algorithm.prepare(raw)
-        if history is None:
-            history = ModelHistory(algorithm.init_model(rows), depth)
-        model = history.current
+        if window is None:
+            window = ModelWindow.starting(algorithm.init_model(rows), depth)
+        model = window.for_batch(b)
         Z = algorithm.linear(model, rows)
         F = algorithm.coefficients(model, Z)
         stats: Stats = algorithm.statistics(rows, F)
@@ -74,8 +43,8 @@ def iter_reference(
             float(algorithm.loss(model, Z).mean()),
             float(correct.mean()) if correct is not None else float("nan"),
         )
-        history.push(algorithm.update(history.latest, stats))
-        yield algorithm.predict(model, Z), history.latest, metrics
+        window.push(algorithm.update(window.latest, stats))
+        yield algorithm.predict(model, Z), window.latest, metrics
 
 
 def run_reference(

@@ -33,15 +33,16 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from .results import load_runs, natural_key
+from . import schemes
+from .results import FAMILY_ORDER, load_runs, natural_key
 
 Run = dict[str, Any]
 
-EC = "ec(4,2)"
+EC = schemes.label("ec", {"k": 4, "r": 2})
+REP3 = schemes.label("rep", {"copies": 3})
 NOT_MEASURED = "not measured"
 PREFERRED_THROUGHPUT_SPEC = "throughput"  # its settings alone, when it has the runs
 LATENCY_WINDOW = 5.0  # seconds, as the run's own summary uses
-FAMILY_ORDER = ("none", "reactive", "rep-2x", "rep-3x", "ec(5,1)", "ec(4,2)")
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def build_report(paths: Sequence[Path]) -> tuple[str, list[str]]:
     runs, notes = load_runs(paths)
     rows = [
         throughput_row(runs, "reactive", "5.17x"),
-        throughput_row(runs, "rep-3x", "1.55x"),
+        throughput_row(runs, REP3, "1.55x"),
         latency_row(runs, "reactive", 1, "8.9x"),
         latency_row(runs, "reactive", 2, "14x"),
         latency_row(runs, EC, 1, "negligible (about 1x)"),
@@ -148,7 +149,7 @@ def throughput_table(runs: list[Run]) -> list[str]:
     present = {family for by_family in settings.values() for family in by_family}
     families = [f for f in FAMILY_ORDER if f in present]
     families += sorted(present - set(families))
-    ratios = [f for f in ("reactive", "rep-3x") if f in present and EC in present]
+    ratios = [f for f in ("reactive", REP3) if f in present and EC in present]
     header = ["spec", "algorithm", "dataset", "processors", *families]
     header += [f"EC(4,2) / {_scheme_name(f)}" for f in ratios]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

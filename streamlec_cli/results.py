@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from . import schemes
+
 BATCH_COLUMNS = (
     "batch",
     "epoch",
@@ -233,23 +235,26 @@ def stream_start(run_dir: Path) -> float | None:
 
 def scheme_family(summary: dict[str, Any]) -> str:
     """``none``, ``reactive``, ``rep-3x`` or ``ec(4,2)``: the scheme without its options."""
-    scheme = summary.get("scheme")
-    if scheme == "ec":
-        return f"ec({summary.get('k')},{summary.get('r')})"
-    if scheme == "rep":
-        return f"rep-{summary.get('copies')}x"
-    return str(scheme)
+    return schemes.label(str(summary.get("scheme")), summary, "family")
 
 
 def scheme_variant(summary: dict[str, Any]) -> str:
-    """The family plus EC options that differ from the defaults, e.g. ``ec(4,2) inputs``."""
-    label = scheme_family(summary)
-    if summary.get("scheme") == "ec":
-        if summary.get("attach") == "inputs":
-            label += " inputs"
-        if summary.get("incremental") is False:
-            label += " no-incremental"
-    return label
+    """The family plus the options that differ from the defaults, e.g. ``ec(4,2) inputs``."""
+    return schemes.label(str(summary.get("scheme")), summary, "variant")
+
+
+#: The paper's schemes in the order of tables and legends (least redundancy last).
+FAMILY_ORDER = tuple(
+    schemes.label(name, values)
+    for name, values in (
+        ("none", {}),
+        ("reactive", {}),
+        ("rep", {"copies": 2}),
+        ("rep", {"copies": 3}),
+        ("ec", {"k": 5, "r": 1}),
+        ("ec", {"k": 4, "r": 2}),
+    )
+)
 
 
 def load_runs(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:

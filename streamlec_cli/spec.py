@@ -26,30 +26,14 @@ from typing import Any, NoReturn
 
 import yaml
 
-from .codec import CODES, DEFAULT_CODE, MAX_SLOTS
+from . import algorithms, schemes
+from .params import Param, ParamError
 
 DATASETS = ("higgs", "kdd12")
 DATASET_FORMATS: dict[str, tuple[str, ...]] = {
     "higgs": ("higgs-csv",),
     "kdd12": ("kdd12-dense", "kdd12-raw", "kdd12-libsvm"),
 }
-ALGORITHMS = ("linreg", "logreg", "svm", "kmeans")
-_LINEAR_DEFAULTS: dict[str, object] = {"lr": 0.05, "l2": 1e-4}
-ALGORITHM_DEFAULTS: dict[str, dict[str, object]] = {
-    "linreg": _LINEAR_DEFAULTS,
-    "logreg": _LINEAR_DEFAULTS,
-    "svm": _LINEAR_DEFAULTS,
-    "kmeans": {"clusters": 8, "decay": 0.01, "seed": 0},
-}
-SCHEMES = ("none", "ec", "rep", "reactive")
-SCHEME_ALIASES = {"replication": "rep", "checkpoint": "reactive"}
-SCHEME_KEYS: dict[str, tuple[str, ...]] = {
-    "none": ("name",),
-    "ec": ("name", "k", "r", "code", "attach", "incremental"),
-    "rep": ("name", "copies"),
-    "reactive": ("name", "checkpoint_every", "wal_fsync"),
-}
-ATTACH_MODES = ("linear", "inputs")
 TRANSPORTS = ("ipc", "tcp")
 TOP_LEVEL_KEYS = (
     "name",
@@ -113,13 +97,14 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class AlgorithmSpec:
-    """An algorithm and its hyperparameters; ``params`` always holds every key, sorted."""
+    """An algorithm and its hyperparameters; ``params`` always holds every declared key
+    (the algorithm's declared default where not given), sorted."""
 
     name: str
     params: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self) -> None:
-        merged = dict(ALGORITHM_DEFAULTS.get(self.name, {}))
+        merged = _defaults(algorithms.parameters(self.name))
         merged.update(dict(self.params))
         object.__setattr__(self, "params", tuple(sorted(merged.items())))
 
@@ -132,43 +117,67 @@ class AlgorithmSpec:
         return f"{self.name}({','.join(f'{k}={_plain(v)}' for k, v in self.params)})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class SchemeSpec:
-    """A fault-tolerance scheme; fields that do not apply to ``name`` keep their defaults."""
+    """A fault-tolerance scheme and its parameters; ``params`` holds every key the scheme
+    declares (its declared default where not given), in declaration order.
+
+    ``SchemeSpec("ec", k=6)`` builds one by keyword. A parameter reads as an attribute
+    (``spec.scheme.k``); one the scheme does not declare reads as the default of the scheme
+    that does (``k`` of a ``rep`` scheme is ec's default), as every caller may ask any of them.
+    """
 
     name: str
-    k: int = 4
-    r: int = 2
-    code: str = DEFAULT_CODE
-    attach: str = "linear"
-    incremental: bool = True
-    copies: int = 3
-    checkpoint_every: int = 10
-    wal_fsync: bool = True
+    params: tuple[tuple[str, object], ...]
+
+    def __init__(
+        self, name: str, params: tuple[tuple[str, object], ...] = (), **values: object
+    ) -> None:
+        declared = schemes.parameters(name)
+        merged = _defaults(declared)
+        for key, value in (*params, *values.items()):
+            if declared and key not in merged:
+                msg = f"scheme {name} has no parameter {key!r} ({', '.join(merged) or 'none'})"
+                raise TypeError(msg)
+            merged[key] = value
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "params", tuple(merged.items()))
+
+    def __getattr__(self, key: str) -> object:
+        if key.startswith("__") or "params" not in self.__dict__:
+            raise AttributeError(key)
+        own = dict(self.__dict__["params"])
+        if key in own:
+            return own[key]
+        for other in schemes.SCHEMES:
+            for param in schemes.parameters(other):
+                if param.name == key:
+                    return param.default
+        msg = f"{type(self).__name__!r} object has no attribute {key!r}"
+        raise AttributeError(msg)
 
     @property
     def keys(self) -> tuple[str, ...]:
         """The keys that apply to this scheme (``name`` first)."""
-        return SCHEME_KEYS[self.name]
+        return ("name", *(key for key, _ in self.params))
 
     @property
     def label(self) -> str:
         """Short filesystem-safe label: ``none``, ``ec42`` (``ec12-3`` past one digit), ``rep3``."""
-        if self.name == "ec":
-            sep = "" if self.k < 10 and self.r < 10 else "-"
-            return f"ec{self.k}{sep}{self.r}"
-        if self.name == "rep":
-            return f"rep{self.copies}"
-        return self.name
+        return schemes.label(self.name, dict(self.params), "slug")
 
     def to_dict(self) -> dict[str, object]:
         """The keys that apply to this scheme and their values."""
-        return {key: getattr(self, key) for key in self.keys}
+        return {"name": self.name, **dict(self.params)}
 
     def describe(self) -> str:
         """One-line summary, e.g. ``ec(k=4,r=2,code=gaussian,attach=linear,incremental=true)``."""
-        params = [f"{k}={_plain(v)}" for k, v in self.to_dict().items() if k != "name"]
+        params = [f"{k}={_plain(v)}" for k, v in self.params]
         return f"{self.name}({','.join(params)})" if params else self.name
+
+
+def _defaults(params: Sequence[Param]) -> dict[str, object]:
+    return {param.name: param.default for param in params}
 
 
 @dataclass(frozen=True)
@@ -499,109 +508,103 @@ def _dataset(value: object) -> DatasetSpec:
 
 def _algorithm(value: object) -> AlgorithmSpec:
     section = _section(value, "algorithm")
-    name = _choice("algorithm.name", section["name"], ALGORITHMS)
-    defaults = ALGORITHM_DEFAULTS[name]
-    allowed = ("name", *defaults)
-    for key in section:
-        if key not in allowed:
-            owners = [a for a in ALGORITHMS if key in ALGORITHM_DEFAULTS[a]]
-            hint = f" ({key} is for {', '.join(owners)})" if owners else ""
-            msg = (
-                f"unknown key 'algorithm.{key}': allowed keys under algorithm are "
-                f"{', '.join(allowed)} when name is {name}{hint}"
-            )
-            raise SpecError(msg)
-    params: dict[str, object] = {}
-    for key, default in defaults.items():
-        given = section.get(key, default)
-        path = f"algorithm.{key}"
-        if key == "lr":
-            params[key] = _real(path, given, positive=True)
-        elif key in ("l2", "decay"):
-            params[key] = _real(path, given, positive=False)
-        elif key == "clusters":
-            params[key] = _integer(path, given, 1)
-        else:
-            params[key] = _integer(path, given, 0)
+    name = _choice("algorithm.name", section["name"], tuple(algorithms.ALGORITHMS))
+    declared = algorithms.parameters(name)
+    _check_params(section, "algorithm", name, declared, algorithms.ALGORITHMS)
+    params = {
+        p.name: _param(f"algorithm.{p.name}", p, section.get(p.name, p.default)) for p in declared
+    }
     return AlgorithmSpec(name=name, params=tuple(params.items()))
 
 
 def _scheme(value: object) -> SchemeSpec:
     section = _section(value, "scheme")
-    name = _choice("scheme.name", section["name"], SCHEMES, aliases=SCHEME_ALIASES)
-    allowed = SCHEME_KEYS[name]
+    name = _choice(
+        "scheme.name", section["name"], tuple(schemes.SCHEMES), aliases=schemes.aliases()
+    )
+    declared = schemes.parameters(name)
+    _check_params(section, "scheme", name, declared, schemes.SCHEMES)
+    params = {
+        p.name: _param(f"scheme.{p.name}", p, section.get(p.name, p.default)) for p in declared
+    }
+    try:
+        schemes.scheme_class(name).check(params)
+    except ParamError as exc:
+        msg = f"scheme.{exc.key}: {exc}"
+        raise SpecError(msg) from exc
+    return SchemeSpec(name, tuple(params.items()))
+
+
+def _check_params(
+    section: Mapping[str, Any],
+    where: str,
+    name: str,
+    declared: Sequence[Param],
+    registry: Mapping[str, Any],
+) -> None:
+    """Every key of ``section`` is ``name`` or a parameter the chosen class declares."""
+    allowed = ("name", *(p.name for p in declared))
     for key in section:
-        if key not in allowed:
-            owners = [s for s in SCHEMES if key in SCHEME_KEYS[s]]
-            head = (
-                f"key 'scheme.{key}' does not apply to scheme {name}"
-                if owners
-                else f"unknown key 'scheme.{key}'"
-            )
-            hint = f" ({key} is for {', '.join(owners)})" if owners else ""
-            msg = (
-                f"{head}: allowed keys under scheme are {', '.join(allowed)} "
-                f"when name is {name}{hint}"
-            )
-            raise SpecError(msg)
-    fields_: dict[str, Any] = {"name": name}
-    if name == "ec":
-        fields_["k"] = k = _integer("scheme.k", section.get("k", 4), 2)
-        fields_["r"] = r = _integer("scheme.r", section.get("r", 2), 1)
-        if k + r > MAX_SLOTS:
-            msg = (
-                f"scheme.r: k+r={k + r} (k={k}, r={r}) is not allowed: "
-                f"k+r must be at most {MAX_SLOTS}"
-            )
-            raise SpecError(msg)
-        fields_["code"] = _choice("scheme.code", section.get("code", DEFAULT_CODE), CODES)
-        fields_["attach"] = _choice("scheme.attach", section.get("attach", "linear"), ATTACH_MODES)
-        fields_["incremental"] = _boolean("scheme.incremental", section.get("incremental", True))
-    elif name == "rep":
-        fields_["copies"] = _integer("scheme.copies", section.get("copies", 3), 2)
-    elif name == "reactive":
-        fields_["checkpoint_every"] = _integer(
-            "scheme.checkpoint_every", section.get("checkpoint_every", 10), 1
+        if key in allowed:
+            continue
+        owners = [
+            other
+            for other, cls in registry.items()
+            if any(p.name == key for p in getattr(cls, "parameters", ()))
+        ]
+        head = f"unknown key '{where}.{key}'"
+        if owners and where == "scheme":
+            head = f"key '{where}.{key}' does not apply to scheme {name}"
+        hint = f" ({key} is for {', '.join(owners)})" if owners else ""
+        msg = (
+            f"{head}: allowed keys under {where} are {', '.join(allowed)} when name is {name}{hint}"
         )
-        fields_["wal_fsync"] = _boolean("scheme.wal_fsync", section.get("wal_fsync", True))
-    return SchemeSpec(**fields_)
+        raise SpecError(msg)
+
+
+def _param(key: str, param: Param, value: object) -> object:
+    """One declared parameter's value from the spec, checked against its declaration."""
+    if param.kind is bool:
+        return _boolean(key, value)
+    if param.choices:
+        return _choice(key, value, param.choices)
+    if param.kind is int:
+        return _integer(key, value, None if param.minimum is None else math.ceil(param.minimum))
+    if param.kind is float:
+        return _real(key, value, positive=param.exclusive, minimum=param.minimum)
+    if isinstance(value, str) and value.strip():
+        return value
+    _reject(key, value, f"{param.name} must be text")
 
 
 def _processors(value: object, scheme: SchemeSpec) -> int:
     """A positive integer, or ``auto``: one group of the scheme (k+r for ec, copies for rep)."""
     if isinstance(value, str) and value.strip() == "auto":
-        if scheme.name == "ec":
-            return scheme.k + scheme.r
-        if scheme.name == "rep":
-            return scheme.copies
+        size = schemes.scheme_class(scheme.name).group_size(dict(scheme.params))
+        if size is not None:
+            return size
+        grouped = [
+            name
+            for name, cls in schemes.SCHEMES.items()
+            if cls.group_size(_defaults(cls.parameters)) is not None
+        ]
         _reject(
             "processors",
             value,
-            f"auto needs a scheme with groups (ec or rep), not {scheme.name}; give a number",
+            f"auto needs a scheme with groups ({' or '.join(grouped)}), not {scheme.name}; "
+            "give a number",
         )
     return _integer("processors", value, 1)
 
 
 def _check_group(scheme: SchemeSpec, processors: int) -> None:
-    """EC and rep need a whole number of groups of k+r (or copies) processors."""
-    if scheme.name == "ec":
-        size, given, what = scheme.k + scheme.r, f"k={scheme.k}, r={scheme.r}", "k+r"
-    elif scheme.name == "rep":
-        size, given, what = scheme.copies, f"copies={scheme.copies}", "copies"
-    else:
-        return
-    if processors < size:
-        msg = (
-            f"scheme: {scheme.name} with {given} needs {what}={size} processors, "
-            f"spec has processors: {processors}"
-        )
-        raise SpecError(msg)
-    if processors % size:
-        msg = (
-            f"processors: {processors} is not a multiple of {what}={size} "
-            f"({scheme.name} groups of {what} processors)"
-        )
-        raise SpecError(msg)
+    """A scheme with groups needs a whole number of them (k+r processors for ec, copies
+    for rep)."""
+    try:
+        schemes.scheme_class(scheme.name).check_processors(dict(scheme.params), processors)
+    except ParamError as exc:
+        msg = f"{exc.key}: {exc}"
+        raise SpecError(msg) from exc
 
 
 def _failures(value: object, processors: int) -> tuple[Failure, ...]:
@@ -805,12 +808,13 @@ def _freeze(value: Any) -> Any:
 
 # -- run ids -----------------------------------------------------------------------------------
 
-# Keys already in the run id's base label: a sweep over them adds nothing more.
-_IN_BASE = {
-    "scheme": ("name", "k", "r", "copies"),
-    "algorithm": ("name",),
-    "dataset": ("name",),
-}
+
+def _in_base(top: str) -> tuple[str, ...]:
+    """Keys already in the run id's base label: a sweep over them adds nothing more (the
+    scheme's shape parameters are in its slug)."""
+    if top == "scheme":
+        return ("name", *(key for cls in schemes.SCHEMES.values() for key in cls.shape()))
+    return ("name",) if top in ("algorithm", "dataset") else ()
 
 
 def _lookup(resolved: dict[str, Any], dotted: str, fallback: object) -> object:
@@ -830,14 +834,15 @@ def _sweep_slug(key: str, value: object) -> list[str]:
     """Run id parts for one sweep assignment: injective in the resolved value."""
     parts = key.split(".")
     top, leaf = parts[0], parts[-1]
-    if len(parts) == 2 and leaf in _IN_BASE.get(top, ()):
+    if len(parts) == 2 and leaf in _in_base(top):
         return []
-    if len(parts) == 1 and top in _IN_BASE | {"runtime": ()} and isinstance(value, dict):
+    sections = ("scheme", "algorithm", "dataset", "runtime")
+    if len(parts) == 1 and top in sections and isinstance(value, dict):
         defaults = _section_defaults(top, value)
         return [
             _scalar_slug(k, v)
             for k, v in value.items()
-            if k not in _IN_BASE.get(top, ()) and v != defaults.get(k, _MISSING)
+            if k not in _in_base(top) and v != defaults.get(k, _MISSING)
         ]
     if top == "failures" and len(parts) == 1 and isinstance(value, list):
         if not value:
@@ -856,7 +861,7 @@ def _section_defaults(top: str, value: dict[str, Any]) -> dict[str, object]:
     if top == "scheme":
         return SchemeSpec(str(value.get("name", "none"))).to_dict()
     if top == "algorithm":
-        return dict(ALGORITHM_DEFAULTS.get(str(value.get("name")), {}))
+        return _defaults(algorithms.parameters(str(value.get("name"))))
     if top == "dataset":
         return {f.name: f.default for f in fields(DatasetSpec)}
     return RuntimeSpec().to_dict()
@@ -955,28 +960,46 @@ def _number(value: object) -> int | float | None:
     return None
 
 
-def _integer(key: str, value: object, minimum: int) -> int:
+def _integer(key: str, value: object, minimum: int | None) -> int:
     number = _number(value)
-    if number is not None and float(number).is_integer() and number >= minimum:
+    whole = number is not None and float(number).is_integer()
+    if whole and (minimum is None or number >= minimum):
         return int(number)
     noun = _leaf(key)
-    if minimum == 1:
+    if minimum is None:
+        why = f"{noun} must be an integer"
+    elif minimum == 1:
         why = f"{noun} must be a positive integer"
     elif minimum == 0:
         why = f"{noun} must be a non-negative integer"
-    elif number is not None and float(number).is_integer():
+    elif whole:
         why = f"{noun} must be at least {minimum}"
     else:
         why = f"{noun} must be an integer of at least {minimum}"
     _reject(key, value, why)
 
 
-def _real(key: str, value: object, *, positive: bool, why: str | None = None) -> float:
+def _real(
+    key: str,
+    value: object,
+    *,
+    positive: bool,
+    minimum: float | None = 0.0,
+    why: str | None = None,
+) -> float:
+    """A finite number above ``minimum`` (``positive``) or at least it; None: any number."""
     number = _number(value)
-    if number is not None and (number > 0 if positive else number >= 0):
+    if number is not None and (
+        minimum is None or (number > minimum if positive else number >= minimum)
+    ):
         return float(number)
     noun = _leaf(key)
-    default = f"{noun} must be a {'positive' if positive else 'non-negative'} number"
+    if minimum is None:
+        default = f"{noun} must be a number"
+    elif minimum == 0:
+        default = f"{noun} must be a {'positive' if positive else 'non-negative'} number"
+    else:
+        default = f"{noun} must be a number {'above' if positive else 'at least'} {minimum:g}"
     _reject(key, value, why or default)
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from streamlec_cli.runtime.wire import socket_dir
+
 RUN_TIMEOUT = 180
 
 
@@ -122,7 +124,7 @@ def assert_absorbed(summary: dict, run_dir: Path, killed: list[str]) -> None:
         assert any(e["worker"] == worker and e["event"] == "restarted" for e in log), log
     assert sorted(f["worker"] for f in summary["failures"]) == sorted(killed)
     assert leftover_processes(run_dir) == []
-    assert not list(run_dir.glob("sock-*"))
+    assert not socket_dir(run_dir).exists()  # no ipc socket left
 
 
 @pytest.mark.parametrize("attach", ["linear", "inputs"])
@@ -257,7 +259,7 @@ def test_ctrl_c_stops_everything_and_keeps_results(tmp_path):
     assert summary["complete"] is False
     assert summary["items_out"] >= 3 * 6_000
     assert leftover_processes(run_dir) == []
-    assert not list(run_dir.glob("sock-*"))
+    assert not socket_dir(run_dir).exists()  # no ipc socket left
 
 
 def test_malformed_line_mid_file_stops_the_run_cleanly(tmp_path):

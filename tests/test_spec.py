@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 from pathlib import Path
@@ -11,6 +12,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streamlec_cli import algorithms, schemes
+from streamlec_cli.algorithms import LinReg
+from streamlec_cli.params import OPTION, SHAPE, Param
+from streamlec_cli.schemes.partition import Partitioned
 from streamlec_cli.spec import (
     AlgorithmSpec,
     Failure,
@@ -452,3 +457,139 @@ def test_processors_auto_is_one_group_of_the_scheme():
         SpecError, match=r"processors: 'auto' is not allowed: auto needs .*\(ec or rep\)"
     ):
         parse({"name": "a", "processors": "auto", "scheme": "none"})
+
+
+# -- registered at run time --------------------------------------------------------------------
+
+
+class ToyReg(LinReg):
+    """linreg under another name, with one more declared parameter."""
+
+    name = "toyreg"
+    parameters = (
+        *LinReg.parameters,
+        Param("momentum", float, 0.5, "unused here", minimum=0, exclusive=True),
+    )
+
+
+class ToyScheme(Partitioned):
+    """Groups of ``width`` slots, each with the group's whole part (rep under another name)."""
+
+    name = "toy"
+    aliases = ("plaything",)
+    parameters = (
+        Param("width", int, 2, "slots per group", minimum=1, label=SHAPE),
+        Param("mode", str, "a", "a choice", choices=("a", "b"), label=OPTION),
+    )
+
+    @property
+    def copies(self) -> int:  # type: ignore[override]
+        return self.width
+
+
+@contextlib.contextmanager
+def toys_registered():
+    algorithms.register(ToyReg)
+    schemes.register(ToyScheme)
+    try:
+        yield
+    finally:
+        algorithms.unregister(ToyReg.name)
+        schemes.unregister(ToyScheme.name)
+
+
+@pytest.fixture
+def toys():
+    with toys_registered():
+        yield
+
+
+def test_registered_algorithm_and_scheme_parse_with_their_declared_params(toys) -> None:
+    raw = {
+        "name": "toys",
+        "processors": "auto",
+        "algorithm": {"name": "toyreg", "momentum": 0.25},
+        "scheme": {"name": "plaything", "width": 3},
+    }
+    run = only(raw)
+    assert run.algorithm.kwargs() == {"l2": 1e-4, "lr": 0.05, "momentum": 0.25}
+    assert (run.scheme.name, run.scheme.width, run.scheme.mode) == ("toy", 3, "a")
+    assert run.to_dict()["scheme"] == {"name": "toy", "width": 3, "mode": "a"}
+    assert run.processors == 3  # auto: one group of the declared shape
+    assert run.run_id == "toy3-toyreg-higgs"
+    assert only(run.to_dict()) == run
+    scheme = schemes.make_scheme(run.scheme, run.processors)
+    assert (type(scheme), scheme.width, scheme.describe()) == (ToyScheme, 3, "toy(3)")
+    assert schemes.label("toy", {"width": 3, "mode": "b"}, "variant") == "toy(3) b"
+    algorithm = algorithms.make_algorithm(run.algorithm.name, 4, **run.algorithm.kwargs())
+    assert algorithm.params() == {"lr": 0.05, "l2": 1e-4, "momentum": 0.25}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"scheme": {"name": "toy", "mode": "c"}},
+            "scheme.mode: 'c' is not allowed: choose one of a, b",
+        ),
+        (
+            {"scheme": {"name": "toy", "width": 0}},
+            "scheme.width: 0 is not allowed: width must be a positive integer",
+        ),
+        (
+            {"scheme": {"name": "toy", "width": 4}},
+            "processors: 6 is not a multiple of width=4 (toy groups of width processors)",
+        ),
+        (
+            {"scheme": {"name": "toy", "k": 4}},
+            "key 'scheme.k' does not apply to scheme toy: allowed keys under scheme are "
+            "name, width, mode when name is toy (k is for ec)",
+        ),
+        (
+            {"algorithm": {"name": "toyreg", "momentum": 0}},
+            "algorithm.momentum: 0 is not allowed: momentum must be a positive number",
+        ),
+        (
+            {"algorithm": {"name": "toyreg", "clusters": 2}},
+            "unknown key 'algorithm.clusters': allowed keys under algorithm are "
+            "name, lr, l2, momentum when name is toyreg (clusters is for kmeans)",
+        ),
+        ({"scheme": "raid"}, "choose one of none, ec, rep, reactive, toy (or replication"),
+    ],
+)
+def test_registered_params_are_checked_by_their_declarations(
+    toys, change: dict, expected: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        parse(ec_spec(**change))
+    assert expected in str(info.value)
+
+
+def test_unregistering_restores_the_registries() -> None:
+    before = (list(algorithms.ALGORITHMS), list(schemes.SCHEMES), schemes.aliases())
+    with toys_registered():
+        assert "toyreg" in algorithms.ALGORITHMS and "toy" in schemes.SCHEMES
+        with pytest.raises(ValueError, match="already registered"):
+            schemes.register(ToyScheme)
+    assert (list(algorithms.ALGORITHMS), list(schemes.SCHEMES), schemes.aliases()) == before
+    with pytest.raises(SpecError, match="choose one of none, ec, rep, reactive "):
+        parse(ec_spec(scheme="toy"))
+    with pytest.raises(SpecError, match=r"choose one of linreg, logreg, svm, kmeans$"):
+        parse(ec_spec(algorithm="toyreg"))
+
+
+def test_scheme_labels_come_from_the_declarations() -> None:
+    assert [schemes.label("ec", {"k": 12, "r": 3}, s) for s in ("slug", "family", "scheme")] == [
+        "ec12-3",
+        "ec(12,3)",
+        "ec(12,3)-linear",
+    ]
+    assert schemes.label("ec", {"attach": "inputs", "incremental": False}, "variant") == (
+        "ec(4,2) inputs no-incremental"
+    )
+    assert [schemes.label("rep", {"copies": 2}, s) for s in ("slug", "family")] == [
+        "rep2",
+        "rep-2x",
+    ]
+    assert SchemeSpec("ec", k=12, r=3).label == "ec12-3"
+    assert schemes.ErasureCoded(6, 4, 2, attach="inputs").describe() == "ec(4,2)-inputs"

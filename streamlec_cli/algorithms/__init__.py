@@ -1,24 +1,52 @@
-"""The stream learning algorithms and their registry."""
+"""The stream learning algorithms and their registry.
+
+A new algorithm is one module with an :class:`Algorithm` subclass that declares its
+``parameters``, plus one ``register(...)`` call (here, or at run time).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from ..params import Param, Registry
 from .base import Algorithm, Stats
 from .kmeans import KMeans
 from .linreg import LinReg
 from .logreg import LogReg
 from .svm import SVM
 
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (LinReg, LogReg, SVM, KMeans)}
+_REGISTRY: Registry[Algorithm] = Registry("algorithm")
+#: Registered algorithms by name, in registration order (a read-only view of the registry).
+ALGORITHMS: Mapping[str, type[Algorithm]] = _REGISTRY.view
+
+
+def register(cls: type[Algorithm]) -> type[Algorithm]:
+    """Make ``cls`` available by its ``name`` to specs and ``make_algorithm`` (a decorator)."""
+    return _REGISTRY.register(cls)
+
+
+def unregister(name: str) -> None:
+    """Remove the algorithm registered as ``name``."""
+    _REGISTRY.unregister(name)
+
+
+def algorithm_class(name: str) -> type[Algorithm]:
+    """The registered algorithm class; ValueError naming the known ones otherwise."""
+    return _REGISTRY.get(name)
+
+
+def parameters(name: str) -> tuple[Param, ...]:
+    """The declared parameters of algorithm ``name`` (none when it is not registered)."""
+    return _REGISTRY.parameters(name)
 
 
 def make_algorithm(name: str, d: int, **params: object) -> Algorithm:
     """Instantiate a registered algorithm by name."""
-    try:
-        cls = ALGORITHMS[name]
-    except KeyError:
-        msg = f"algorithm {name!r} is not known: choose one of {', '.join(ALGORITHMS)}"
-        raise ValueError(msg) from None
-    return cls(d, **params)
+    return algorithm_class(name)(d, **params)
+
+
+for _cls in (LinReg, LogReg, SVM, KMeans):
+    register(_cls)
 
 
 __all__ = [
@@ -29,5 +57,9 @@ __all__ = [
     "LinReg",
     "LogReg",
     "Stats",
+    "algorithm_class",
     "make_algorithm",
+    "parameters",
+    "register",
+    "unregister",
 ]

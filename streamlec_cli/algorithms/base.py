@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+
+from ..params import Param, bind
 
 
 @dataclass(frozen=True)
@@ -53,16 +55,22 @@ class Stats:
 
 
 class Algorithm(ABC):
-    """Base class: subclasses set ``name`` and implement the abstract methods."""
+    """Base class: subclasses set ``name``, declare ``parameters`` and implement the abstract
+    methods. Each declared parameter is a constructor argument after d (keyword, or
+    positional in declaration order) and an attribute of the same name."""
 
     name: ClassVar[str]
+    #: The hyperparameters, declared once: the spec's checks and defaults come from here.
+    parameters: ClassVar[tuple[Param, ...]] = ()
     #: Model-independent columns ``prepare`` inserts after the label.
     extra: ClassVar[int] = 0
     #: True when the algorithm has a notion of a correct prediction (accuracy).
     classifier: ClassVar[bool] = True
 
-    def __init__(self, d: int) -> None:
+    def __init__(self, d: int, *args: Any, **kwargs: Any) -> None:
         self.d = d
+        for key, value in bind(type(self).__name__, self.parameters, args, kwargs).items():
+            setattr(self, key, value)
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -144,7 +152,7 @@ class Algorithm(ABC):
 
     def params(self) -> dict:
         """Hyperparameters under their constructor names (excluding d)."""
-        return {}
+        return {p.name: getattr(self, p.name) for p in self.parameters}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
@@ -154,13 +162,12 @@ class Algorithm(ABC):
 class LinearModel(Algorithm):
     """Shared parts of linreg, logreg and svm: model = ``[w (d), b]``, one output."""
 
-    def __init__(self, d: int, lr: float = 0.05, l2: float = 1e-4) -> None:
-        super().__init__(d)
-        self.lr = float(lr)
-        self.l2 = float(l2)
-
-    def params(self) -> dict:
-        return {"lr": self.lr, "l2": self.l2}
+    parameters = (
+        Param("lr", float, 0.05, "learning rate", minimum=0, exclusive=True),
+        Param("l2", float, 1e-4, "L2 penalty on w", minimum=0),
+    )
+    lr: float
+    l2: float
 
     def init_model(self, first_batch: np.ndarray) -> np.ndarray:
         return np.zeros(self.d + 1)

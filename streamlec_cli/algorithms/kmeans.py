@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..params import Param
 from .base import Algorithm, Stats
 
 
@@ -19,15 +20,14 @@ class KMeans(Algorithm):
     name = "kmeans"
     extra = 1
     classifier = False
-
-    def __init__(self, d: int, clusters: int = 8, decay: float = 0.01, seed: int = 0) -> None:
-        super().__init__(d)
-        self.clusters = int(clusters)
-        self.decay = float(decay)
-        self.seed = int(seed)
-
-    def params(self) -> dict:
-        return {"clusters": self.clusters, "decay": self.decay, "seed": self.seed}
+    parameters = (
+        Param("clusters", int, 8, "number of centroids", minimum=1),
+        Param("decay", float, 0.01, "weight a of the old counts in the update", minimum=0),
+        Param("seed", int, 0, "seed of the initial centroids' draw", minimum=0),
+    )
+    clusters: int
+    decay: float
+    seed: int
 
     @property
     def outputs(self) -> int:

@@ -1,8 +1,12 @@
 """A processor: applies the model to its slot's rows and sends the results to the sink.
 
-It holds nothing that matters beyond the model copy the sink sends it and, for the EC
+It holds nothing that matters beyond the model window the sink sends it and, for the EC
 recovery round, the rows of batches not yet committed; a SIGKILL loses exactly that, and a
 restarted processor gets the current model from the sink when it says hello.
+
+``ProcessorCore`` is its state machine without I/O (tasks and models in, outputs and answers
+out); ``run_processor`` is the loop around it, and ``testing.run_pipeline`` drives the same
+core in one process.
 """
 
 from __future__ import annotations
@@ -13,87 +17,121 @@ import time
 import numpy as np
 import zmq
 
-from ..schemes import Task
+from ..algorithms import Algorithm
+from ..schemes import Scheme, SlotOutput, Task
 from ..schemes.base import partial_statistics
+from ..window import ModelWindow
 from . import wire
-from .plan import Plan, model_version_for
+from .plan import Plan
+
+#: (batch, epoch, output) of one task, ready to go to the sink.
+Emitted = tuple[int, int, SlotOutput]
 
 
-def run_processor(plan: Plan, name: str) -> None:
+class ProcessorCore:
+    """One slot's work: a task waits for its model version, then becomes an output."""
+
+    def __init__(self, slot: int, algorithm: Algorithm, scheme: Scheme, depth: int) -> None:
+        self.slot = slot
+        self.algorithm = algorithm
+        self.scheme = scheme
+        self.window = ModelWindow(depth)
+        self.epoch = 0  # raised by a rollback; tasks of earlier epochs are dropped
+        self.waiting: dict[int, tuple[Task, int]] = {}  # batch -> (task, epoch)
+        self.held: dict[int, np.ndarray] = {}  # batch -> rows, for the recovery round
+
+    def task(self, batch: int, epoch: int, role: str, rows: np.ndarray) -> list[Emitted]:
+        """A task arrived; returns the outputs it (and nothing else) produced."""
+        if epoch < self.epoch or (epoch == self.epoch and self.window.stale(batch)):
+            return []  # sent before a rollback, or its batch is committed already
+        task = Task(self.slot, role, rows)
+        if epoch > self.epoch or not self.window.has(batch):
+            # its model is yet to come (a task of a new epoch waits for the rollback's models)
+            self.waiting[batch] = (task, epoch)
+            return []
+        return [self._work(batch, task, epoch)]
+
+    def models(self, first: int, models: list[np.ndarray], reset: bool, epoch: int):
+        """Model versions from the sink; returns the outputs of tasks that waited for them."""
+        if reset:  # a rollback: only the new epoch's tasks count
+            self.epoch = epoch
+            self.waiting = {b: (t, e) for b, (t, e) in self.waiting.items() if e >= epoch}
+        self.window.load(first, models, reset=reset)
+        # Batches below the newest version are committed: their rows can go.
+        newest = self.window.latest_version
+        for batch in [b for b in self.held if b < newest]:
+            del self.held[batch]
+        out = []
+        for batch in sorted(self.waiting):
+            task, task_epoch = self.waiting[batch]
+            if task_epoch > self.epoch:
+                continue
+            if self.window.stale(batch):
+                del self.waiting[batch]
+            elif self.window.has(batch):
+                del self.waiting[batch]
+                out.append(self._work(batch, task, task_epoch))
+        return out
+
+    def recover(self, batch: int, weights: np.ndarray) -> np.ndarray | None:
+        """The answer to the sink's survivor round (None: this incarnation never had it)."""
+        rows = self.held.get(batch)
+        return None if rows is None else partial_statistics(self.algorithm, rows, weights)
+
+    def _work(self, batch: int, task: Task, epoch: int) -> Emitted:
+        out = self.scheme.process(self.algorithm, self.window.for_batch(batch), task)
+        self.held[batch] = task.rows
+        return batch, epoch, out
+
+
+def run_processor(plan: Plan, name: str, incarnation: int) -> None:
     slot = Plan.slot_of(name)
-    algorithm, scheme = plan.algorithm, plan.scheme
+    core = ProcessorCore(slot, plan.algorithm, plan.scheme, plan.depth)
     heartbeat = plan.spec.runtime.heartbeat_interval
     ctx = zmq.Context()
     to_sink = wire.dealer(ctx, plan.address("sink"), name)
     from_source = wire.dealer(ctx, plan.address("source"), name)
-    hello = {"pid": os.getpid(), "slot": slot}
-    wire.send(from_source, wire.HELLO, hello)
-    wire.send(to_sink, wire.HELLO, hello)
+    to_supervisor = wire.dealer(ctx, plan.address("supervisor"), name)
+    hello = {"pid": os.getpid(), "slot": slot, "incarnation": incarnation}
+    for sock in (from_source, to_sink, to_supervisor):
+        wire.send(sock, wire.HELLO, hello, block=False)
     poller = zmq.Poller()
     poller.register(to_sink, zmq.POLLIN)
     poller.register(from_source, zmq.POLLIN)
-
-    models: dict[int, np.ndarray] = {}
-    waiting: dict[int, tuple[Task, int]] = {}  # batch -> (task, epoch) until its model arrives
-    held: dict[int, np.ndarray] = {}  # batch -> rows, for the recovery round
+    beat = {"incarnation": incarnation}
     next_beat = 0.0
-    current_epoch = 0  # raised by a rollback (reactive); older tasks are dropped
-
-    def work(batch: int, task: Task, epoch: int) -> None:
-        out = scheme.process(algorithm, models[model_version_for(batch, plan.depth)], task)
-        meta, arrays = wire.output_message(out, batch, epoch)
-        wire.send(to_sink, wire.OUTPUT, meta, arrays)
-        held[batch] = task.rows
-
     try:
         while True:
             now = time.monotonic()
             if now >= next_beat:
-                wire.send(to_sink, wire.HEARTBEAT, {"pid": hello["pid"]}, block=False)
+                wire.send(to_supervisor, wire.HEARTBEAT, beat, block=False)
                 next_beat = now + heartbeat
             events = dict(poller.poll(timeout=max(1, int(1000 * (next_beat - now)))))
             if from_source in events:
                 msg = wire.recv(from_source)
-                if msg.kind == wire.TASK:
-                    batch, epoch = msg.meta["batch"], msg.meta["epoch"]
-                    if epoch < current_epoch:
-                        continue  # sent before a rollback: its results would be ignored
-                    task = Task(slot, msg.meta["role"], msg.arrays[0])
-                    if model_version_for(batch, plan.depth) in models:
-                        work(batch, task, epoch)
-                    else:
-                        waiting[batch] = (task, epoch)
-                elif msg.kind == wire.STOP:
+                if msg.kind == wire.STOP:
                     return
+                meta = msg.meta
+                emitted = core.task(meta["batch"], meta["epoch"], meta["role"], msg.arrays[0])
+                _send_outputs(to_sink, emitted, incarnation)
             if to_sink in events:
                 msg = wire.recv(to_sink)
+                meta = msg.meta
                 if msg.kind == wire.MODEL:
-                    first = msg.meta["first"]
-                    if msg.meta.get("reset"):  # a rollback: only the new epoch's tasks count
-                        current_epoch = msg.meta["epoch"]
-                        models.clear()
-                        for batch in [b for b, (_, e) in waiting.items() if e < current_epoch]:
-                            del waiting[batch]
-                    for i, model in enumerate(msg.arrays):
-                        models[first + i] = model
-                    newest = max(models)
-                    for version in [v for v in models if v <= newest - plan.depth - 1]:
-                        del models[version]
-                    # Batches below the newest version are committed: their rows can go.
-                    for batch in [b for b in held if b < newest]:
-                        del held[batch]
-                    for batch in sorted(waiting):
-                        if model_version_for(batch, plan.depth) in models:
-                            work(batch, *waiting.pop(batch))
+                    reset = bool(meta.get("reset"))
+                    emitted = core.models(meta["first"], msg.arrays, reset, meta["epoch"])
+                    _send_outputs(to_sink, emitted, incarnation)
                 elif msg.kind == wire.RECOVER:
-                    batch = msg.meta["batch"]
-                    if batch in held:
-                        partial = partial_statistics(algorithm, held[batch], msg.arrays[0])
-                        wire.send(to_sink, wire.PARTIAL, {"batch": batch, "slot": slot}, [partial])
-                    else:  # a replacement never saw that batch: say so, the sink plans again
-                        meta = {"batch": batch, "slot": slot, "missing": True}
-                        wire.send(to_sink, wire.PARTIAL, meta)
+                    partial = core.recover(meta["batch"], msg.arrays[0])
+                    answer = {"batch": meta["batch"], "slot": slot, "missing": partial is None}
+                    wire.send(to_sink, wire.PARTIAL, answer, [] if partial is None else [partial])
                 elif msg.kind == wire.STOP:
                     return
     finally:
         ctx.destroy(linger=0)
+
+
+def _send_outputs(sock: zmq.Socket, emitted: list[Emitted], incarnation: int) -> None:
+    for batch, epoch, out in emitted:
+        meta, arrays = wire.output_message(out, batch, epoch, incarnation)
+        wire.send(sock, wire.OUTPUT, meta, arrays)

@@ -2,18 +2,20 @@
 
 Closed loop (``rate: max``) it keeps at most ``window`` batches beyond the last one the sink
 acknowledged; open loop it releases item i at ``start + i / rate`` and a batch when its last
-item has arrived. EC encoding is incremental: the data slices are sent as soon as they are cut
-(views of the batch), the parities are computed while they travel and go out after them. A
-send to a dead processor fails at once and is skipped: the source never blocks on one. Under
-``reactive`` every batch is in the fsynced write-ahead log before any of it is sent, and a
-REPLAY from the sink resends the logged batches from the checkpoint on.
+item has arrived, sleeping (on its sockets) until then. Routing is the scheme's: for EC the
+data slices go out as soon as they are cut and the parities are computed while they travel.
+A send to a dead processor fails at once and is skipped: the source never blocks on one.
+When the scheme recovers by replay, every batch is in the fsynced write-ahead log before any
+of it is sent, and a REPLAY from the sink resends the logged batches from the checkpoint on.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
+import numpy as np
 import zmq
 
 from .. import datasets
@@ -25,111 +27,149 @@ STARTUP_TIMEOUT = 60.0
 REPLAY_WAIT = 10.0  # longest wait for a restarted processor before replaying regardless
 
 
-def run_source(plan: Plan, name: str = "source") -> None:
-    spec, algorithm, scheme = plan.spec, plan.algorithm, plan.scheme
-    ctx = zmq.Context()
-    to_sink = wire.dealer(ctx, plan.address("sink"), name)
-    workers = wire.router(ctx, plan.address("source"))
-    wire.send(to_sink, wire.HELLO, {"pid": os.getpid()})
-    poller = zmq.Poller()
-    poller.register(to_sink, zmq.POLLIN)
-    poller.register(workers, zmq.POLLIN)
-    wal = None
-    if spec.scheme.name == "reactive":
-        wal = WriteAheadLog(plan.run_dir / "wal.bin", fsync=spec.scheme.wal_fsync)
+class Source:
+    """One stream's source. State: ``acked`` (flow control), ``epoch`` and ``next`` (what
+    goes out next; below ``produced`` it is a replay from the log), ``hello`` (the incarnation
+    each processor connection belongs to) and ``replay_wait``."""
 
-    state = {"acked": -2, "epoch": 0, "next": 0, "stop": False, "replay_deadline": 0.0}
-    hello: dict[str, int] = {}  # processor -> pid of its latest incarnation
-    replay_wait: dict[str, int] = {}  # restarted processors a replay must wait for
+    def __init__(self, plan: Plan, name: str = "source") -> None:
+        self.plan = plan
+        self.scheme = plan.scheme
+        self.algorithm = plan.algorithm
+        self.ctx = zmq.Context()
+        self.to_sink = wire.dealer(self.ctx, plan.address("sink"), name)
+        self.workers = wire.router(self.ctx, plan.address("source"))
+        self.poller = zmq.Poller()
+        self.poller.register(self.to_sink, zmq.POLLIN)
+        self.poller.register(self.workers, zmq.POLLIN)
+        policy = plan.scheme.replay
+        self.wal = (
+            None
+            if policy is None
+            else WriteAheadLog(plan.run_dir / "wal.bin", fsync=policy.wal_fsync)
+        )
+        self.acked = -2  # -1 once the sink says every processor is up
+        self.epoch = 0
+        self.next = 0  # the batch to send next
+        self.produced = 0  # batches read from the stream
+        self.offset = 0  # items read from the stream
+        self.stopped = False
+        self.hello: dict[str, int] = {}  # processor -> incarnation of its connection
+        self.replay_wait: dict[str, int] = {}  # new incarnations a replay waits for
+        self.replay_deadline = 0.0
+        wire.send(self.to_sink, wire.HELLO, {"pid": os.getpid()})
 
-    def waiting() -> bool:
-        if replay_wait and time.monotonic() > state["replay_deadline"]:
-            print(f"replay: no hello from {sorted(replay_wait)} in time; replaying", flush=True)
-            replay_wait.clear()
-        return any(hello.get(worker) != pid for worker, pid in replay_wait.items())
+    # -- messages -------------------------------------------------------------------------
 
-    def handle(timeout_ms: int) -> None:
-        for sock, _ in poller.poll(timeout_ms):
-            if sock is workers:
-                msg = wire.recv(workers, router=True)
+    def handle(self, timeout_ms: int) -> None:
+        """Take in what the sockets have, waiting up to ``timeout_ms`` for the first."""
+        for sock, _ in self.poller.poll(timeout_ms):
+            if sock is self.workers:
+                msg = wire.recv(self.workers, router=True)
                 if msg.kind == wire.HELLO:
-                    hello[msg.sender] = msg.meta["pid"]
+                    self.hello[msg.sender] = msg.meta.get("incarnation", msg.meta["pid"])
                 continue
-            msg = wire.recv(to_sink)
+            msg = wire.recv(self.to_sink)
             if msg.kind == wire.ACK:
-                state["acked"] = max(state["acked"], msg.meta["batch"])
+                self.acked = max(self.acked, msg.meta["batch"])
             elif msg.kind == wire.REPLAY:
-                state["epoch"] = msg.meta["epoch"]
-                state["next"] = msg.meta["batch"]
-                state["acked"] = msg.meta["batch"] - 1
-                replay_wait.clear()
-                replay_wait.update(msg.meta.get("wait_for", {}))
-                state["replay_deadline"] = time.monotonic() + REPLAY_WAIT
+                self.epoch = msg.meta["epoch"]
+                self.next = msg.meta["batch"]
+                self.acked = msg.meta["batch"] - 1
+                self.replay_wait = dict(msg.meta.get("wait_for", {}))
+                self.replay_deadline = time.monotonic() + REPLAY_WAIT
             elif msg.kind == wire.STOP:
-                state["stop"] = True
+                self.stopped = True
 
-    def send_batch(batch: int, offset: int, rows, t_first: float, t_last: float) -> None:
-        """Tasks first (EC: each slice as soon as it is encoded), then the announcement,
-        which says which incarnation of each processor got its task (-1: none, it is down)."""
-        epoch = state["epoch"]
-        sent_to = [-1] * scheme.processors  # pid of the incarnation each task went to
-        for task in scheme.route(rows):
+    def waiting_for_replacements(self) -> bool:
+        """A replay waits until the new incarnations it needs have connected here."""
+        if self.replay_wait and time.monotonic() > self.replay_deadline:
+            late = sorted(self.replay_wait)
+            print(f"replay: no hello from {late} in time; replaying", flush=True)
+            self.replay_wait.clear()
+        return any(self.hello.get(w) != inc for w, inc in self.replay_wait.items())
+
+    # -- routing --------------------------------------------------------------------------
+
+    def emit(self, batch: int, offset: int, rows: np.ndarray, t_first: float, t_last: float):
+        """Tasks first (EC: each slice as soon as it is cut), then the announcement, which
+        says which incarnation of each processor got its task (-1: none, it is down)."""
+        sent_to = [-1] * self.scheme.processors
+        meta = {"batch": batch, "epoch": self.epoch, "role": ""}
+        for task in self.scheme.route(rows):
             name = f"processor-{task.slot}"
-            if wire.send(
-                workers,
-                wire.TASK,
-                {"batch": batch, "epoch": epoch, "role": task.role},
-                [task.rows],
-                to=name,
-                block=False,
-            ):
-                sent_to[task.slot] = hello.get(name, 0)
-        meta = {
+            meta["role"] = task.role
+            if wire.send(self.workers, wire.TASK, meta, [task.rows], to=name, block=False):
+                sent_to[task.slot] = self.hello.get(name, 0)
+        announcement = {
             "batch": batch,
             "offset": offset,
             "count": int(rows.shape[0]),
             "t_first": t_first,
             "t_last": t_last,
-            "epoch": epoch,
+            "epoch": self.epoch,
             "sent_to": sent_to,
         }
-        arrays = [algorithm.init_model(rows)] if batch == 0 else []
-        wire.send(to_sink, wire.BATCH, meta, arrays)
+        arrays = [self.algorithm.init_model(rows)] if batch == 0 else []
+        wire.send(self.to_sink, wire.BATCH, announcement, arrays)
+        self.next = batch + 1
 
-    try:
-        # Start when the sink says every processor is up (ACK of batch -1) and every
-        # processor has said hello here too (a task sent before that would be dropped).
+    # -- pacing ---------------------------------------------------------------------------
+
+    def pace(self, t_last: float) -> None:
+        """Open loop: wait (on the sockets, then a short sleep) until ``t_last``."""
+        delay = t_last - time.time()
+        if delay > 0.002:
+            self.handle(int((delay - 0.001) * 1000))
+        delay = t_last - time.time()
+        if delay > 0:
+            time.sleep(delay)
+
+    # -- the run --------------------------------------------------------------------------
+
+    def wait_for_start(self) -> None:
+        """Start when the sink says every processor is up (ACK of batch -1) and every
+        processor has said hello here too (a task sent before that would be dropped)."""
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while (state["acked"] < -1 or len(hello) < scheme.processors) and not state["stop"]:
+        while (self.acked < -1 or len(self.hello) < self.scheme.processors) and not self.stopped:
             if time.monotonic() > deadline:
                 raise RuntimeError("the sink did not report every processor up in time")
-            handle(100)
+            self.handle(100)
+
+    def stream(self) -> Iterator[np.ndarray]:
+        spec = self.plan.spec
         if spec.dataset.stage:  # written by the supervisor before the run
             width = 1 + datasets.feature_count(spec.dataset.name)
-            stream = datasets.read_staged(plan.run_dir / datasets.STAGED_FILE, width, spec.batch)
-        else:
-            stream = datasets.open_batches(spec.dataset, spec.batch)
-        rate = spec.rate
+            path = self.plan.run_dir / datasets.STAGED_FILE
+            return datasets.read_staged(path, width, spec.batch)
+        return datasets.open_batches(spec.dataset, spec.batch)
+
+    def run(self) -> None:
+        try:
+            self.wait_for_start()
+            self.emit_all(self.stream())
+        finally:
+            if self.wal is not None:
+                self.wal.close()
+            self.ctx.destroy(linger=0)
+
+    def emit_all(self, stream: Iterator[np.ndarray]) -> None:
+        rate = self.plan.spec.rate
         start = time.time()
-        produced = 0  # batches read from the stream
-        offset = 0
-        exhausted = False
-        end_sent = False
-        while not state["stop"]:
-            nxt = state["next"]
-            blocked = nxt > state["acked"] + plan.window or waiting()
-            if blocked or (exhausted and nxt >= produced):
-                if exhausted and nxt >= produced and not end_sent:
-                    wire.send(to_sink, wire.END, {"batches": produced, "items": offset})
+        exhausted = end_sent = False
+        while not self.stopped:
+            blocked = self.next > self.acked + self.plan.window or self.waiting_for_replacements()
+            if blocked or (exhausted and self.next >= self.produced):
+                if exhausted and self.next >= self.produced and not end_sent:
+                    end = {"batches": self.produced, "items": self.offset}
+                    wire.send(self.to_sink, wire.END, end)
                     end_sent = True
-                handle(50)
+                self.handle(50)
                 continue
-            handle(0)
-            if nxt < produced:  # replaying from the log
-                assert wal is not None
-                logged_offset, rows, t_first, t_last = wal.read(nxt)
-                send_batch(nxt, logged_offset, rows, t_first, t_last)
-                state["next"] = nxt + 1
+            self.handle(0)
+            if self.next < self.produced:  # replaying from the log
+                assert self.wal is not None
+                self.emit(self.next, *self.wal.read(self.next))
                 continue
             try:
                 raw = next(stream, None)
@@ -139,29 +179,27 @@ def run_source(plan: Plan, name: str = "source") -> None:
             if raw is None:
                 exhausted = True
                 continue
-            count = raw.shape[0]
-            epoch = state["epoch"]
-            if rate is None:
-                t_first = t_last = time.time()
-            else:
-                t_first = start + offset / rate
-                t_last = start + (offset + count - 1) / rate
-                delay = t_last - time.time()
-                if delay > 0:
-                    handle(int(delay * 1000))
-                    while time.time() < t_last:
-                        time.sleep(min(0.001, max(0.0, t_last - time.time())))
-            rows = algorithm.prepare(raw)
-            if wal is not None:
-                wal.append(produced, offset, rows, t_first, t_last)
-            if state["epoch"] == epoch:
-                send_batch(produced, offset, rows, t_first, t_last)
-                state["next"] = produced + 1
-            # else a REPLAY came while this batch arrived: it is in the log, and the replay,
-            # which starts earlier, sends it in its turn
-            produced += 1
-            offset += count
-    finally:
-        if wal is not None:
-            wal.close()
-        ctx.destroy(linger=0)
+            self.ingest(raw, rate, start)
+
+    def ingest(self, raw: np.ndarray, rate: float | None, start: float) -> None:
+        """One batch read from the stream: stamp, pace, log, send."""
+        count, epoch = raw.shape[0], self.epoch
+        if rate is None:
+            t_first = t_last = time.time()
+        else:
+            t_first = start + self.offset / rate
+            t_last = start + (self.offset + count - 1) / rate
+            self.pace(t_last)
+        rows = self.algorithm.prepare(raw)
+        if self.wal is not None:
+            self.wal.append(self.produced, self.offset, rows, t_first, t_last)
+        if self.epoch == epoch:
+            self.emit(self.produced, self.offset, rows, t_first, t_last)
+        # else a REPLAY came while this batch arrived: it is in the log, and the replay,
+        # which starts earlier, sends it in its turn
+        self.produced += 1
+        self.offset += count
+
+
+def run_source(plan: Plan, name: str = "source") -> None:
+    Source(plan, name).run()

@@ -23,8 +23,10 @@ ROUTER sockets are mandatory-routing with handover: a message to a dead worker f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,9 +166,14 @@ def readable(sock: zmq.Socket) -> bool:
 # Endpoints and sockets -----------------------------------------------------------------------
 
 DEFAULT_PORTS = {"sink": 0, "source": 1, "supervisor": 2}
-#: ipc socket files are ``sock-<name>`` in the run directory; an ipc path may not exceed 107
-#: bytes, so no name is longer than the source's (a run directory that fits, fits for all).
-IPC_NAMES = {"sink": "sink", "source": "source", "supervisor": "sup"}
+
+
+def socket_dir(run_dir: Path) -> Path:
+    """Where a run's ipc sockets live: a short private directory named after the run
+    directory, so that a socket's path stays under the kernel's 107 bytes however long the
+    run directory's path is."""
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"streamlec-ipc-{os.getuid()}" / digest
 
 
 def endpoint(
@@ -174,7 +181,7 @@ def endpoint(
 ) -> str:
     """Address of the ``sink``, ``source`` or ``supervisor`` ROUTER."""
     if transport == "ipc":
-        return f"ipc://{Path(run_dir).resolve() / ('sock-' + IPC_NAMES[name])}"
+        return f"ipc://{socket_dir(run_dir) / name}"
     return f"tcp://{host}:{base_port + DEFAULT_PORTS[name]}"
 
 
@@ -193,6 +200,8 @@ COPY_THRESHOLD = 1 << 18
 
 
 def router(ctx: zmq.Context, address: str) -> zmq.Socket:
+    if address.startswith("ipc://"):
+        Path(address[len("ipc://") :]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     sock = ctx.socket(zmq.ROUTER)
     sock.copy_threshold = COPY_THRESHOLD
     sock.setsockopt(zmq.LINGER, 0)
@@ -216,16 +225,21 @@ def dealer(ctx: zmq.Context, address: str, identity: str) -> zmq.Socket:
 
 
 def remove_socket_files(run_dir: Path) -> None:
-    """Remove the ipc socket files of a run (no leftovers after it ends)."""
-    for path in Path(run_dir).glob("sock-*"):
+    """Remove the ipc socket files of a run and their directory (no leftovers)."""
+    folder = socket_dir(run_dir)
+    for path in folder.glob("*"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 # Slot outputs --------------------------------------------------------------------------------
 
 
-def output_message(out: SlotOutput, batch: int, epoch: int) -> tuple[dict, list[np.ndarray]]:
+def output_message(
+    out: SlotOutput, batch: int, epoch: int, incarnation: int = 0
+) -> tuple[dict, list[np.ndarray]]:
     """Meta and arrays of an OUTPUT message for a ``SlotOutput``."""
     present: dict[str, np.ndarray] = {}
     if out.Z is not None:
@@ -241,6 +255,7 @@ def output_message(out: SlotOutput, batch: int, epoch: int) -> tuple[dict, list[
         "batch": batch,
         "slot": out.slot,
         "epoch": epoch,
+        "incarnation": incarnation,
         "fields": list(present),
         "count": out.stats.count if out.stats is not None else 0,
     }

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..algorithms import Algorithm, Stats
+from ..params import MODE, OPTION, SHAPE, Param, ParamError, bind, defaults
 
 #: Roles of a slot's task.
 PART, DATA, PARITY = "part", "data", "parity"
@@ -89,13 +91,130 @@ def partial_statistics(algorithm: Algorithm, rows: np.ndarray, weights: np.ndarr
     return algorithm.features(rows).T @ weights[: rows.shape[0]]
 
 
+@dataclass(frozen=True)
+class ReplayPolicy:
+    """Recovery by replay: the source keeps every batch in a write-ahead log (fsynced when
+    ``wal_fsync``), the sink checkpoints its model every ``checkpoint_every`` batches, and a
+    batch that lost outputs rolls the run back to the last checkpoint and replays the log."""
+
+    checkpoint_every: int = 10
+    wal_fsync: bool = True
+
+    def checkpoint_due(self, batch: int) -> bool:
+        """Whether the model after ``batch`` is checkpointed."""
+        return (batch + 1) % self.checkpoint_every == 0
+
+
 class Scheme(ABC):
-    """Routing and recovery policy of one fault-tolerance scheme over ``processors`` slots."""
+    """Routing and recovery policy of one fault-tolerance scheme over ``processors`` slots.
 
-    name: str
+    How a scheme recovers lost outputs is its own: from what arrived (its ``Assembler``:
+    decoding, the first copy, nothing), or, with a ``replay`` policy, by rolling back to a
+    checkpoint and replaying the source's log. The runtime asks only these attributes.
 
-    def __init__(self, processors: int) -> None:
+    Subclasses set ``name`` and declare ``parameters``; each is a constructor argument after
+    ``processors`` (keyword, or positional in declaration order) and an attribute of the same
+    name. The ``shape`` parameters (``Param.label``) size a group of slots and name the scheme
+    in every label; ``check`` holds the rules that tie several parameters together.
+    """
+
+    name: ClassVar[str]
+    #: Other names a spec may use for this scheme.
+    aliases: ClassVar[tuple[str, ...]] = ()
+    #: The parameters, declared once: the spec's checks, defaults and the labels come from here.
+    parameters: ClassVar[tuple[Param, ...]] = ()
+    #: Display label (``str.format`` over the values), default ``name(shape values)``.
+    family_format: ClassVar[str | None] = None
+    #: Recovery by rollback and replay; None: a batch is final from the outputs that arrived.
+    replay: ReplayPolicy | None = None
+
+    def __init__(self, processors: int, *args: Any, **kwargs: Any) -> None:
         self.processors = processors
+        values = bind(type(self).__name__, self.parameters, args, kwargs)
+        self.check(values)
+        self.check_processors(values, processors)
+        #: The declared parameters' values, as given.
+        self.settings = values
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    # -- rules over the declared parameters ---------------------------------------------------
+
+    @classmethod
+    def values(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Every declared parameter's value: ``given`` where set (not None), else the default."""
+        out = defaults(cls.parameters)
+        out.update((k, v) for k, v in given.items() if k in out and v is not None)
+        return out
+
+    @classmethod
+    def check(cls, values: Mapping[str, Any]) -> None:
+        """Raise ParamError (naming the parameter to blame) for values not allowed together;
+        each value on its own is already within its declaration. None by default."""
+        return
+
+    @classmethod
+    def shape(cls) -> tuple[str, ...]:
+        """Names of the parameters that size a group (``Param.label == "shape"``)."""
+        return tuple(p.name for p in cls.parameters if p.label == SHAPE)
+
+    @classmethod
+    def group_size(cls, values: Mapping[str, Any]) -> int | None:
+        """Slots per group (the sum of the shape parameters), None for a scheme without groups."""
+        shape = cls.shape()
+        return sum(int(values[key]) for key in shape) if shape else None
+
+    @classmethod
+    def check_processors(cls, values: Mapping[str, Any], processors: int) -> None:
+        """Raise ParamError unless ``processors`` is a whole number of groups; its ``key`` is
+        the spec key to blame (``scheme`` or ``processors``)."""
+        size = cls.group_size(values)
+        if size is None:
+            return
+        what = "+".join(cls.shape())
+        if processors < size:
+            given = ", ".join(f"{key}={values[key]}" for key in cls.shape())
+            why = (
+                f"{cls.name} with {given} needs {what}={size} processors, "
+                f"spec has processors: {processors}"
+            )
+            raise ParamError("scheme", why)
+        if processors % size:
+            why = (
+                f"{processors} is not a multiple of {what}={size} "
+                f"({cls.name} groups of {what} processors)"
+            )
+            raise ParamError("processors", why)
+
+    @classmethod
+    def label(cls, values: Mapping[str, Any], style: str = "family") -> str:
+        """The scheme's name for output, from its declared parameters (see ``schemes.label``)."""
+        values = cls.values(values)
+        shape = [values[key] for key in cls.shape()]
+        if style == "slug":
+            sep = "" if all(int(v) < 10 for v in shape) else "-"
+            return cls.name + sep.join(str(v) for v in shape)
+        if cls.family_format is not None:
+            family = cls.family_format.format(name=cls.name, **values)
+        else:
+            family = f"{cls.name}({','.join(str(v) for v in shape)})" if shape else cls.name
+        if style == "family":
+            return family
+        if style == "scheme":
+            return "".join(
+                [family, *(f"-{values[p.name]}" for p in cls.parameters if p.label == MODE)]
+            )
+        if style == "variant":
+            changed = [
+                p
+                for p in cls.parameters
+                if p.label in (MODE, OPTION) and values[p.name] != p.default
+            ]
+            return " ".join([family, *(_option_word(p.name, values[p.name]) for p in changed)])
+        msg = f"label style {style!r} is not known: choose one of slug, family, scheme, variant"
+        raise ValueError(msg)
+
+    # -- the data path ------------------------------------------------------------------------
 
     @abstractmethod
     def route(self, rows: np.ndarray) -> Iterator[Task]:
@@ -117,7 +236,15 @@ class Scheme(ABC):
         return not failed
 
     def describe(self) -> str:
-        return self.name
+        """The label of summaries and the console, e.g. ``ec(4,2)-linear`` or ``rep-3x``."""
+        return self.label(self.settings, "scheme")
+
+
+def _option_word(key: str, value: object) -> str:
+    """A parameter off its default in a variant label: ``inputs``, ``no-incremental``."""
+    if isinstance(value, bool):
+        return key if value else f"no-{key}"
+    return str(value)
 
 
 class Assembler(ABC):

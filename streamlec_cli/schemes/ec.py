@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import codec
 from ..algorithms import Algorithm, Stats
+from ..params import MODE, OPTION, SHAPE, Param, ParamError
 from .base import (
     DATA,
     PARITY,
@@ -71,27 +72,36 @@ def _encode(parity: np.ndarray, part: np.ndarray, slices: list[np.ndarray]) -> n
 
 class ErasureCoded(Scheme):
     name = "ec"
+    parameters = (
+        Param("k", int, 4, "data slots per group", minimum=2, label=SHAPE),
+        Param("r", int, 2, "parity slots per group", minimum=1, label=SHAPE),
+        Param("code", str, codec.DEFAULT_CODE, "parity construction", choices=codec.CODES),
+        Param(
+            "attach",
+            str,
+            "linear",
+            "what outputs carry for decoding",
+            choices=ATTACH_MODES,
+            label=MODE,
+        ),
+        Param("incremental", bool, True, "parities encoded while the data is sent", label=OPTION),
+    )
+    k: int
+    r: int
+    attach: str
+    incremental: bool
 
-    def __init__(
-        self,
-        processors: int,
-        k: int = 4,
-        r: int = 2,
-        code: str = codec.DEFAULT_CODE,
-        attach: str = "linear",
-        incremental: bool = True,
-    ) -> None:
-        super().__init__(processors)
-        if processors % (k + r):
-            msg = f"{processors} processors is not a multiple of k+r={k + r}"
-            raise ValueError(msg)
-        if attach not in ATTACH_MODES:
-            msg = f"attach {attach!r} is not known: choose one of {', '.join(ATTACH_MODES)}"
-            raise ValueError(msg)
-        self.code = codec.make_code(k, r, code)
-        self.k, self.r = k, r
-        self.attach = attach
-        self.incremental = incremental
+    def __init__(self, processors: int, *args: object, **kwargs: object) -> None:
+        super().__init__(processors, *args, **kwargs)
+        self.code = codec.make_code(self.k, self.r, self.settings["code"])
+
+    @classmethod
+    def check(cls, values) -> None:
+        """k and r must be a code the codec supports (k+r at most ``codec.MAX_SLOTS``)."""
+        try:
+            codec.check_parameters(int(values["k"]), int(values["r"]))
+        except codec.CodeError as exc:
+            raise ParamError("r", str(exc)) from exc
 
     @property
     def n(self) -> int:
@@ -100,9 +110,6 @@ class ErasureCoded(Scheme):
     @property
     def groups(self) -> int:
         return self.processors // self.n
-
-    def describe(self) -> str:
-        return f"ec({self.k},{self.r})-{self.attach}"
 
     def role(self, slot: int) -> str:
         return DATA if slot % self.n < self.k else PARITY

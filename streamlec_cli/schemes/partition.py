@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..algorithms import Algorithm, Stats
-from .base import PART, Assembler, BatchResult, Scheme, Task, contiguous_parts
+from ..params import SHAPE, Param
+from .base import PART, Assembler, BatchResult, ReplayPolicy, Scheme, Task, contiguous_parts
 
 
 class Partitioned(Scheme):
@@ -102,35 +103,31 @@ class Replication(Partitioned):
     """Every item goes to ``copies`` slots; the first copy to arrive wins."""
 
     name = "rep"
-
-    def __init__(self, processors: int, copies: int = 3) -> None:
-        super().__init__(processors)
-        if processors % copies:
-            msg = f"{processors} processors is not a multiple of copies={copies}"
-            raise ValueError(msg)
-        self.copies = copies
-
-    def describe(self) -> str:
-        return f"rep-{self.copies}x"
+    aliases = ("replication",)
+    parameters = (Param("copies", int, 3, "slots that get every item", minimum=2, label=SHAPE),)
+    family_format = "rep-{copies}x"
 
 
 class Reactive(Partitioned):
     """Partitioned, plus a write-ahead log and periodic checkpoints (recovery by replay).
 
-    Routing and assembling are those of ``none``; what differs is the recovery policy, which
-    the pipeline carries out: on a missing output, restore the last checkpoint and replay the
-    logged batches since, delivering each item's result once.
+    Routing and assembling are those of ``none``; what differs is the recovery policy
+    (``replay``), which the commit core carries out: on a missing output, restore the last
+    checkpoint and replay the logged batches since, delivering each item's result once.
     """
 
     name = "reactive"
+    aliases = ("checkpoint",)
+    parameters = (
+        Param("checkpoint_every", int, 10, "batches between checkpoints of the model", minimum=1),
+        Param("wal_fsync", bool, True, "the write-ahead log is fsynced per batch"),
+    )
+    checkpoint_every: int
+    wal_fsync: bool
 
-    def __init__(self, processors: int, checkpoint_every: int = 10) -> None:
-        super().__init__(processors)
-        self.checkpoint_every = checkpoint_every
+    def __init__(self, processors: int, *args, **kwargs) -> None:
+        super().__init__(processors, *args, **kwargs)
+        self.replay = ReplayPolicy(self.checkpoint_every, self.wal_fsync)
 
     def tolerates(self, failed) -> bool:
         return True  # every crash is recovered by replay
-
-    def checkpoint_due(self, batch: int) -> bool:
-        """Whether the model after ``batch`` is checkpointed."""
-        return (batch + 1) % self.checkpoint_every == 0
