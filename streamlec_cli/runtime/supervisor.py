@@ -160,7 +160,7 @@ class Supervisor:
     def register(self) -> None:
         self.live = LiveRun(
             run=f"{self.spec.name}/{self.spec.run_id}",
-            run_dir=str(self.run_dir),
+            run_dir=str(self.run_dir.resolve()),  # kill-worker may run from anywhere
             supervisor=os.getpid(),
             workers={},
         )
