@@ -125,7 +125,16 @@ def run(spec_file: Path, overrides: tuple[str, ...], out: Path, quiet: bool) -> 
     show_default=True,
     help="Which run of a sweep/repeat spec to take.",
 )
-def worker(spec_file: Path, worker: str, run_dir: Path | None, run_index: int) -> None:
+@click.option(
+    "--incarnation",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Which start of this worker's slot this is (the supervisor counts 1, 2, ...); "
+    "default: the process's pid.",
+)
+def worker(
+    spec_file: Path, worker: str, run_dir: Path | None, run_index: int, incarnation: int | None
+) -> None:
     """Start one worker of a run by hand (source, sink or processor-N)."""
     from .runtime.worker import run_worker
 
@@ -136,12 +145,12 @@ def worker(spec_file: Path, worker: str, run_dir: Path | None, run_index: int) -
     if worker not in chosen.workers and worker != "standby":
         names = f"source, sink, processor-0..processor-{chosen.processors - 1}"
         raise click.UsageError(f"worker {worker!r} is not part of this run: choose one of {names}")
-    run_worker(chosen, worker, run_dir or spec_file.resolve().parent)
+    run_worker(chosen, worker, run_dir or spec_file.resolve().parent, incarnation)
 
 
 @main.command("ps")
 def ps() -> None:
-    """Live runs on this machine: workers, pids and state."""
+    """Live runs on this machine: workers, pids, state, incarnation and where they run."""
     from .runtime.registry import live_runs
 
     runs = live_runs()
@@ -151,7 +160,11 @@ def ps() -> None:
     for live in runs:
         click.echo(f"{live.run}  (supervisor pid {live.supervisor}, {live.run_dir})")
         for name, info in live.workers.items():
-            click.echo(f"  {name:<14} pid {info['pid']:<8} {info['state']}")
+            where = f"{info.get('launcher', 'local')} on {info.get('host', '?')}"
+            click.echo(
+                f"  {name:<14} pid {info['pid']:<8} {info['state']:<8} "
+                f"incarnation {info.get('incarnation', '?'):<4} {where}"
+            )
 
 
 @main.command("kill-worker")

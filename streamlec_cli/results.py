@@ -213,6 +213,16 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def last_log_line(path: Path) -> str:
+    """The last non-empty line of a worker's log (what it said before it ended)."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [line for line in lines if line]
+    return lines[-1] if lines else ""
+
+
 def stream_start(run_dir: Path) -> float | None:
     """Unix time of the first item's arrival: the zero of ``timeline.csv`` (None if unknown)."""
     path = Path(run_dir) / "batches.csv"

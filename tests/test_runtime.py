@@ -332,36 +332,3 @@ def test_workers_run_the_supervisors_code_not_a_package_in_the_working_directory
     summary = json.loads((only_run_dir(out) / "summary.json").read_text())
     assert summary["items_out"] == 24_000 and summary["items_lost"] == 0
     assert summary["commit"] != "" and not summary["commit"].startswith("wrong")
-
-
-def test_exit_watch_wakes_at_a_childs_exit_and_forgets_it_once_reaped():
-    import threading
-
-    import zmq
-
-    from streamlec_cli.runtime.supervisor import ExitWatch
-
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    watch = ExitWatch(sock)
-    try:
-        watch.follow([child.pid])
-        assert not watch.polling  # pidfds: Linux 5.3 or later, as here and in CI
-        assert not watch.wait(0.05)
-        assert not watch.exited()
-        threading.Timer(0.2, child.kill).start()
-        began = time.monotonic()
-        while child.poll() is None and time.monotonic() - began < 30:
-            assert not watch.wait(30.0)  # no message: only the exit can end the wait
-            if watch.exited():
-                break
-        assert child.poll() == -signal.SIGKILL
-        assert time.monotonic() - began < 10  # woken by the exit, not by the 30 s timeout
-        watch.follow([])
-        assert watch.fds == {}
-    finally:
-        child.kill()
-        child.wait()
-        watch.close()
-        ctx.destroy(linger=0)

@@ -1,13 +1,17 @@
-"""Acting on a live run from another shell: ``streamlec kill-worker``."""
+"""Acting on a live run from another shell: ``streamlec kill-worker``.
+
+The signal goes through the handle of the worker's registry entry (``launch.handle_from_record``),
+so it reaches the worker wherever its launcher put it.
+"""
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
 
 from ..results import append_event
+from .launch import handle_from_record
 from .registry import live_runs
 
 
@@ -54,13 +58,12 @@ def kill_worker(run_name: str | None, worker: str, sig: str = "KILL") -> str:
             f"(choose one of {', '.join(w for w in run.workers if w.startswith('processor-'))})"
         )
         raise KillError(msg)
-    pid = run.workers[worker]["pid"]
+    handle = handle_from_record(worker, run.workers[worker])
+    where = f"pid {handle.pid} on {handle.host}"
     append_event(
-        Path(run.run_dir), time.time(), worker, "kill", f"SIG{sig} pid {pid} (kill-worker)"
+        Path(run.run_dir), time.time(), worker, "kill", f"SIG{sig} pid {handle.pid} (kill-worker)"
     )
-    try:
-        os.kill(pid, getattr(signal, f"SIG{sig}"))
-    except ProcessLookupError:
-        msg = f"worker {worker!r} (pid {pid}) of run {run.run!r} has already exited"
-        raise KillError(msg) from None
-    return f"sent SIG{sig} to {worker} (pid {pid}) of run {run.run}"
+    if not handle.signal(getattr(signal, f"SIG{sig}")):
+        msg = f"worker {worker!r} ({where}) of run {run.run!r} has already exited"
+        raise KillError(msg)
+    return f"sent SIG{sig} to {worker} ({where}) of run {run.run}"

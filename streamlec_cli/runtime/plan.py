@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ class Plan:
         return max(self.spec.pipeline_depth + 1, DEFAULT_WINDOW)
 
     def address(self, name: str) -> str:
-        """Address of the ``sink`` or ``source`` ROUTER for this run."""
+        """Address of the ``sink``, ``source`` or ``supervisor`` ROUTER for this run."""
         hosts = dict(self.spec.hosts)
         return wire.endpoint(
             self.run_dir,
@@ -50,10 +51,27 @@ DEFAULT_PORT = 47100
 
 
 def base_port(run_dir: Path) -> int:
-    """TCP port of the sink (the source's is the next one) when the spec gives none: the free
-    pair the supervisor picked (file ``port`` in the run directory), else 47100."""
+    """TCP port of the sink (the source's and the supervisor's are the next ones) when the
+    spec gives none: the first of the free ports the supervisor picked (file ``port`` in the
+    run directory), else 47100."""
     path = Path(run_dir) / "port"
     return int(path.read_text()) if path.exists() else DEFAULT_PORT
+
+
+def free_ports(count: int) -> int | None:
+    """The first of ``count`` consecutive free TCP ports on this host (None: none found)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        try:
+            for offset in range(1, count):
+                with socket.socket() as other:
+                    other.bind(("", port + offset))
+        except OSError:
+            continue
+        return port
+    return None
 
 
 def make_plan(spec: Spec, run_dir: Path) -> Plan:

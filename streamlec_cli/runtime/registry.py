@@ -2,9 +2,11 @@
 
 Each supervisor keeps one JSON file per live run in the registry directory
 (``$STREAMLEC_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/streamlec``, else
-``/tmp/streamlec-<uid>``): the run's name, directory, the supervisor's pid and every worker's
-pid and state. It is rewritten atomically on every change and removed when the run ends; a
-file whose supervisor is gone is stale and ignored (and cleaned up).
+``/tmp/streamlec-<uid>``): the run's name, directory, the supervisor's pid and, for every
+worker, its launcher's kind, host, pid, incarnation and state (a handle's ``record()`` plus
+``state``; ``launch.handle_from_record`` turns it back into a handle). It is rewritten
+atomically on every change and removed when the run ends; a file whose supervisor is gone
+is stale and ignored (and cleaned up).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class LiveRun:
     run: str  # "<spec name>/<run id>"
     run_dir: str
     supervisor: int
-    workers: dict[str, dict]  # name -> {"pid": int, "state": str}
+    workers: dict[str, dict]  # name -> {"launcher", "host", "pid", "incarnation", "state"}
 
     @property
     def path(self) -> Path:

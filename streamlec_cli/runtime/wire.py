@@ -12,6 +12,9 @@ Topology (``endpoint`` builds the addresses):
   announcements flow in; models, recovery requests, acks and progress flow out.
 * the source binds a ROUTER at ``source``; every processor connects a DEALER with its name as
   identity and receives its tasks there.
+* the supervisor binds a ROUTER at ``supervisor``; every processor connects a DEALER with its
+  name as identity and sends HELLO (pid, incarnation) once, then a HEARTBEAT (incarnation)
+  every ``runtime.heartbeat_interval``: the supervisor alone decides that a processor failed.
 
 ROUTER sockets are mandatory-routing with handover: a message to a dead worker fails at once
 (the sender skips it and never blocks) and a restarted worker takes its name over.
@@ -47,7 +50,7 @@ MODEL = "model"  # sink -> processor: model versions (meta: first, reset, epoch)
 ACK = "ack"  # sink -> source: batches up to meta.batch are final (flow control)
 REPLAY = "replay"  # sink -> source: reactive recovery, resend from meta.batch
 PROGRESS = "progress"  # sink -> supervisor: meta: batch, items_out, ...
-DIED = "died"  # supervisor -> sink: a worker failed (meta: worker, incarnation, how)
+DIED = "died"  # supervisor -> sink: a processor failed (meta: worker, incarnation, how)
 RESTARTED = "restarted"  # supervisor -> sink: a worker was restarted
 DONE = "done"  # sink -> supervisor: results written (meta: summary)
 STOP = "stop"  # supervisor/sink -> anyone: shut down now

@@ -1,7 +1,10 @@
-"""Entry point of one worker process: ``streamlec worker SPEC WORKER [--run-dir DIR]``.
+"""Entry point of one worker process: ``streamlec worker SPEC WORKER [--run-dir DIR]
+[--incarnation N]``.
 
-The supervisor starts every local worker this way, and a user can start any worker by hand
-on another host (with ``transport: tcp`` and ``hosts`` in the spec).
+The local launcher starts every worker this way, and a user can start any worker by hand
+on another host (with ``transport: tcp`` and ``hosts`` in the spec). The warm spare
+(``standby``) imports everything, then reads its slot from its standard input as one line
+``"<worker> <incarnation>"`` (an empty line or end of file: no slot will come, it ends).
 """
 
 from __future__ import annotations
@@ -38,22 +41,25 @@ def _die_with_supervisor() -> None:
         os._exit(1)
 
 
-def run_worker(spec: Spec, name: str, run_dir: Path) -> None:
+def run_worker(spec: Spec, name: str, run_dir: Path, incarnation: int | None = None) -> None:
+    """Run worker ``name`` until it is told to stop; ``incarnation`` numbers this start of
+    its slot (the supervisor counts 1, 2, ...; by hand: the process's pid)."""
+    incarnation = os.getpid() if incarnation is None else incarnation
     profile_dir = os.environ.get(PROFILE_ENV)
     if not profile_dir:
-        _run_worker(spec, name, run_dir)
+        _run_worker(spec, name, run_dir, incarnation)
         return
     import cProfile
 
     profiler = cProfile.Profile(time.thread_time)  # CPU of this thread, not wall time
     try:
-        profiler.runcall(_run_worker, spec, name, run_dir)
+        profiler.runcall(_run_worker, spec, name, run_dir, incarnation)
     finally:
         Path(profile_dir).mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(Path(profile_dir) / f"{name}-{os.getpid()}.prof")
 
 
-def _run_worker(spec: Spec, name: str, run_dir: Path) -> None:
+def _run_worker(spec: Spec, name: str, run_dir: Path, incarnation: int) -> None:
     # Ctrl-C belongs to the supervisor; a worker stops on STOP, SIGTERM or SIGKILL.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
@@ -63,11 +69,12 @@ def _run_worker(spec: Spec, name: str, run_dir: Path) -> None:
         # A warm spare: everything imported, waiting for the supervisor to name its slot.
         from .processor import run_processor
 
-        assigned = sys.stdin.readline().strip()
+        assigned = sys.stdin.readline().split()
         if not assigned:
             return
-        print(f"pid {os.getpid()}: standby becomes {assigned}", flush=True)
-        run_processor(plan, assigned, os.getpid())
+        name, incarnation = assigned[0], int(assigned[1])
+        print(f"pid {os.getpid()}: standby becomes {name} ({incarnation})", flush=True)
+        run_processor(plan, name, incarnation)
         return
     if name == "source":
         from .source import run_source
@@ -80,4 +87,4 @@ def _run_worker(spec: Spec, name: str, run_dir: Path) -> None:
     else:
         from .processor import run_processor
 
-        run_processor(plan, name, os.getpid())
+        run_processor(plan, name, incarnation)

@@ -1,0 +1,335 @@
+"""Launchers: starting, watching, signalling and sampling a worker on a host.
+
+A launcher starts a named worker and gives back a ``Handle``; everything the supervisor, ``ps``
+and ``kill-worker`` do to a worker goes through its handle, so a launcher for another kind of
+host (ssh, slurm) is one new pair of classes. Every handle offers:
+
+* ``worker``, ``incarnation``, ``host``, ``pid``: who it is and where;
+* ``exit_fd()``: a new file descriptor that becomes readable when the worker ends, to sit in
+  the supervisor's poller beside its sockets (``None``: none here, look every ``POLL_MS``);
+* ``poll()`` / ``returncode``: its exit status once it ended (``-N`` for signal N);
+* ``signal(sig)``: deliver a signal; False when the worker is already gone;
+* ``sample()``: its memory (RSS, peak) and CPU seconds so far, ``None`` once it is gone;
+* ``record()``: what the registry keeps, from which ``handle_from_record`` rebuilds a handle
+  in another process (it can signal and sample, not wait).
+
+The warm spare: ``Launcher.spare()`` starts a worker that imports everything and waits;
+``Launcher.adopt(spare, name, incarnation)`` gives it a slot (``None`` if it has died).
+
+``local`` is a child process on this host: ``python -m streamlec_cli worker ...`` in its own
+session (a terminal's Ctrl-C reaches only the supervisor), one BLAS thread, its output in
+``logs/<worker>.log``; its exit is seen through a pidfd (Linux 5.3 or later), its memory and
+CPU read from ``/proc``. It dies with the supervisor (``worker.py`` asks for a parent-death
+signal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+from ..provenance import PACKAGE
+from .worker import SUPERVISOR_ENV
+
+STANDBY = "standby"  # the warm spare's worker name until it is given a slot
+POLL_MS = 5  # without exit fds: how often the workers are looked at
+
+
+@dataclass(frozen=True)
+class Sample:
+    rss_kb: int
+    peak_kb: int
+    cpu_s: float
+
+
+class Handle(ABC):
+    """One incarnation of one worker, wherever it runs."""
+
+    kind: str  # the launcher's name, kept in the registry
+    worker: str
+    incarnation: int
+    host: str
+    pid: int
+
+    @abstractmethod
+    def exit_fd(self) -> int | None:
+        """A new fd, readable once the worker ended (the caller closes it); None: unsupported.
+
+        Raises ``ProcessLookupError`` when the worker is already gone and reaped."""
+
+    @abstractmethod
+    def poll(self) -> int | None:
+        """The exit status if the worker ended (negative: killed by that signal), else None."""
+
+    @property
+    def returncode(self) -> int | None:
+        return self.poll()
+
+    @abstractmethod
+    def signal(self, sig: int) -> bool:
+        """Send ``sig``; False if the worker is already gone."""
+
+    @abstractmethod
+    def sample(self) -> Sample | None:
+        """Memory and CPU time so far; None once the worker is gone."""
+
+    def record(self) -> dict:
+        """The registry's entry (``state`` is added by whoever writes the registry)."""
+        return {
+            "launcher": self.kind,
+            "host": self.host,
+            "pid": self.pid,
+            "incarnation": self.incarnation,
+        }
+
+
+class Launcher(ABC):
+    """Starts workers of one run; see the module docstring."""
+
+    kind: str
+
+    @abstractmethod
+    def spawn(self, name: str, incarnation: int) -> Handle:
+        """Start worker ``name`` as incarnation ``incarnation``."""
+
+    @abstractmethod
+    def spare(self) -> Handle:
+        """Start a warm spare: a processor-to-be, imported and waiting for its slot."""
+
+    @abstractmethod
+    def adopt(self, spare: Handle, name: str, incarnation: int) -> Handle | None:
+        """The spare becomes ``name``'s incarnation ``incarnation``; None if it is gone."""
+
+    @abstractmethod
+    def dismiss(self, spare: Handle) -> None:
+        """Tell a spare that no slot will come (it ends by itself)."""
+
+    @abstractmethod
+    def machine_ticks(self) -> tuple[int, int]:
+        """(idle, total) CPU time of the workers' machine so far, in clock ticks."""
+
+    @classmethod
+    @abstractmethod
+    def handle(cls, worker: str, record: dict) -> Handle:
+        """A handle rebuilt from a registry entry written by another process."""
+
+
+# -- local: a child process on this host -------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class LocalHandle(Handle):
+    """A process on this host: a child of ours (``proc``), or one rebuilt from a record."""
+
+    kind = "local"
+
+    def __init__(
+        self, worker: str, incarnation: int, pid: int, proc: subprocess.Popen | None = None
+    ) -> None:
+        self.worker = worker
+        self.incarnation = incarnation
+        self.pid = pid
+        self.host = socket.gethostname()
+        self.proc = proc
+
+    def exit_fd(self) -> int | None:
+        if not hasattr(os, "pidfd_open"):
+            return None
+        try:
+            return os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            raise
+        except OSError:  # a kernel before 5.3
+            return None
+
+    def poll(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def signal(self, sig: int) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            return False  # reaped: its pid may belong to another process by now
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def sample(self) -> Sample | None:
+        rss = hwm = 0
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss = int(line.split()[1])
+                    elif line.startswith("VmHWM:"):
+                        hwm = int(line.split()[1])
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        if not rss:  # a zombie: it has ended
+            return None
+        return Sample(rss, hwm, (int(fields[11]) + int(fields[12])) / _TICKS)
+
+
+class LocalLauncher(Launcher):
+    """Workers as child processes of the supervisor, on this host."""
+
+    kind = "local"
+
+    def __init__(self, run_dir: Path, spec_file: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.spec_file = Path(spec_file)
+
+    def worker_argv(self, name: str, incarnation: int | None) -> list[str]:
+        argv = [sys.executable, "-m", "streamlec_cli", "worker", str(self.spec_file), name]
+        argv += ["--run-dir", str(self.run_dir)]
+        if incarnation is not None:
+            argv += ["--incarnation", str(incarnation)]
+        return argv
+
+    def start(
+        self, name: str, incarnation: int, argv: list[str], stdin: bool = False
+    ) -> LocalHandle:
+        """Run ``argv`` as worker ``name`` (the seam ``spawn`` and ``spare`` share; tests
+        start any command through it). ``stdin``: keep a pipe to its standard input."""
+        env = dict(os.environ)
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = "1"  # one core per worker: the workers are the parallelism
+        env["PYTHONUNBUFFERED"] = "1"
+        env[SUPERVISOR_ENV] = str(os.getpid())
+        # Workers run the supervisor's copy of the code, never a streamlec_cli that happens
+        # to sit in the working directory (``python -m`` would put it first on the path);
+        # when the supervisor's copy is the one in the working directory, they get that.
+        env["PYTHONSAFEPATH"] = "1"
+        if PACKAGE.parent == Path.cwd().resolve():
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(PACKAGE.parent), env.get("PYTHONPATH")) if p
+            )
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "logs" / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        return LocalHandle(name, incarnation, proc.pid, proc)
+
+    def spawn(self, name: str, incarnation: int) -> LocalHandle:
+        return self.start(name, incarnation, self.worker_argv(name, incarnation))
+
+    def spare(self) -> LocalHandle:
+        return self.start(STANDBY, 0, self.worker_argv(STANDBY, None), stdin=True)
+
+    def adopt(self, spare: Handle, name: str, incarnation: int) -> LocalHandle | None:
+        assert isinstance(spare, LocalHandle) and spare.proc is not None
+        if spare.proc.poll() is not None or spare.proc.stdin is None:
+            return None
+        try:
+            spare.proc.stdin.write(f"{name} {incarnation}\n".encode())
+            spare.proc.stdin.close()
+        except OSError:
+            return None
+        return LocalHandle(name, incarnation, spare.pid, spare.proc)
+
+    def dismiss(self, spare: Handle) -> None:
+        assert isinstance(spare, LocalHandle) and spare.proc is not None
+        if spare.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                spare.proc.stdin.close()
+
+    def machine_ticks(self) -> tuple[int, int]:
+        try:
+            with open("/proc/stat") as f:
+                ticks = [int(x) for x in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return 0, 0
+        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait; user .. steal
+
+    @classmethod
+    def handle(cls, worker: str, record: dict) -> LocalHandle:
+        return LocalHandle(worker, int(record["incarnation"]), int(record["pid"]))
+
+
+LAUNCHERS: dict[str, type[Launcher]] = {"local": LocalLauncher}
+
+
+def handle_from_record(worker: str, record: dict) -> Handle:
+    """The handle of a registry entry, through the launcher that wrote it."""
+    kind = record.get("launcher", "local")
+    if kind not in LAUNCHERS:
+        msg = f"worker {worker!r} was started by launcher {kind!r}, unknown here"
+        raise LookupError(msg)
+    return LAUNCHERS[kind].handle(worker, record)
+
+
+# -- waiting on sockets and exits at once ------------------------------------------------------
+
+
+class ExitWatch:
+    """Waits for a message on any of some sockets or the end of a worker, whichever is first.
+
+    Each followed handle's exit fd sits in the poller beside the sockets, so an exit wakes the
+    caller at once and it sleeps otherwise. Where a handle has no exit fd the workers are
+    looked at every ``POLL_MS`` instead.
+    """
+
+    def __init__(self, *sockets: zmq.Socket) -> None:
+        self.sockets = sockets
+        self.poller = zmq.Poller()
+        for sock in sockets:
+            self.poller.register(sock, zmq.POLLIN)
+        self.fds: dict[Handle, int] = {}
+        self.polling = False
+        self.fired = False
+
+    def follow(self, handles: Iterable[Handle]) -> None:
+        """Watch exactly these handles (a replacement brings a new one, an ended one goes)."""
+        handles = list(handles)
+        for handle in set(self.fds) - set(handles):
+            fd = self.fds.pop(handle)
+            self.poller.unregister(fd)
+            os.close(fd)
+        for handle in handles:
+            if handle in self.fds:
+                continue
+            try:
+                fd = handle.exit_fd()
+            except ProcessLookupError:  # already gone: the next look at it sees that
+                self.fired = True
+                continue
+            if fd is None:
+                self.polling = True
+                continue
+            self.fds[handle] = fd
+            self.poller.register(fd, zmq.POLLIN)
+
+    def wait(self, timeout: float) -> set[zmq.Socket]:
+        """Sleep until a message, an exit or ``timeout`` seconds; the sockets with a message."""
+        ms = POLL_MS if self.polling else max(0, round(timeout * 1000))
+        events = dict(self.poller.poll(ms))
+        ready = {sock for sock in self.sockets if sock in events}
+        if len(events) > len(ready):
+            self.fired = True
+        return ready
+
+    def exited(self) -> bool:
+        """Whether a worker may have ended since the last call (always, when polling)."""
+        fired, self.fired = self.fired, False
+        return fired or self.polling
+
+    def close(self) -> None:
+        self.follow([])

@@ -1,0 +1,236 @@
+"""A run's summary: what the supervisor saw, checked against what the sink wrote.
+
+``summarise`` writes ``summary.json`` from the run directory (``sink.json``, ``batches.csv``,
+``memory.csv``) and the supervisor's ``Observed`` record; it recounts the delivered items from
+``batches.csv`` on its own and compares the model and predictions with the single-process
+reference.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import datasets
+from ..reference import iter_reference
+from ..results import latency_around, write_json
+from ..spec import Spec
+from .plan import Plan
+
+LATENCY_WINDOW = 5.0  # seconds before/after the first kill compared in the summary
+
+
+@dataclass
+class Observed:
+    """What the supervisor saw of a run, for its summary."""
+
+    failures: list[dict] = field(default_factory=list)  # one per processor failure
+    fired: set[int] = field(default_factory=set)  # indices of the spec's failures carried out
+    unexpected: list[str] = field(default_factory=list)  # failures nobody scheduled
+    restarts: int = 0
+    exit_code: int = 0
+    started_at: float | None = None  # wall clock at the stream's start
+    peak_kb: dict[str, int] = field(default_factory=dict)
+    cpu_s: dict[tuple[str, int], float] = field(default_factory=dict)  # (worker, incarnation)
+    cpu_at_start: dict[tuple[str, int], float] = field(default_factory=dict)
+    ticks_at_start: tuple[int, int] = (0, 0)  # the machine's (idle, total) CPU ticks
+    ticks_at_end: tuple[int, int] = (0, 0)
+    wal_bytes: int | None = None
+
+    def cpu_by_worker(self) -> dict[str, float]:
+        """CPU seconds each worker slot used from the stream's start to its end (all its
+        incarnations; a restarted one's start-up counts, it is part of recovering)."""
+        out: dict[str, float] = {}
+        for key, seconds in self.cpu_s.items():
+            used = seconds - self.cpu_at_start.get(key, 0.0)
+            out[key[0]] = round(out.get(key[0], 0.0) + used, 3)
+        return dict(sorted(out.items()))
+
+    def idle_during_stream(self) -> float | None:
+        """Share of the machine's CPU time left idle from the stream's start to its end: a
+        pipeline that waits on itself leaves cores idle however cheap its workers are."""
+        idle = self.ticks_at_end[0] - self.ticks_at_start[0]
+        total = self.ticks_at_end[1] - self.ticks_at_start[1]
+        return round(idle / total, 3) if total > 0 and self.started_at is not None else None
+
+
+def summarise(
+    plan: Plan, run_dir: Path, seen: Observed, interrupted: bool, error: str | None
+) -> dict:
+    """Write and return ``summary.json``: what the sink wrote, what the supervisor saw, the
+    independent audit of ``batches.csv`` and the distance to the reference."""
+    spec = plan.spec
+    sink_path = run_dir / "sink.json"
+    sink = {}
+    if sink_path.exists():
+        sink = json.loads(sink_path.read_text())
+    audit = audit_batches(run_dir / "batches.csv")
+    meta = json.loads((run_dir / "meta.json").read_text())
+    items_in = sink.get("items_in") or audit["items_seen"]
+    complete = bool(sink.get("complete")) and not interrupted and error is None
+    reference = compare_with_reference(spec, run_dir, plan) if complete else {}
+    around = None
+    if complete and seen.failures:
+        first = min(f["time"] for f in seen.failures)
+        around = latency_around(run_dir, first, LATENCY_WINDOW)
+    summary = {
+        "spec_name": spec.name,
+        "run_id": spec.run_id,
+        "complete": complete,
+        "error": error,
+        "exit_code": 130 if interrupted else (seen.exit_code if error else 0),
+        "scheme": spec.scheme.name,
+        "scheme_label": plan.scheme.describe(),
+        "algorithm": spec.algorithm.name,
+        "algorithm_params": dict(spec.algorithm.params),
+        "dataset": spec.dataset.name,
+        "processors": spec.processors,
+        "k": spec.scheme.k if spec.scheme.name == "ec" else None,
+        "r": spec.scheme.r if spec.scheme.name == "ec" else None,
+        "code": spec.scheme.code if spec.scheme.name == "ec" else None,
+        "attach": spec.scheme.attach if spec.scheme.name == "ec" else None,
+        "incremental": spec.scheme.incremental if spec.scheme.name == "ec" else None,
+        "code_worst_condition": (
+            plan.scheme.code.worst_condition() if spec.scheme.name == "ec" else None
+        ),
+        "copies": spec.scheme.copies if spec.scheme.name == "rep" else None,
+        "batch": spec.batch,
+        "rate": "max" if spec.rate is None else spec.rate,
+        "items_in": items_in,
+        "items_out": audit["items_out"],
+        "items_lost": (
+            items_in - audit["items_out"] if items_in is not None and complete else None
+        ),
+        "items_duplicated": audit["items_duplicated"],
+        "decoded_items": sink.get("decoded_items"),
+        "throughput_items_per_s": sink.get("throughput_items_per_s"),
+        "measured_seconds": sink.get("measured_seconds"),
+        "warmup_seconds": sink.get("warmup_seconds"),
+        "latency_ms": sink.get("latency_ms"),
+        "latency_around_first_failure": around,
+        "failures": seen.failures,
+        "failures_not_done": [
+            failure.to_dict()
+            for index, failure in enumerate(spec.failures)
+            if index not in seen.fired
+        ],
+        "unexpected_exits": seen.unexpected,
+        "restarts": seen.restarts,
+        "recovery_rounds": sink.get("recovery_rounds"),
+        "rollbacks": sink.get("rollbacks"),
+        "replayed_batches": sink.get("replayed_batches"),
+        "wal_bytes": seen.wal_bytes,
+        "tolerated": spec_tolerates(plan, seen.failures),
+        "reference_max_rel_err": reference.get("max_rel_err"),
+        "reference": reference,
+        "metrics": sink.get("metrics"),
+        "peak_memory_mb": {k: round(v / 1024, 1) for k, v in sorted(seen.peak_kb.items())},
+        "memory_growth_mb": memory_growth(run_dir / "memory.csv"),
+        "cpu_seconds_during_stream": seen.cpu_by_worker(),
+        "machine_idle_during_stream": seen.idle_during_stream(),
+        "pipeline_depth": spec.pipeline_depth,
+        "commit": meta.get("commit"),
+        "machine": {k: meta.get(k) for k in ("host", "cores", "memory_gib", "platform")},
+        "run_dir": str(run_dir),
+    }
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def memory_growth(path: Path) -> dict:
+    """Per worker: median RSS (MB) over the second and over the last quarter of the run.
+
+    A worker whose memory does not grow with the run length shows the same two numbers.
+    """
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    start, end = float(rows[0]["time"]), float(rows[-1]["time"])
+    span = max(end - start, 1e-9)
+    out = {}
+    for worker in sorted({r["worker"] for r in rows}):
+        mine = [r for r in rows if r["worker"] == worker]
+        last_pid = mine[-1]["pid"]  # the latest incarnation
+        mine = [(float(r["time"]), float(r["rss_mb"])) for r in mine if r["pid"] == last_pid]
+        second = [m for t, m in mine if 0.25 <= (t - start) / span < 0.5]
+        last = [m for t, m in mine if (t - start) / span >= 0.75]
+        if second and last:
+            out[worker] = {
+                "second_quarter": round(float(np.median(second)), 1),
+                "last_quarter": round(float(np.median(last)), 1),
+            }
+    return out
+
+
+def spec_tolerates(plan, failures: list[dict]) -> bool:
+    """Whether the scheme promises to absorb these kills (each batch sees at most these)."""
+    slots = [int(f["worker"].rsplit("-", 1)[1]) for f in failures]
+    return plan.scheme.tolerates(slots)
+
+
+def audit_batches(path: Path) -> dict:
+    """Independent count of what the sink delivered, from ``batches.csv``.
+
+    Each delivered (not replayed) row covers ``[offset, offset+count)`` minus its lost items;
+    an item covered by two delivered rows is a duplicate.
+    """
+    items_out = duplicated = seen = 0
+    covered: list[tuple[int, int]] = []
+    if path.exists():
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row["replayed"] == "1":
+                    continue
+                offset, count = int(row["offset"]), int(row["count"])
+                items_out += count - int(row["items_lost"])
+                covered.append((offset, offset + count))
+                seen = max(seen, offset + count)
+    covered.sort()
+    reach = 0
+    for lo, hi in covered:
+        if lo < reach:
+            duplicated += min(hi, reach) - lo
+        reach = max(reach, hi)
+    return {"items_out": items_out, "items_duplicated": duplicated, "items_seen": seen}
+
+
+def compare_with_reference(spec: Spec, run_dir: Path, plan) -> dict:
+    """Distance of the run's model and predictions to the single-process reference."""
+    path = run_dir / "predictions.f64"
+    if not path.exists() or not (run_dir / "model.npy").exists():
+        return {}
+    predictions = np.memmap(path, dtype=np.float64, mode="r")
+    model = np.load(run_dir / "model.npy")
+    diff = scale = 0.0
+    offset = 0
+    ref_model = None
+    for batch_predictions, after_batch, _ in iter_reference(
+        plan.algorithm, datasets.open_batches(spec.dataset, spec.batch), spec.pipeline_depth
+    ):
+        ref_model = after_batch
+        got = predictions[offset : offset + batch_predictions.size]
+        offset += batch_predictions.size
+        if got.size != batch_predictions.size or np.isnan(got).any():
+            diff = float("inf")
+            continue
+        diff = max(diff, float(np.abs(got - batch_predictions).max()))
+        scale = max(scale, float(np.abs(batch_predictions).max()))
+    pred_err = diff / scale if scale > 0 else diff
+    assert ref_model is not None
+    model_scale = float(np.abs(ref_model).max())
+    model_err = float(np.abs(model - ref_model).max()) / (model_scale or 1.0)
+    worst = max(pred_err, model_err)
+    return {
+        "max_rel_err": worst if np.isfinite(worst) else None,
+        "model_rel_err": model_err,
+        "predictions_rel_err": pred_err if np.isfinite(pred_err) else None,
+        "predictions_compared": offset,
+        "matches": bool(np.isfinite(worst) and worst <= 1e-9),
+    }
