@@ -88,16 +88,17 @@ def validate(spec_files: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
         raise click.exceptions.Exit(2)
 
 
+def _out_directory(default: Path, what: str):
+    """The ``--out DIR`` option of a command that writes under a directory."""
+    return click.option(
+        "--out", type=click.Path(path_type=Path), default=default, show_default=True, help=what
+    )
+
+
 @main.command("run")
 @click.argument("spec_file", metavar="SPEC.yaml", type=click.Path(path_type=Path))
 @_SET_OPTION
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("results"),
-    show_default=True,
-    help="Directory the results go under.",
-)
+@_out_directory(Path("results"), "Directory the results go under.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run(spec_file: Path, overrides: tuple[str, ...], out: Path, quiet: bool) -> None:
     """Run every run SPEC expands to; results under OUT/<spec name>/<run id>/."""
@@ -195,13 +196,7 @@ def kill_worker(names: tuple[str, ...], sig: str) -> None:
 
 @main.command("plot")
 @click.argument("results", nargs=-1, type=click.Path(path_type=Path), metavar="RESULTS...")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("plots"),
-    show_default=True,
-    help="Directory the figures go into (one PNG and one SVG each).",
-)
+@_out_directory(Path("plots"), "Directory the figures go into (one PNG and one SVG each).")
 def plot(results: tuple[Path, ...], out: Path) -> None:
     """Figures from saved results only (RESULTS: run or results directories; default results/)."""
     from .plotting import plot_results

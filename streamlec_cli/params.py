@@ -110,6 +110,11 @@ class Registry(Generic[T]):
         self._classes: dict[str, type[T]] = {}
         self.view: Mapping[str, type[T]] = MappingProxyType(self._classes)
 
+    def register_all(self, classes: Iterable[type[T]]) -> None:
+        """``register`` each of ``classes``, in order."""
+        for cls in classes:
+            self.register(cls)
+
     def register(self, cls: type[T]) -> type[T]:
         """Add ``cls`` under its ``name`` (usable as a class decorator)."""
         name = getattr(cls, "name", None)

@@ -965,18 +965,25 @@ def _integer(key: str, value: object, minimum: int | None) -> int:
     whole = number is not None and float(number).is_integer()
     if whole and (minimum is None or number >= minimum):
         return int(number)
-    noun = _leaf(key)
+    _reject(key, value, _must_be(_leaf(key), "integer", minimum, above=False, close=whole))
+
+
+def _must_be(noun: str, kind: str, minimum: float | None, *, above: bool, close: bool) -> str:
+    """``lr must be a positive number``, ``k must be at least 2`` and the like (``close``: the
+    value is of the right kind, only out of range)."""
     if minimum is None:
-        why = f"{noun} must be an integer"
-    elif minimum == 1:
-        why = f"{noun} must be a positive integer"
-    elif minimum == 0:
-        why = f"{noun} must be a non-negative integer"
-    elif whole:
-        why = f"{noun} must be at least {minimum}"
-    else:
-        why = f"{noun} must be an integer of at least {minimum}"
-    _reject(key, value, why)
+        return f"{noun} must be a{'n' if kind == 'integer' else ''} {kind}"
+    if minimum == 0:
+        return f"{noun} must be a {'positive' if above else 'non-negative'} {kind}"
+    if kind == "integer" and minimum == 1:
+        return f"{noun} must be a positive integer"
+    if kind == "integer":
+        return (
+            f"{noun} must be at least {minimum}"
+            if close
+            else (f"{noun} must be an integer of at least {minimum}")
+        )
+    return f"{noun} must be a number {'above' if above else 'at least'} {minimum:g}"
 
 
 def _real(
@@ -993,13 +1000,7 @@ def _real(
         minimum is None or (number > minimum if positive else number >= minimum)
     ):
         return float(number)
-    noun = _leaf(key)
-    if minimum is None:
-        default = f"{noun} must be a number"
-    elif minimum == 0:
-        default = f"{noun} must be a {'positive' if positive else 'non-negative'} number"
-    else:
-        default = f"{noun} must be a number {'above' if positive else 'at least'} {minimum:g}"
+    default = _must_be(_leaf(key), "number", minimum, above=positive, close=True)
     _reject(key, value, why or default)
 
 

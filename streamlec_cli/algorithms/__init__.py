@@ -45,8 +45,7 @@ def make_algorithm(name: str, d: int, **params: object) -> Algorithm:
     return algorithm_class(name)(d, **params)
 
 
-for _cls in (LinReg, LogReg, SVM, KMeans):
-    register(_cls)
+_REGISTRY.register_all((LinReg, LogReg, SVM, KMeans))
 
 
 __all__ = [

@@ -15,6 +15,29 @@ from .base import DATA, PARITY, PART, Assembler, BatchResult, Scheme, SlotOutput
 from .ec import ErasureCoded
 from .partition import NoScheme, Reactive, Replication
 
+__all__ = [
+    "DATA",
+    "PARITY",
+    "PART",
+    "SCHEMES",
+    "Assembler",
+    "BatchResult",
+    "ErasureCoded",
+    "NoScheme",
+    "Reactive",
+    "Replication",
+    "Scheme",
+    "SlotOutput",
+    "Task",
+    "aliases",
+    "label",
+    "make_scheme",
+    "parameters",
+    "register",
+    "scheme_class",
+    "unregister",
+]
+
 _REGISTRY: Registry[Scheme] = Registry("scheme")
 #: Registered schemes by name, in registration order (a read-only view of the registry).
 SCHEMES: Mapping[str, type[Scheme]] = _REGISTRY.view
@@ -67,29 +90,4 @@ def make_scheme(scheme: Any, processors: int) -> Scheme:
     return cls(processors, **values)
 
 
-for _cls in (NoScheme, ErasureCoded, Replication, Reactive):
-    register(_cls)
-
-
-__all__ = [
-    "DATA",
-    "PARITY",
-    "PART",
-    "SCHEMES",
-    "Assembler",
-    "BatchResult",
-    "ErasureCoded",
-    "NoScheme",
-    "Reactive",
-    "Replication",
-    "Scheme",
-    "SlotOutput",
-    "Task",
-    "aliases",
-    "label",
-    "make_scheme",
-    "parameters",
-    "register",
-    "scheme_class",
-    "unregister",
-]
+_REGISTRY.register_all((NoScheme, ErasureCoded, Replication, Reactive))
