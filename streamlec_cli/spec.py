@@ -655,12 +655,14 @@ def _failures(value: object, processors: int) -> tuple[Failure, ...]:
 
 
 def _port(value: object) -> int | None:
-    """``port``: the sink listens on it and the source on port+1 (tcp); None: pick free ones."""
+    """``port``: the sink listens on it, the source on port+1 and the supervisor on port+2
+    (tcp); None: pick free ones."""
     if value is None:
         return None
     port = _integer("port", value, 1024)
-    if port > 65534:
-        _reject("port", value, "port must be between 1024 and 65534 (the source uses port+1)")
+    if port > 65533:
+        why = "port must be between 1024 and 65533 (the source uses port+1, the supervisor port+2)"
+        _reject("port", value, why)
     return port
 
 
