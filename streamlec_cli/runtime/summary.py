@@ -217,19 +217,23 @@ def compare_with_reference(spec: Spec, run_dir: Path, plan) -> dict:
         ref_model = after_batch
         got = predictions[offset : offset + batch_predictions.size]
         offset += batch_predictions.size
-        if got.size != batch_predictions.size or np.isnan(got).any():
-            diff = float("inf")
+        finite = np.isfinite(got).all() and np.isfinite(batch_predictions).all()
+        if got.size != batch_predictions.size or not finite:
+            diff = float("inf")  # a lost, missing or non-finite prediction never matches
             continue
         diff = max(diff, float(np.abs(got - batch_predictions).max()))
         scale = max(scale, float(np.abs(batch_predictions).max()))
     pred_err = diff / scale if scale > 0 else diff
     assert ref_model is not None
-    model_scale = float(np.abs(ref_model).max())
-    model_err = float(np.abs(model - ref_model).max()) / (model_scale or 1.0)
+    if np.isfinite(model).all() and np.isfinite(ref_model).all() and model.shape == ref_model.shape:
+        model_scale = float(np.abs(ref_model).max())
+        model_err = float(np.abs(model - ref_model).max()) / (model_scale or 1.0)
+    else:  # a diverged model (NaN, inf) is never a match, even against a diverged reference
+        model_err = float("inf")
     worst = max(pred_err, model_err)
     return {
         "max_rel_err": worst if np.isfinite(worst) else None,
-        "model_rel_err": model_err,
+        "model_rel_err": model_err if np.isfinite(model_err) else None,
         "predictions_rel_err": pred_err if np.isfinite(pred_err) else None,
         "predictions_compared": offset,
         "matches": bool(np.isfinite(worst) and worst <= 1e-9),
