@@ -163,6 +163,7 @@ class Processes:
             text=True,
             timeout=300,
         )
+        self.exit_code = proc.returncode
         found = list(out.rglob("summary.json"))
         assert len(found) == 1, proc.stdout + proc.stderr
         summary_path = found[0]
@@ -219,6 +220,7 @@ def test_within_tolerance_equals_reference(backend, case, name):
         for slot, _ in failures
     )
     assert (got.decoded_items > 0) == data_slots_failed, context
+    assert getattr(backend, "exit_code", 0) == 0, context
     if scheme_section["name"] == "reactive":
         if backend.name == "in-process":
             assert got.rollbacks == len(failures), context
@@ -293,6 +295,7 @@ def test_beyond_tolerance_reports_the_loss_and_keeps_the_rest(backend, case):
     assert got.items_out + got.items_lost == got.items_in, context
     assert got.items_duplicated == 0, context
     assert got.lost_before == 0, context  # everything before the failure is kept
+    assert getattr(backend, "exit_code", 3) == 3, context  # streamlec run says so
 
 
 @pytest.mark.parametrize("case", list(BEYOND))

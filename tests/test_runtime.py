@@ -101,10 +101,12 @@ def live_run(tmp_path: Path, **overrides):
             run.kill()
 
 
-def run_spec(tmp_path: Path, **overrides) -> tuple[dict, Path, subprocess.CompletedProcess]:
+def run_spec(
+    tmp_path: Path, exit_code: int = 0, **overrides
+) -> tuple[dict, Path, subprocess.CompletedProcess]:
     out = tmp_path / "results"
     proc = streamlec("run", str(write_spec(tmp_path, **overrides)), "--out", str(out), "--quiet")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == exit_code, proc.stdout + proc.stderr
     run_dir = only_run_dir(out)
     return json.loads((run_dir / "summary.json").read_text()), run_dir, proc
 
@@ -194,6 +196,7 @@ def test_reactive_replays_after_a_kill(tmp_path):
 def test_ec42_three_kills_in_one_batch_reports_the_loss(tmp_path):
     summary, run_dir, proc = run_spec(
         tmp_path,
+        exit_code=3,  # finished, but lost items: scripts can tell
         failures=[{"at_batch": 5, "kill": ["processor-0", "processor-1", "processor-2"]}],
     )
     assert summary["complete"]
@@ -210,7 +213,10 @@ def test_ec42_three_kills_in_one_batch_reports_the_loss(tmp_path):
 
 def test_none_with_one_kill_reports_the_loss(tmp_path):
     summary, run_dir, proc = run_spec(
-        tmp_path, scheme={"name": "none"}, failures=[{"at_batch": 4, "kill": ["processor-5"]}]
+        tmp_path,
+        exit_code=3,
+        scheme={"name": "none"},
+        failures=[{"at_batch": 4, "kill": ["processor-5"]}],
     )
     assert summary["items_lost"] > 0
     assert summary["items_lost"] % 1_000 == 0  # whole slices of the dead slot: 6000 / 6

@@ -142,8 +142,15 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM stops a run as Ctrl-C does: staged, results kept
 
 
+#: Exit code of ``streamlec run`` when every run finished but one lost items (failures beyond
+#: its scheme's tolerance) or does not match the single-process reference.
+EXIT_LOST = 3
+
+
 def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
-    """Run each spec in turn; returns the exit code (1 if a run failed)."""
+    """Run each spec in turn; returns the exit code: 0 when every run finished with nothing
+    lost and matched the reference, 1 if a run failed, 2 on bad input, ``EXIT_LOST`` (3) if
+    a run lost items or differs from the reference, 130 when interrupted."""
     signal.signal(signal.SIGTERM, _terminate)
     summaries = []
     code = 0
@@ -173,6 +180,8 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
         click.echo(f"  results:   {summary['run_dir']}", err=True)
         if summary.get("error") or not summary["complete"]:
             code = max(code, summary.get("exit_code") or 1)
+        elif summary.get("items_lost") or not (summary.get("reference") or {}).get("matches"):
+            code = max(code, EXIT_LOST)
         summaries.append(summary)
     click.echo(table(summaries))
     return code
