@@ -12,16 +12,34 @@ or after that round, just before the batch is final.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import algorithms, schemes
 from .algorithms import Algorithm
 from .runtime.commit import CommitCore, Deliver, Recover, Replay, SendModels
 from .runtime.processor import ProcessorCore
 from .schemes import Scheme, SlotOutput
 from .schemes.base import Ledger
+
+
+@contextlib.contextmanager
+def registered(*classes: type) -> Iterator[None]:
+    """Algorithms and schemes registered for the duration of a ``with`` block (a test's),
+    unregistered afterwards whatever happens."""
+    done: list[tuple[object, str]] = []
+    try:
+        for cls in classes:
+            package = schemes if issubclass(cls, Scheme) else algorithms
+            package.register(cls)
+            done.append((package, cls.name))
+        yield
+    finally:
+        for package, name in reversed(done):
+            package.unregister(name)
 
 
 @dataclass(frozen=True)

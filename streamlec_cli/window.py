@@ -49,8 +49,7 @@ class ModelWindow:
         """Add the next version; versions no open batch can need any more are dropped."""
         self.latest_version += 1
         self.versions[self.latest_version] = model
-        for version in [v for v in self.versions if v <= self.latest_version - self.depth]:
-            del self.versions[version]
+        self._trim()
         return self.latest_version
 
     def has(self, batch: int) -> bool:
@@ -77,6 +76,9 @@ class ModelWindow:
         for i, model in enumerate(models):
             self.versions[first + i] = model
         self.latest_version = max(self.latest_version, first + len(models) - 1)
+        self._trim()
+
+    def _trim(self) -> None:
         for version in [v for v in self.versions if v <= self.latest_version - self.depth]:
             del self.versions[version]
 

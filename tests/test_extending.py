@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamlec_cli import algorithms, datasets, schemes
+from streamlec_cli import datasets
 from streamlec_cli.algorithms.base import LinearModel
 from streamlec_cli.params import SHAPE, Param
 from streamlec_cli.reference import max_rel_err, run_reference
 from streamlec_cli.runtime.plan import make_plan
 from streamlec_cli.schemes.partition import Partitioned
 from streamlec_cli.spec import SpecError, parse
-from streamlec_cli.testing import SlotFailure, run_pipeline
+from streamlec_cli.testing import SlotFailure, registered, run_pipeline
 
 
 class LeastAbsolute(LinearModel):
@@ -57,17 +57,12 @@ class Mirrored(Partitioned):
 
 
 @pytest.fixture
-def registered():
-    algorithms.register(LeastAbsolute)
-    schemes.register(Mirrored)
-    try:
+def extended():
+    with registered(LeastAbsolute, Mirrored):
         yield
-    finally:
-        algorithms.unregister(LeastAbsolute.name)
-        schemes.unregister(Mirrored.name)
 
 
-def test_a_registered_algorithm_and_scheme_run_exactly_through_the_pipeline(registered, tmp_path):
+def test_a_registered_algorithm_and_scheme_run_exactly_through_the_pipeline(extended, tmp_path):
     (spec,) = parse(
         {
             "name": "extended",
@@ -90,7 +85,7 @@ def test_a_registered_algorithm_and_scheme_run_exactly_through_the_pipeline(regi
     assert not np.allclose(ref.model, 0)  # the toy algorithm really learned something
 
 
-def test_a_registered_schemes_declared_parameters_are_checked(registered):
+def test_a_registered_schemes_declared_parameters_are_checked(extended):
     raw = {"name": "x", "processors": 6, "scheme": {"name": "mirrored", "ways": 1}}
     with pytest.raises(SpecError, match=r"scheme\.ways: 1 is not allowed: .*at least 2"):
         parse(raw)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 from pathlib import Path
@@ -27,6 +26,7 @@ from streamlec_cli.spec import (
     parse,
     parse_duration,
 )
+from streamlec_cli.testing import registered
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
 
@@ -487,15 +487,8 @@ class ToyScheme(Partitioned):
         return self.width
 
 
-@contextlib.contextmanager
 def toys_registered():
-    algorithms.register(ToyReg)
-    schemes.register(ToyScheme)
-    try:
-        yield
-    finally:
-        algorithms.unregister(ToyReg.name)
-        schemes.unregister(ToyScheme.name)
+    return registered(ToyReg, ToyScheme)
 
 
 @pytest.fixture

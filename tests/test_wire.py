@@ -26,7 +26,7 @@ def test_arrays_and_outputs_round_trip(ctx, tmp_path):
     dealer = wire.dealer(ctx, address, "processor-3")
     big = np.random.default_rng(0).standard_normal((3000, 29))  # sent zero-copy
     out = SlotOutput(3, Z=big[:, :2].copy(), stats=Stats(np.ones((28, 1)), np.ones(1), 3000))
-    meta, arrays = wire.output_message(out, batch=7, epoch=1)
+    meta, arrays = wire.output_message(out, batch=7, epoch=1, incarnation=2)
     assert wire.send(dealer, wire.OUTPUT, meta, arrays)
     assert wire.send(dealer, wire.TASK, {"batch": 7}, [big, np.arange(5, dtype=np.int32)])
     got = wire.recv(router, router=True)

@@ -143,7 +143,7 @@ class RunRecorder:
             for row in self.timeline.close(now):
                 self.timeline_log.write(row)
 
-    def summary(self, complete: bool, counters: dict) -> dict:
+    def summary(self, complete: bool, items_in: int | None, counters: dict) -> dict:
         """Write ``sink.json``: what the sink measured (``counters``: the core's)."""
         start = self.t_start or time.time()
         end = self.t_last_final or start
@@ -159,12 +159,12 @@ class RunRecorder:
         accuracy = self.correct_sum / self.metric_items if self.metric_items else None
         sink = {
             "complete": complete,
-            **{key: counters[key] for key in ("items_in",)},
+            "items_in": items_in,
             "items_out": self.items_out,
             "items_lost": self.items_lost,
             "items_duplicated": 0,
             "decoded_items": self.decoded_items,
-            **{key: value for key, value in counters.items() if key != "items_in"},
+            **counters,
             "throughput_items_per_s": throughput,
             "measured_seconds": span,
             "warmup_seconds": warmup,

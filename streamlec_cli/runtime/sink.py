@@ -86,7 +86,7 @@ class Sink:
         core = self.core
         if kind == wire.OUTPUT:
             out = wire.parse_output(msg)
-            final = core.output(meta["batch"], meta["epoch"], out, meta.get("incarnation", 0))
+            final = core.output(meta["batch"], meta["epoch"], out, meta["incarnation"])
             if final.size:
                 self.recorder.final(meta["batch"], final, now)
         elif kind == wire.PARTIAL:
@@ -118,7 +118,7 @@ class Sink:
             self.send("supervisor", wire.PROGRESS, {"batch": -1, "items_out": 0, "items_lost": 0})
         elif worker.startswith("processor-"):
             self.joined.add(worker)
-            self.core.joined(Plan.slot_of(worker), meta.get("incarnation", meta["pid"]))
+            self.core.joined(Plan.slot_of(worker), meta["incarnation"])
         if not self.started and self.source_ready and set(self.processors) <= self.joined:
             self.started = True
             self.send("source", wire.ACK, {"batch": -1})
@@ -181,13 +181,12 @@ class Sink:
     def write_summary(self, complete: bool) -> dict:
         core = self.core
         counters = {
-            "items_in": core.total_items,
             "batches_committed": core.next_commit,
             "recovery_rounds": core.recovery_rounds,
             "rollbacks": core.rollbacks,
             "replayed_batches": core.replayed_batches,
         }
-        return self.recorder.summary(complete, counters)
+        return self.recorder.summary(complete, core.total_items, counters)
 
 
 def run_sink(plan: Plan, name: str = "sink") -> None:

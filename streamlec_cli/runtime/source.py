@@ -67,7 +67,7 @@ class Source:
             if sock is self.workers:
                 msg = wire.recv(self.workers, router=True)
                 if msg.kind == wire.HELLO:
-                    self.hello[msg.sender] = msg.meta.get("incarnation", msg.meta["pid"])
+                    self.hello[msg.sender] = msg.meta["incarnation"]
                 continue
             msg = wire.recv(self.to_sink)
             if msg.kind == wire.ACK:

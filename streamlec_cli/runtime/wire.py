@@ -238,7 +238,7 @@ def remove_socket_files(run_dir: Path) -> None:
 
 
 def output_message(
-    out: SlotOutput, batch: int, epoch: int, incarnation: int = 0
+    out: SlotOutput, batch: int, epoch: int, incarnation: int
 ) -> tuple[dict, list[np.ndarray]]:
     """Meta and arrays of an OUTPUT message for a ``SlotOutput``."""
     present: dict[str, np.ndarray] = {}
