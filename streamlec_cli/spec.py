@@ -63,6 +63,17 @@ _DURATION = re.compile(
     r"(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>ms|s|m|h)?"
 )
 _DURATION_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+#: Most runs one spec may expand to (sweep combinations x repeat), checked before expanding.
+MAX_RUNS = 10_000
+#: Most values a spec may hold with every YAML alias expanded (a spec is a few hundred; a
+#: 500-byte "billion laughs" of nested aliases holds billions once expanded).
+MAX_VALUES = 100_000
+#: Shortest failure_timeout: a processor beats from the loop that also runs its tasks, so a beat
+#: is late by a task's compute (milliseconds for a batch) plus any descheduling on a busy
+#: machine; below 50 ms such delays alone read as failures and healthy processors get fenced.
+MIN_FAILURE_TIMEOUT = 0.05
+#: Longest wait for the first batch at an open-loop ``rate`` (batch / rate), in seconds.
+MAX_FIRST_BATCH_S = 60.0
 
 
 class SpecError(ValueError):
@@ -311,10 +322,13 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> list[Spec]:
         msg = f"spec file '{path}' cannot be read: {exc}"
         raise SpecError(msg) from exc
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        raw = _load_yaml(text)
     except yaml.YAMLError as exc:
         msg = f"spec file '{path}' is not valid YAML: {_yaml_problem(exc)}"
         raise SpecError(msg) from exc
+    except SpecError as exc:
+        msg = f"spec file '{path}': {exc}"
+        raise SpecError(msg) from None
     if raw is None:
         msg = f"spec file '{path}' is empty: a spec is a mapping with at least name and processors"
         raise SpecError(msg)
@@ -341,8 +355,10 @@ def parse(raw: dict, overrides: Sequence[str] = (), source: str = "<spec>") -> l
             f"found {_kind(raw)}"
         )
         raise SpecError(msg)
+    _check_size(raw)
     for assignment in overrides:
         raw = apply_override(raw, assignment)
+    _check_size(raw)
     raw = dict(raw)
     _check_keys(raw, TOP_LEVEL_KEYS, "")
     if raw.get("name") is None:
@@ -350,6 +366,7 @@ def parse(raw: dict, overrides: Sequence[str] = (), source: str = "<spec>") -> l
         raise SpecError(msg)
     sweep = _sweep_axes(raw.pop("sweep", None))
     repeat = _integer("repeat", raw.get("repeat", 1), 1)
+    _check_run_count(sweep, repeat)
 
     bases: list[Spec] = []
     for combination in itertools.product(*(values for _, values in sweep)):
@@ -394,10 +411,13 @@ def apply_override(raw: dict, assignment: str) -> dict:
         msg = f"--set {assignment!r} is not allowed: write dotted.key=value"
         raise SpecError(msg)
     try:
-        value = yaml.safe_load(text)
+        value = _load_yaml(text)
     except yaml.YAMLError as exc:
         msg = f"--set {assignment!r} is not allowed: the value is not valid YAML"
         raise SpecError(msg) from exc
+    except SpecError as exc:
+        msg = f"--set {assignment!r} is not allowed: {exc}"
+        raise SpecError(msg) from None
     result = copy.deepcopy(dict(raw))
     _assign(result, key, value, f"--set {assignment!r}")
     return result
@@ -450,13 +470,19 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
             positive=True,
             why="rate must be 'max' or a positive number of items per second",
         )
+    dataset = _dataset(raw.get("dataset"))
+    algorithm = _algorithm(raw.get("algorithm"))
+    batch = _integer("batch", raw.get("batch", 12_000), 1)
+    first_batch = min(batch, dataset.items)  # the items the first batch holds
+    _check_clusters(algorithm, first_batch)
+    _check_first_batch_time(rate_raw, rate, first_batch)
     return Spec(
         name=name,
-        dataset=_dataset(raw.get("dataset")),
-        algorithm=_algorithm(raw.get("algorithm")),
+        dataset=dataset,
+        algorithm=algorithm,
         scheme=scheme,
         processors=processors,
-        batch=_integer("batch", raw.get("batch", 12_000), 1),
+        batch=batch,
         pipeline_depth=_integer("pipeline_depth", raw.get("pipeline_depth", 1), 1),
         rate=rate,
         failures=_failures(raw.get("failures"), processors),
@@ -466,6 +492,35 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
         hosts=_hosts(raw.get("hosts"), processors, transport),
         runtime=_runtime(raw.get("runtime")),
         sweep_values=sweep_values,
+    )
+
+
+def _check_clusters(algorithm: AlgorithmSpec, first_batch: int) -> None:
+    """An algorithm with ``clusters`` (kmeans) draws its initial centroids from the first
+    batch at the source, so that batch must hold at least that many items."""
+    clusters = dict(algorithm.params).get("clusters")
+    if isinstance(clusters, int) and clusters > first_batch:
+        _reject(
+            "algorithm.clusters",
+            clusters,
+            f"{algorithm.name} draws its {clusters} initial centroids from the first batch, "
+            f"which holds {first_batch} items (batch and dataset.items): clusters must be at "
+            f"most {first_batch}, or raise batch",
+        )
+
+
+def _check_first_batch_time(value: object, rate: float | None, first_batch: int) -> None:
+    """An open-loop ``rate`` must bring the first batch within ``MAX_FIRST_BATCH_S``: a slower
+    one looks like a run that never starts (and trips the start-up and stall limits)."""
+    if rate is None or first_batch / rate <= MAX_FIRST_BATCH_S:
+        return
+    lowest = math.ceil(first_batch / MAX_FIRST_BATCH_S)
+    _reject(
+        "rate",
+        value,
+        f"at {_plain(rate)} items/s the first batch ({first_batch} items) takes "
+        f"{first_batch / rate:,.0f} s to arrive: rate must be at least {lowest} items/s "
+        f"(batch / {MAX_FIRST_BATCH_S:g} s), or lower batch",
     )
 
 
@@ -555,6 +610,8 @@ def _check_params(
         head = f"unknown key '{where}.{key}'"
         if owners and where == "scheme":
             head = f"key '{where}.{key}' does not apply to scheme {name}"
+        elif not owners:
+            head += _did_you_mean(key, allowed)
         hint = f" ({key} is for {', '.join(owners)})" if owners else ""
         msg = (
             f"{head}: allowed keys under {where} are {', '.join(allowed)} when name is {name}{hint}"
@@ -701,6 +758,14 @@ def _runtime(value: object) -> RuntimeSpec:
     for key in ("heartbeat_interval", "failure_timeout"):
         if durations[key] <= 0:
             _reject(f"runtime.{key}", value.get(key), f"{key} must be longer than 0 s")
+    if durations["failure_timeout"] < MIN_FAILURE_TIMEOUT:
+        _reject(
+            "runtime.failure_timeout",
+            value.get("failure_timeout"),
+            f"failure_timeout must be at least {MIN_FAILURE_TIMEOUT * 1000:g}ms: a processor's "
+            "heartbeat can be late by a batch's work, and a shorter timeout takes that delay "
+            "for a failure",
+        )
     if durations["failure_timeout"] <= durations["heartbeat_interval"]:
         _reject(
             "runtime.failure_timeout",
@@ -892,12 +957,18 @@ def _safe(text: str) -> str:
 # -- value checks ------------------------------------------------------------------------------
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice in one mapping."""
+    """SafeLoader that rejects a key given twice in one mapping (merge keys ``<<: *x`` are
+    allowed, and the mapping's own keys override the merged ones, as YAML says)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set[object] = set()
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue  # SafeLoader's flatten_mapping merges it
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, Hashable):
                 break  # SafeLoader's own check reports it
@@ -907,6 +978,75 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> object:
+    """The YAML document in ``text``. Aliases are built once and shared, so loading a
+    "billion laughs" is cheap; :func:`_check_size` then refuses it before anything expands it."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+    except RecursionError:
+        msg = "values are nested too deeply (lists or mappings inside each other)"
+        raise SpecError(msg) from None
+
+
+def _check_size(raw: object) -> None:
+    """Refuse a spec holding more than ``MAX_VALUES`` values with its aliases expanded, or one
+    that contains itself; counts each shared value once, so it takes as long as the text."""
+    try:
+        size = _expanded_size(raw, {}, set())
+    except RecursionError:
+        size = MAX_VALUES + 1
+    if size > MAX_VALUES:
+        msg = (
+            f"the spec holds more than {MAX_VALUES:,} values once its YAML aliases (*name) are "
+            "expanded: a spec that large is a mistake (nested aliases multiply); write the "
+            "values out or use fewer aliases"
+        )
+        raise SpecError(msg)
+
+
+def _expanded_size(value: object, memo: dict[int, int], open_: set[int]) -> int:
+    """Number of values in ``value`` as if every shared list or mapping were copied out;
+    stops counting past ``MAX_VALUES``."""
+    if isinstance(value, Mapping):
+        children: Sequence[object] = list(value.values())
+    elif isinstance(value, list | tuple):
+        children = value
+    else:
+        return 1
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    if key in open_:
+        msg = "the spec contains itself (a YAML alias inside the value it names)"
+        raise SpecError(msg)
+    open_.add(key)
+    total = 1 + (len(value) if isinstance(value, Mapping) else 0)  # a mapping's keys too
+    for child in children:
+        total += _expanded_size(child, memo, open_)
+        if total > MAX_VALUES:
+            break
+    open_.discard(key)
+    memo[key] = total
+    return total
+
+
+def _check_run_count(sweep: Sequence[tuple[str, list[object]]], repeat: int) -> None:
+    """At most ``MAX_RUNS`` runs, counted from the sweep's sizes before anything expands."""
+    runs = repeat
+    for _, values in sweep:
+        runs *= len(values)
+    if runs <= MAX_RUNS:
+        return
+    sizes = [f"{len(values):,} values of {key}" for key, values in sweep]
+    if repeat > 1:
+        sizes.append(f"repeat {repeat:,}")
+    msg = (
+        f"sweep and repeat: the spec expands to {runs:,} runs ({' x '.join(sizes)}): at most "
+        f"{MAX_RUNS:,} runs are allowed; split it into several specs or lower repeat"
+    )
+    raise SpecError(msg)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -922,11 +1062,16 @@ def _reject(key: str, value: object, why: str) -> NoReturn:
     raise SpecError(msg)
 
 
+def _did_you_mean(key: object, allowed: Sequence[str]) -> str:
+    """`` (did you mean 'k'?)`` for the allowed key closest to a mistyped one, else ``""``."""
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _check_keys(mapping: Mapping, allowed: Sequence[str], where: str) -> None:
     for key in mapping:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = _did_you_mean(key, allowed)
             if where:
                 msg = (
                     f"unknown key '{where}.{key}'{hint}: allowed keys under {where} are "

@@ -347,6 +347,34 @@ def test_every_ec_shape_within_16_slots_validates(k: int, r: int, groups: int) -
         ({"processors": None}, ["processors: missing"]),
         ({"sweep": {"batch": 6000}}, ["sweep.batch: 6000 is not allowed", "non-empty list"]),
         ({"sweep": {"bogus.key": [1]}}, ["unknown key 'bogus.key' in sweep"]),
+        ({"scheme": {"name": "ec", "kk": 4}}, ["unknown key 'scheme.kk' (did you mean 'k'?)"]),
+        ({"algorithm": {"name": "logreg", "lrr": 1}}, ["'algorithm.lrr' (did you mean 'lr'?)"]),
+        (
+            {"runtime": {"failure_timout": "1s"}},
+            ["unknown key 'runtime.failure_timout' (did you mean 'failure_timeout'?)"],
+        ),
+        ({"dataset": {"name": "higgs", "itmes": 5}}, ["'dataset.itmes' (did you mean 'items'?)"]),
+        (
+            {"algorithm": {"name": "kmeans", "clusters": 5000}, "batch": 4000},
+            ["algorithm.clusters: 5000 is not allowed", "clusters must be at most 4000"],
+        ),
+        (
+            {
+                "algorithm": {"name": "kmeans", "clusters": 50},
+                "dataset": {"name": "higgs", "items": 40},
+            },
+            ["algorithm.clusters: 50 is not allowed", "clusters must be at most 40"],
+        ),
+        (
+            {"runtime": {"heartbeat_interval": "1ms", "failure_timeout": "10ms"}},
+            ["runtime.failure_timeout: '10ms' is not allowed", "at least 50ms"],
+        ),
+        ({"rate": 1}, ["rate: 1 is not allowed", "takes 12,000 s", "at least 200 items/s"]),
+        ({"repeat": 10_000_000}, ["expands to 10,000,000 runs", "at most 10,000 runs"]),
+        (
+            {"sweep": {"batch": list(range(1, 101)), "rate": list(range(1000, 1101))}},
+            ["expands to 10,100 runs (100 values of batch x 101 values of rate)"],
+        ),
     ],
 )
 def test_bad_spec_names_key_and_allowed_values(change: dict, expected: list[str]) -> None:
@@ -356,6 +384,48 @@ def test_bad_spec_names_key_and_allowed_values(change: dict, expected: list[str]
     for fragment in expected:
         assert fragment in message
     assert "\n" not in message
+
+
+def test_spec_at_the_bounds_is_valid() -> None:
+    raw = ec_spec(
+        algorithm={"name": "kmeans", "clusters": 4000},
+        batch=4000,
+        rate=4000 / 60,
+        runtime={"heartbeat_interval": "10ms", "failure_timeout": "50ms"},
+    )
+    assert only(raw).algorithm.kwargs()["clusters"] == 4000
+    assert len(parse(ec_spec(sweep={"batch": list(range(1, 101))}, repeat=100))) == 10_000
+
+
+def _alias_bomb(depth: int = 9) -> str:
+    """A spec of a few hundred bytes whose sweep value holds 9**depth values expanded."""
+    anchors = ["&a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    anchors += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, depth)]
+    return f"name: t\nprocessors: 1\nsweep:\n  batch: [[{', '.join(anchors)}]]\n"
+
+
+def test_alias_bomb_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+    with pytest.raises(SpecError, match="more than 100,000 values once its YAML aliases"):
+        load(path)
+
+
+def test_a_spec_that_contains_itself_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "loop.yaml"
+    path.write_text("name: t\nprocessors: 1\nsweep:\n  batch: &x [1, *x]\n")
+    with pytest.raises(SpecError, match="contains itself"):
+        load(path)
+
+
+def test_merge_keys_work_and_own_keys_override(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        "name: t\nprocessors: 6\nscheme: &ec {name: ec, k: 4, r: 2}\n"
+        "sweep:\n  scheme: [*ec, {<<: *ec, k: 5, r: 1}]\n"
+    )
+    runs = load(path)
+    assert [(r.scheme.k, r.scheme.r) for r in runs] == [(4, 2), (5, 1)]
 
 
 def test_sweep_error_names_the_combination() -> None:
