@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from . import __version__, codec, spec
+from .data.formats import DatasetError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,7 +76,8 @@ def validate(spec_files: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
     for spec_file in spec_files:
         try:
             runs = spec.load(spec_file, overrides)
-        except spec.SpecError as exc:
+            _check_data_paths(runs)
+        except (spec.SpecError, DatasetError) as exc:
             where = "" if len(spec_files) == 1 or str(spec_file) in str(exc) else f"{spec_file}: "
             click.echo(f"error: {where}{exc}", err=True)
             failed = True
@@ -86,6 +88,14 @@ def validate(spec_files: tuple[Path, ...], overrides: tuple[str, ...]) -> None:
             click.echo(f"  {run.describe()}")
     if failed:
         raise click.exceptions.Exit(2)
+
+
+def _check_data_paths(runs: list[spec.Spec]) -> None:
+    """Each run's ``dataset.path`` names a regular file that can be read (``validate``)."""
+    from .datasets import check_path
+
+    for run in runs:
+        check_path(run.dataset)
 
 
 def _out_directory(default: Path, what: str):

@@ -38,6 +38,7 @@ __all__ = [
     "DatasetInfo",
     "FileSummary",
     "batches",
+    "check_path",
     "data_dir",
     "default_file",
     "describe_file",
@@ -166,6 +167,13 @@ def default_file(name: str) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def check_path(dataset: DatasetSpec) -> None:
+    """A :class:`DatasetError` unless ``dataset.path`` (when given) names a regular file that
+    can be read: a missing file, a directory, a pipe or a device is named as such."""
+    if dataset.path is not None:
+        formats.check_file(dataset.path)
 
 
 def resolve_file(dataset: DatasetSpec) -> tuple[Path, str] | None:

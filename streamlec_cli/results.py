@@ -90,7 +90,11 @@ def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (a reader never sees half a file)."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_plain) + "\n")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_plain) + "\n")
+    except OSError:  # a full disk: leave no half-written file behind
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 

@@ -40,6 +40,7 @@ import io
 import lzma
 import math
 import os
+import stat
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -122,18 +123,46 @@ def compression(path: str | Path) -> str | None:
     return None
 
 
-def _check_file(path: Path) -> Path:
-    if not path.exists():
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_file(path: str | Path) -> Path:
+    """``path`` if it names a regular file that can be opened for reading, else a
+    :class:`DatasetError` saying what it is. A pipe or a device is refused without being
+    opened: opening a FIFO blocks, and a device such as /dev/urandom never ends."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
         msg = f"data file '{path}' does not exist"
-        raise DatasetError(msg)
-    if path.is_dir():
-        msg = f"data file '{path}' is a directory, not a data file"
-        raise DatasetError(msg)
+        raise DatasetError(msg) from None
+    except OSError as exc:
+        msg = f"data file '{path}' cannot be read: {exc.strerror or exc}"
+        raise DatasetError(msg) from exc
+    for test, kind in _KINDS:
+        if test(mode):
+            msg = (
+                f"data file '{path}' is {kind}, not a data file: dataset.path must name a "
+                "regular file (plain or compressed)"
+            )
+            raise DatasetError(msg)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        msg = f"data file '{path}' cannot be read: {exc.strerror or exc}"
+        raise DatasetError(msg) from exc
     return path
 
 
 def _head(path: Path) -> bytes:
-    _check_file(path)
+    check_file(path)
     try:
         with open(path, "rb") as f:
             return f.read(6)
@@ -142,27 +171,36 @@ def _head(path: Path) -> bytes:
         raise DatasetError(msg) from exc
 
 
-def open_binary(path: str | Path) -> BinaryIO:
-    """The file's decompressed bytes as a stream (the caller closes it)."""
-    path = Path(path)
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[tuple[BinaryIO, BinaryIO]]:
+    """``(raw, stream)``: the file as opened, and its decompressed bytes read from it."""
     kind = compression(path)
     try:
-        if kind == "gzip":
-            return gzip.open(path, "rb")
-        if kind == "bzip2":
-            return bz2.open(path, "rb")
-        if kind == "xz":
-            return lzma.open(path, "rb")
-        if kind == "zip":
-            return _open_zip_member(path)
-        return open(path, "rb")
+        with open(path, "rb") as raw, _decompressed(path, raw, kind) as stream:
+            yield raw, stream
+    except FileNotFoundError:
+        msg = f"data file '{path}' was deleted before it could be read"
+        raise DatasetError(msg) from None
     except (OSError, zipfile.BadZipFile) as exc:
         msg = f"data file '{path}' cannot be opened: {exc}"
         raise DatasetError(msg) from exc
 
 
-def _open_zip_member(path: Path) -> BinaryIO:
-    archive = zipfile.ZipFile(path)
+def _decompressed(path: Path, raw: BinaryIO, kind: str | None) -> BinaryIO:
+    """The decompressed bytes of ``raw`` (which the caller closes)."""
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if kind == "bzip2":
+        return bz2.BZ2File(raw, "rb")
+    if kind == "xz":
+        return lzma.LZMAFile(raw, "rb")
+    if kind == "zip":
+        return _open_zip_member(path, raw)
+    return raw
+
+
+def _open_zip_member(path: Path, raw: BinaryIO) -> BinaryIO:
+    archive = zipfile.ZipFile(raw)
     members = [m for m in archive.infolist() if not m.is_dir()]
     preferred = [m for m in members if Path(m.filename).name == "training.txt"]
     chosen = preferred or members
@@ -171,25 +209,43 @@ def _open_zip_member(path: Path) -> BinaryIO:
             names = ", ".join(m.filename for m in members) or "nothing"
             msg = f"zip archive '{path}' must hold one data file (or a training.txt): {names}"
             raise DatasetError(msg)
-        return archive.open(chosen[0])  # keeps the archive's file open until it is closed
+        return archive.open(chosen[0])
     finally:
         archive.close()
 
 
+def _check_whole(path: Path, raw: BinaryIO, size: int, line: int) -> None:
+    """At the end of the data (or a damaged read): refuse a file that shrank while it was
+    read, which would otherwise end the stream early without a word."""
+    now = os.fstat(raw.fileno()).st_size
+    if now < size:
+        msg = (
+            f"data file '{path}' was truncated while it was read (from {size:,} to {now:,} "
+            f"bytes, near line {line}): the stream cannot go on; restore the file and run again"
+        )
+        raise DatasetError(msg)
+
+
 def _blocks(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(number of the first line, whole lines)`` of the decompressed file, block by block."""
+    """``(number of the first line, whole lines)`` of the decompressed file, block by block.
+
+    A file deleted after it was opened is read to its end (the open file keeps its data);
+    one truncated while it is read is a :class:`DatasetError`."""
     line = 1
     rest = b""
-    with open_binary(path) as stream:
+    with _opened(path) as (raw, stream):
+        size = os.fstat(raw.fileno()).st_size
         while True:
             try:
                 data = stream.read(BLOCK_BYTES)
             except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as exc:
+                _check_whole(path, raw, size, line)
                 msg = (
                     f"{path}, near line {line}: the compressed data is damaged or cut short ({exc})"
                 )
                 raise DatasetError(msg) from exc
             if not data:
+                _check_whole(path, raw, size, line)
                 break
             data = rest + data if rest else data
             cut = data.rfind(b"\n") + 1

@@ -12,6 +12,7 @@ import click
 
 from .. import datasets
 from ..spec import Spec
+from .preflight import OutputError, check_output
 from .supervisor import RunFailed, Supervisor
 
 
@@ -160,6 +161,11 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
         except datasets.DatasetError as exc:
             click.echo(f"error: {exc}", err=True)
             return 2
+    try:  # a read-only, full or misnamed --out stops us before any process starts too
+        check_output(out, runs)
+    except OutputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
     for index, spec in enumerate(runs, 1):
         label = f"[{index}/{len(runs)}] {spec.run_id}"
         click.echo(f"{label}", err=True)
@@ -175,6 +181,14 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
             progress.close()
             click.echo(f"error: {exc}", err=True)
             return 1
+        except OSError as exc:  # even summary.json could not be written: the disk is full
+            progress.close()
+            click.echo(
+                f"error: cannot write the results under {out}: {exc.strerror or exc}; "
+                "what was written before is kept",
+                err=True,
+            )
+            return 2
         progress.close()
         click.echo(verdict(summary), err=True)
         click.echo(f"  results:   {summary['run_dir']}", err=True)

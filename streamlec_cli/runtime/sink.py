@@ -7,6 +7,7 @@ How a batch is decided lives in ``commit.CommitCore``; what is measured and writ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -77,8 +78,14 @@ class Sink:
                 if self.core.finished:
                     self.finish()
                     return
+        except OSError as exc:  # the results' disk is full or failing: stop, keep what is written
+            with contextlib.suppress(OSError):  # the log may be on the same full disk
+                problem = exc.strerror or exc
+                print(f"error: cannot write the results in {self.run_dir}: {problem}", flush=True)
+            raise SystemExit(2) from None
         finally:
-            self.recorder.close()
+            with contextlib.suppress(OSError):
+                self.recorder.close()
             self.ctx.destroy(linger=0)
 
     def handle(self, msg: wire.Message, now: float) -> str | None:

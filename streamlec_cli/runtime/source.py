@@ -148,6 +148,10 @@ class Source:
         try:
             self.wait_for_start()
             self.emit_all(self.stream())
+        except datasets.DatasetError as exc:  # a bad line deep in a real file, or a file gone
+            _give_up(str(exc))
+        except OSError as exc:  # the disk of the write-ahead log is full or failing
+            _give_up(f"cannot write in {self.plan.run_dir}: {exc.strerror or exc}")
         finally:
             if self.wal is not None:
                 self.wal.close()
@@ -171,11 +175,7 @@ class Source:
                 assert self.wal is not None
                 self.emit(self.next, *self.wal.read(self.next))
                 continue
-            try:
-                raw = next(stream, None)
-            except datasets.DatasetError as exc:  # a bad line deep in a real file
-                print(f"error: {exc}", flush=True)
-                raise SystemExit(2) from None
+            raw = next(stream, None)
             if raw is None:
                 exhausted = True
                 continue
@@ -199,6 +199,12 @@ class Source:
         # which starts earlier, sends it in its turn
         self.produced += 1
         self.offset += count
+
+
+def _give_up(problem: str) -> None:
+    """End the source on bad input or a failing disk: one line for the run's error, exit 2."""
+    print(f"error: {problem}", flush=True)
+    raise SystemExit(2) from None
 
 
 def run_source(plan: Plan, name: str = "source") -> None:

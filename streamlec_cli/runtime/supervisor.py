@@ -13,6 +13,7 @@ it measured is lost if it is interrupted. It never touches a pid or ``/proc`` it
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -155,7 +156,8 @@ class Supervisor:
         self.spawn_spare()
 
     def event(self, event: str, detail: str = "", worker: str = "supervisor") -> None:
-        append_event(self.run_dir, time.time(), worker, event, detail)
+        with contextlib.suppress(OSError):  # a full disk must not stop the shutdown
+            append_event(self.run_dir, time.time(), worker, event, detail)
 
     def register(self) -> None:
         self.live = LiveRun(
@@ -217,6 +219,9 @@ class Supervisor:
             error = str(exc)
             self.seen.exit_code = exc.exit_code
             self.event("run failed", error)
+        except OSError as exc:  # the disk of the run directory is full or failing
+            error = f"cannot write in {self.run_dir}: {exc.strerror or exc}"
+            self.seen.exit_code = 2
         finally:
             self.shutdown()
             ctx.destroy(linger=0)
