@@ -72,7 +72,13 @@ def summarise(
     meta = json.loads((run_dir / "meta.json").read_text())
     items_in = sink.get("items_in") or audit["items_seen"]
     complete = bool(sink.get("complete")) and not interrupted and error is None
-    reference = compare_with_reference(spec, run_dir, plan) if complete else {}
+    reference: dict = {}
+    if complete:
+        try:
+            reference = compare_with_reference(spec, run_dir, plan)
+        except datasets.DatasetError as exc:  # the data file was deleted or changed meanwhile
+            error = f"the stream ended but the reference cannot be computed: {exc}"
+            seen.exit_code = 2
     around = None
     if complete and seen.failures:
         first = min(f["time"] for f in seen.failures)
