@@ -158,3 +158,19 @@ def test_validate_takes_several_specs_and_fails_if_one_is_wrong(tmp_path):
     assert "spec 'g' is valid" in result.output
     assert "batch" in result.output and "Traceback" not in result.output
     assert f"error: {bad}: batch" in result.stderr  # which of the specs is wrong
+
+
+def test_dataset_path_must_be_a_readable_regular_file(tmp_path: Path) -> None:
+    data = tmp_path / "higgs.csv"
+    text = f"name: d\nprocessors: 1\ndataset: {{name: higgs, path: '{data}'}}\n"
+    result = invoke(str(write(tmp_path, text)))
+    assert result.exit_code == 2
+    assert result.stderr == f"error: data file '{data}' does not exist\n"
+    data.mkdir()
+    result = invoke(str(write(tmp_path, text)))
+    assert result.exit_code == 2
+    assert f"'{data}' is a directory, not a data file" in result.stderr
+    data.rmdir()
+    data.write_text("1," + ",".join(["0.5"] * 28) + "\n")
+    result = invoke(str(write(tmp_path, text)))
+    assert result.exit_code == 0, result.output
