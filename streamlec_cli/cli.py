@@ -94,8 +94,8 @@ def _check_data_paths(runs: list[spec.Spec]) -> None:
     """Each run's ``dataset.path`` names a regular file that can be read (``validate``)."""
     from .datasets import check_path
 
-    for run in runs:
-        check_path(run.dataset)
+    for dataset in {run.dataset for run in runs}:  # a sweep's runs often share one
+        check_path(dataset)
 
 
 def _out_directory(default: Path, what: str):

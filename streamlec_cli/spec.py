@@ -793,8 +793,8 @@ def _sweep_axes(value: object) -> list[tuple[str, list[object]]]:
         top = str(key).split(".")[0]
         if top not in sweepable:
             msg = (
-                f"unknown key {str(key)!r} in sweep: sweep keys start with one of "
-                f"{', '.join(sweepable)}"
+                f"unknown key {str(key)!r} in sweep{_did_you_mean(top, sweepable)}: sweep keys "
+                f"start with one of {', '.join(sweepable)}"
             )
             raise SpecError(msg)
         if not isinstance(values, list) or not values:

@@ -347,6 +347,7 @@ def test_every_ec_shape_within_16_slots_validates(k: int, r: int, groups: int) -
         ({"processors": None}, ["processors: missing"]),
         ({"sweep": {"batch": 6000}}, ["sweep.batch: 6000 is not allowed", "non-empty list"]),
         ({"sweep": {"bogus.key": [1]}}, ["unknown key 'bogus.key' in sweep"]),
+        ({"sweep": {"shceme.k": [1]}}, ["'shceme.k' in sweep (did you mean 'scheme'?)"]),
         ({"scheme": {"name": "ec", "kk": 4}}, ["unknown key 'scheme.kk' (did you mean 'k'?)"]),
         ({"algorithm": {"name": "logreg", "lrr": 1}}, ["'algorithm.lrr' (did you mean 'lr'?)"]),
         (
