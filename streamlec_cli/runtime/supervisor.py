@@ -219,8 +219,8 @@ class Supervisor:
             error = str(exc)
             self.seen.exit_code = exc.exit_code
             self.event("run failed", error)
-        except OSError as exc:  # the disk of the run directory is full or failing
-            error = f"cannot write in {self.run_dir}: {exc.strerror or exc}"
+        except OSError as exc:  # mostly: the disk of the run directory is full or failing
+            error = f"{exc.strerror or exc}: {exc.filename or self.run_dir}"
             self.seen.exit_code = 2
         finally:
             self.shutdown()
