@@ -100,12 +100,18 @@ def _out_directory(default: Path, what: str):
 @_SET_OPTION
 @_out_directory(Path("results"), "Directory the results go under.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(spec_file: Path, overrides: tuple[str, ...], out: Path, quiet: bool) -> None:
-    """Run every run SPEC expands to; results under OUT/<spec name>/<run id>/."""
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Skip each run whose setting already has a complete run under OUT with the same "
+    "resolved spec (an interrupted sweep goes on where it stopped).",
+)
+def run(spec_file: Path, overrides: tuple[str, ...], out: Path, quiet: bool, resume: bool) -> None:
+    """Run every run SPEC expands to; each in a new OUT/<spec name>/<setting>-<UTC time>/."""
     from .runtime.console import run_all
 
     runs = _load_runs(spec_file, overrides)
-    code = run_all(runs, out, quiet=quiet)
+    code = run_all(runs, out, quiet=quiet, resume=resume)
     if code:
         raise click.exceptions.Exit(code)
 

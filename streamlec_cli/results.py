@@ -1,29 +1,35 @@
 """A run's results directory: writing it as the run goes, reading it back for plots and reports.
 
-``results/<spec name>/<run id>/`` holds ``spec.yaml`` (resolved), ``meta.json`` (commit, host,
-cores, memory, versions, start time), ``batches.csv``, ``timeline.csv``, ``events.csv``,
-``predictions.f64`` (one float64 per stream item, NaN where lost), ``latency.f32`` (seconds
-from each item's arrival to its final result, NaN where lost), ``model.npy``, worker logs
-under ``logs/`` and ``summary.json``. CSV rows are flushed as they are written, and events are
-appended one ``write`` per line, so whatever was measured survives a crash of the harness.
+``results/<spec name>/<run id>/`` (the run id is the setting's name and the UTC time the run
+started, ``<setting>-YYYYmmdd-HHMMSS``, plus ``-2``, ``-3``... when that name is taken: every
+run gets a new directory and an earlier run's is never touched) holds ``spec.yaml``
+(resolved), ``meta.json`` (commit, host, cores, memory, versions, start time, run id and
+setting), ``batches.csv``, ``timeline.csv``, ``events.csv``, ``predictions.f64`` (one float64
+per stream item, NaN where lost), ``latency.f32`` (seconds from each item's arrival to its
+final result, NaN where lost), ``model.npy``, worker logs under ``logs/`` and
+``summary.json``. CSV rows are flushed as they are written, and events are appended one
+``write`` per line, so whatever was measured survives a crash of the harness.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import os
 import platform
 import re
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from . import schemes
 
@@ -122,6 +128,31 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+#: How a run directory's name says when the run started (UTC), after the setting's name.
+RUN_TIME_FORMAT = "%Y%m%d-%H%M%S"
+
+
+def new_run_directory(spec_dir: Path, setting: str, now: float | None = None) -> Path:
+    """Create and return a directory no other run has: ``<spec_dir>/<setting>-<UTC time>``,
+    or that name plus ``-2``, ``-3``... when it is taken.
+
+    ``mkdir`` without ``exist_ok`` either creates the name or fails, so two runs that start
+    in the same second, even from two processes, each get their own directory, and no
+    earlier run's directory is ever reused.
+    """
+    spec_dir = Path(spec_dir)
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    base = f"{setting}-{time.strftime(RUN_TIME_FORMAT, time.gmtime(now))}"
+    for n in itertools.count(1):
+        path = spec_dir / (base if n == 1 else f"{base}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 #: A folder holding this file is a committed set of results (``results/reference``): scanning
 #: a parent folder skips it, so ``streamlec plot results/`` shows the user's own runs only;
 #: name the folder itself to use it.
@@ -195,6 +226,45 @@ def find_runs(paths: Sequence[Path]) -> list[Path]:
     return found
 
 
+def setting_of(summary: dict[str, Any], run_dir: Path) -> str:
+    """The setting a run ran (``Spec.run_id``: scheme, algorithm, dataset, sweep values,
+    ``-rN``); in runs written before run ids were time-stamped, the run id itself."""
+    return str(summary.get("setting") or summary.get("run_id") or Path(run_dir).name)
+
+
+def started(run_dir: Path) -> tuple:
+    """Sort key of runs by when they started (``meta.json``), then by directory name."""
+    start = read_meta(run_dir).get("start_time")
+    return (float(start) if isinstance(start, int | float) else 0.0, natural_key(run_dir.name))
+
+
+def finished_run(spec_dir: Path, setting: str, resolved: dict[str, Any]) -> Path | None:
+    """The latest run under ``spec_dir`` that already ran this setting to the end, or None.
+
+    It counts when its ``summary.json`` says ``complete: true`` with no ``error``, names the
+    same setting, and its ``spec.yaml`` holds the same resolved spec as ``resolved`` (the
+    content ``streamlec run`` would write for the new run, compared as YAML data: every key
+    and value, data file path included, not the file's content nor the code's version).
+    """
+    same = yaml.safe_load(yaml.safe_dump(resolved, sort_keys=False))
+    found = []
+    for run_dir in Path(spec_dir).glob("*/summary.json"):
+        run_dir = run_dir.parent
+        try:
+            summary = read_summary(run_dir)
+            ran = yaml.safe_load((run_dir / "spec.yaml").read_text())
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        if (
+            summary.get("complete") is True
+            and not summary.get("error")
+            and setting_of(summary, run_dir) == setting
+            and ran == same
+        ):
+            found.append(run_dir)
+    return max(found, key=started, default=None)
+
+
 def read_meta(run_dir: Path) -> dict[str, Any]:
     """``meta.json`` of a run, or an empty mapping when it is missing."""
     path = Path(run_dir) / "meta.json"
@@ -257,13 +327,17 @@ FAMILY_ORDER = tuple(
 )
 
 
-def load_runs(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+def load_runs(
+    paths: Sequence[Path], all_runs: bool = False
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Finished runs under ``paths`` and a note for each run left out.
 
     Each run is its ``summary.json`` plus ``meta`` (``meta.json``), ``run_dir``, ``family``,
-    ``variant``, ``spec_dir`` (the folder of its spec's runs) and ``config`` (the run id
-    without the ``-rN`` of ``repeat``, shared by the repeats of one configuration). Raises
-    :class:`NoRunsError` when there is no run directory at all.
+    ``variant``, ``spec_dir`` (the folder of its spec's runs), ``setting`` (``setting_of``)
+    and ``config`` (the setting without the ``-rN`` of ``repeat``, shared by the repeats of
+    one configuration). Unless ``all_runs``, only the latest complete run of each setting
+    (spec name and setting) is kept, and a note says which earlier ones were left out.
+    Raises :class:`NoRunsError` when there is no run directory at all.
     """
     runs, notes = [], []
     for run_dir in find_runs(paths):
@@ -277,9 +351,9 @@ def load_runs(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
             notes.append(f"{run_dir}: left out, {why}")
             continue
         meta = read_meta(run_dir)
-        run_id = str(summary.get("run_id", run_dir.name))
+        setting = setting_of(summary, run_dir)
         suffix = f"-r{meta.get('run_index', 0)}"
-        config = run_id[: -len(suffix)] if run_id.endswith(suffix) else run_id
+        config = setting[: -len(suffix)] if setting.endswith(suffix) else setting
         runs.append(
             {
                 **summary,
@@ -287,13 +361,41 @@ def load_runs(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
                 "run_dir": run_dir,
                 "spec_dir": run_dir.parent,
                 "spec_name": summary.get("spec_name", run_dir.parent.name),
+                "setting": setting,
                 "config": config,
                 "family": scheme_family(summary),
                 "variant": scheme_variant(summary),
             }
         )
+    if not all_runs:
+        runs, earlier = latest_per_setting(runs)
+        notes.extend(earlier)
     label_algorithms(runs)
     return runs, notes
+
+
+def latest_per_setting(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The latest run (``started``) of each spec name and setting, and one note per spec
+    naming the earlier runs left out."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in sorted(runs, key=lambda run: started(run["run_dir"])):
+        latest[(str(run["spec_name"]), run["setting"])] = run
+    kept = [run for run in runs if latest[(str(run["spec_name"]), run["setting"])] is run]
+    left: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        if latest[(str(run["spec_name"]), run["setting"])] is not run:
+            left.setdefault(str(run["spec_name"]), []).append(run)
+    notes = []
+    for spec_name, older in left.items():
+        shown = ", ".join(str(run["run_dir"]) for run in older[:3])
+        more = f" and {len(older) - 3} more" if len(older) > 3 else ""
+        noun = "run" if len(older) == 1 else "runs"
+        notes.append(
+            f"spec {spec_name!r}: the latest complete run of each setting is used; "
+            f"{len(older)} earlier {noun} of the same settings left out ({shown}{more}); "
+            "--all-runs uses every run"
+        )
+    return kept, notes
 
 
 def natural_key(text: str) -> tuple:
