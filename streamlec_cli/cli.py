@@ -200,16 +200,24 @@ def kill_worker(names: tuple[str, ...], sig: str) -> None:
     click.echo(message)
 
 
+_ALL_RUNS_OPTION = click.option(
+    "--all-runs",
+    is_flag=True,
+    help="Use every complete run (default: the latest complete run of each setting).",
+)
+
+
 @main.command("plot")
 @click.argument("results", nargs=-1, type=click.Path(path_type=Path), metavar="RESULTS...")
 @_out_directory(Path("plots"), "Directory the figures go into (one PNG and one SVG each).")
-def plot(results: tuple[Path, ...], out: Path) -> None:
+@_ALL_RUNS_OPTION
+def plot(results: tuple[Path, ...], out: Path, all_runs: bool) -> None:
     """Figures from saved results only (RESULTS: run or results directories; default results/)."""
     from .plotting import plot_results
     from .results import NoRunsError
 
     try:
-        written, notes = plot_results(results or (Path("results"),), out)
+        written, notes = plot_results(results or (Path("results"),), out, all_runs)
     except NoRunsError as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(2) from None
@@ -227,22 +235,45 @@ def plot(results: tuple[Path, ...], out: Path) -> None:
     default=None,
     help="Also write the Markdown report to this file.",
 )
-def report(results: tuple[Path, ...], out: Path | None) -> None:
+@click.option(
+    "--csv",
+    "csv_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Also write each table as DIR/<table>.csv (claims, throughput, cpu), for pandas.",
+)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write every table to this JSON file ({table: [row, ...]}), for pandas.",
+)
+@_ALL_RUNS_OPTION
+def report(
+    results: tuple[Path, ...],
+    out: Path | None,
+    csv_dir: Path | None,
+    json_file: Path | None,
+    all_runs: bool,
+) -> None:
     """The paper's headline ratios beside the ones measured in RESULTS (Markdown)."""
-    from .report import build_report
+    from .report import build_report, write_tables
     from .results import NoRunsError
 
     try:
-        text, notes = build_report(results or (Path("results"),))
+        built = build_report(results or (Path("results"),), all_runs)
     except NoRunsError as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(2) from None
-    for note in notes:
+    for note in built.notes:
         click.echo(f"note: {note}", err=True)
-    click.echo(text)
+    click.echo(built.markdown)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        out.write_text(built.markdown + "\n")
+    for path in write_tables(built.tables, csv_dir, json_file):
+        click.echo(f"wrote {path}", err=True)
 
 
 # -- streamlec datasets ------------------------------------------------------------------------
