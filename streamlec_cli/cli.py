@@ -227,27 +227,26 @@ def plot(results: tuple[Path, ...], out: Path, all_runs: bool) -> None:
         click.echo(str(path))
 
 
+def _also_written(flag: str, dest: str, what: str, **path: bool):
+    """An optional ``flag PATH`` of ``report``: one more place the report is written to."""
+    kind = click.Path(path_type=Path, **path)
+    return click.option(flag, dest, type=kind, default=None, help=what)
+
+
 @main.command("report")
 @click.argument("results", nargs=-1, type=click.Path(path_type=Path), metavar="RESULTS...")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Also write the Markdown report to this file.",
-)
-@click.option(
+@_also_written("--out", "out", "Also write the Markdown report to this file.")
+@_also_written(
     "--csv",
     "csv_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Also write each table as DIR/<table>.csv (claims, throughput, cpu), for pandas.",
+    "Also write each table as DIR/<table>.csv (claims, throughput, cpu), for pandas.",
+    file_okay=False,
 )
-@click.option(
+@_also_written(
     "--json",
     "json_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Also write every table to this JSON file ({table: [row, ...]}), for pandas.",
+    "Also write every table to this JSON file ({table: [row, ...]}), for pandas.",
+    dir_okay=False,
 )
 @_ALL_RUNS_OPTION
 def report(
