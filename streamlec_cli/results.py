@@ -238,6 +238,19 @@ def started(run_dir: Path) -> tuple:
     return (float(start) if isinstance(start, int | float) else 0.0, natural_key(run_dir.name))
 
 
+def spec_text(resolved: Any) -> str:
+    """A resolved spec as text that is equal for equal specs (YAML data, keys sorted)."""
+    return json.dumps(yaml.safe_load(yaml.safe_dump(resolved)), sort_keys=True, default=str)
+
+
+def ran_spec(run_dir: Path) -> str | None:
+    """``spec_text`` of the spec a run ran (its ``spec.yaml``); None when unreadable."""
+    try:
+        return spec_text(yaml.safe_load((Path(run_dir) / "spec.yaml").read_text()))
+    except (OSError, yaml.YAMLError):
+        return None
+
+
 def finished_run(spec_dir: Path, setting: str, resolved: dict[str, Any]) -> Path | None:
     """The latest run under ``spec_dir`` that already ran this setting to the end, or None.
 
@@ -246,20 +259,19 @@ def finished_run(spec_dir: Path, setting: str, resolved: dict[str, Any]) -> Path
     content ``streamlec run`` would write for the new run, compared as YAML data: every key
     and value, data file path included, not the file's content nor the code's version).
     """
-    same = yaml.safe_load(yaml.safe_dump(resolved, sort_keys=False))
+    same = spec_text(resolved)
     found = []
     for run_dir in Path(spec_dir).glob("*/summary.json"):
         run_dir = run_dir.parent
         try:
             summary = read_summary(run_dir)
-            ran = yaml.safe_load((run_dir / "spec.yaml").read_text())
-        except (OSError, ValueError, yaml.YAMLError):
+        except (OSError, ValueError):
             continue
         if (
             summary.get("complete") is True
             and not summary.get("error")
             and setting_of(summary, run_dir) == setting
-            and ran == same
+            and ran_spec(run_dir) == same
         ):
             found.append(run_dir)
     return max(found, key=started, default=None)
@@ -336,7 +348,7 @@ def load_runs(
     ``variant``, ``spec_dir`` (the folder of its spec's runs), ``setting`` (``setting_of``)
     and ``config`` (the setting without the ``-rN`` of ``repeat``, shared by the repeats of
     one configuration). Unless ``all_runs``, only the latest complete run of each setting
-    (spec name and setting) is kept, and a note says which earlier ones were left out.
+    (``latest_per_setting``) is kept, and a note says which earlier ones were left out.
     Raises :class:`NoRunsError` when there is no run directory at all.
     """
     runs, notes = [], []
@@ -351,6 +363,7 @@ def load_runs(
             notes.append(f"{run_dir}: left out, {why}")
             continue
         meta = read_meta(run_dir)
+        spec_name = summary.get("spec_name", run_dir.parent.name)
         setting = setting_of(summary, run_dir)
         suffix = f"-r{meta.get('run_index', 0)}"
         config = setting[: -len(suffix)] if setting.endswith(suffix) else setting
@@ -360,8 +373,9 @@ def load_runs(
                 "meta": meta,
                 "run_dir": run_dir,
                 "spec_dir": run_dir.parent,
-                "spec_name": summary.get("spec_name", run_dir.parent.name),
+                "spec_name": spec_name,
                 "setting": setting,
+                "same_setting": (spec_name, setting, ran_spec(run_dir)),
                 "config": config,
                 "family": scheme_family(summary),
                 "variant": scheme_variant(summary),
@@ -375,15 +389,17 @@ def load_runs(
 
 
 def latest_per_setting(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The latest run (``started``) of each spec name and setting, and one note per spec
-    naming the earlier runs left out."""
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    """The latest run (``started``) of each setting, and one note per spec naming the
+    earlier runs left out. Runs are of the same setting when they have the same spec name,
+    setting name and resolved spec (``spec.yaml``), as for ``streamlec run --resume``: a
+    run with other ``--set`` values is another setting."""
+    latest: dict[tuple, dict[str, Any]] = {}
     for run in sorted(runs, key=lambda run: started(run["run_dir"])):
-        latest[(str(run["spec_name"]), run["setting"])] = run
-    kept = [run for run in runs if latest[(str(run["spec_name"]), run["setting"])] is run]
+        latest[run["same_setting"]] = run
+    kept = [run for run in runs if latest[run["same_setting"]] is run]
     left: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        if latest[(str(run["spec_name"]), run["setting"])] is not run:
+        if latest[run["same_setting"]] is not run:
             left.setdefault(str(run["spec_name"]), []).append(run)
     notes = []
     for spec_name, older in left.items():
