@@ -39,14 +39,10 @@ def write_spec(tmp_path: Path, **overrides) -> Path:
     return path
 
 
-def streamlec(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "streamlec_cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        env={**os.environ, **(env or {})},
-    )
+def streamlec(*args: str) -> subprocess.CompletedProcess:
+    """One ``streamlec`` command to its end, its output captured."""
+    command = [sys.executable, "-m", "streamlec_cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT)
 
 
 def start(spec: Path, out: Path, env: dict) -> subprocess.Popen:
