@@ -238,43 +238,46 @@ def started(run_dir: Path) -> tuple:
     return (float(start) if isinstance(start, int | float) else 0.0, natural_key(run_dir.name))
 
 
-def spec_text(resolved: Any) -> str:
-    """A resolved spec as text that is equal for equal specs (YAML data, keys sorted)."""
-    return json.dumps(yaml.safe_load(yaml.safe_dump(resolved)), sort_keys=True, default=str)
+_YAML = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when there is one: faster
+
+
+def spec_text(resolved: dict[str, Any]) -> str:
+    """A resolved spec as text equal for equal specs: as ``spec.yaml`` would hold it, read
+    back as YAML data, keys sorted."""
+    return _canonical(yaml.load(yaml.safe_dump(resolved), Loader=_YAML))
+
+
+def _canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, default=str)
 
 
 def ran_spec(run_dir: Path) -> str | None:
     """``spec_text`` of the spec a run ran (its ``spec.yaml``); None when unreadable."""
     try:
-        return spec_text(yaml.safe_load((Path(run_dir) / "spec.yaml").read_text()))
+        return _canonical(yaml.load((Path(run_dir) / "spec.yaml").read_text(), Loader=_YAML))
     except (OSError, yaml.YAMLError):
         return None
 
 
-def finished_run(spec_dir: Path, setting: str, resolved: dict[str, Any]) -> Path | None:
-    """The latest run under ``spec_dir`` that already ran this setting to the end, or None.
+def finished_runs(spec_dir: Path) -> dict[tuple[str, str | None], Path]:
+    """The runs under ``spec_dir`` that ran to the end, by (setting, ``ran_spec``); the
+    latest when a setting has several.
 
-    It counts when its ``summary.json`` says ``complete: true`` with no ``error``, names the
-    same setting, and its ``spec.yaml`` holds the same resolved spec as ``resolved`` (the
-    content ``streamlec run`` would write for the new run, compared as YAML data: every key
-    and value, data file path included, not the file's content nor the code's version).
+    A run counts when its ``summary.json`` says ``complete: true`` with no ``error``.
+    ``streamlec run --resume`` looks a new run up with its setting and ``spec_text`` of
+    the spec it would write: the same resolved spec compared as YAML data, every key and
+    value, data file path included, not the file's content nor the code's version.
     """
-    same = spec_text(resolved)
-    found = []
-    for run_dir in Path(spec_dir).glob("*/summary.json"):
-        run_dir = run_dir.parent
+    found = {}
+    for path in sorted(Path(spec_dir).glob("*/summary.json"), key=lambda p: started(p.parent)):
+        run_dir = path.parent
         try:
             summary = read_summary(run_dir)
         except (OSError, ValueError):
             continue
-        if (
-            summary.get("complete") is True
-            and not summary.get("error")
-            and setting_of(summary, run_dir) == setting
-            and ran_spec(run_dir) == same
-        ):
-            found.append(run_dir)
-    return max(found, key=started, default=None)
+        if summary.get("complete") is True and not summary.get("error"):
+            found[(setting_of(summary, run_dir), ran_spec(run_dir))] = run_dir
+    return found
 
 
 def read_meta(run_dir: Path) -> dict[str, Any]:

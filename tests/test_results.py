@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from streamlec_cli.results import finished_run, new_run_directory
+from streamlec_cli.results import finished_runs, new_run_directory, spec_text
 
 SPEC = {"name": "s", "batch": 6000, "scheme": {"name": "ec", "k": 4, "r": 2}}
 
@@ -49,6 +49,11 @@ def write_run(spec_dir: Path, name: str, start: float, spec=SPEC, **summary) -> 
     (run_dir / "meta.json").write_text(json.dumps({"start_time": start}))
     (run_dir / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return run_dir
+
+
+def finished_run(spec_dir: Path, setting: str, spec: dict) -> Path | None:
+    """The run ``--resume`` reuses for this setting and resolved spec."""
+    return finished_runs(spec_dir).get((setting, spec_text(spec)))
 
 
 def test_resume_reuses_only_a_complete_run_of_the_same_setting_and_spec(tmp_path: Path) -> None:

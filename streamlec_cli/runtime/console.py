@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from .. import datasets
-from ..results import finished_run, read_summary
+from ..results import finished_runs, read_summary, spec_text
 from ..spec import Spec
 from .supervisor import RunFailed, Supervisor, resolved_spec
 
@@ -163,7 +163,7 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False, resume: bool = Fal
     a run lost items or differs from the reference, 130 when interrupted.
 
     With ``resume``, a setting that already has a complete run under ``out``
-    (``results.finished_run``) is not run again: its earlier summary takes its place."""
+    (``results.finished_runs``) is not run again: its earlier summary takes its place."""
     signal.signal(signal.SIGTERM, _terminate)
     summaries = []
     code = 0
@@ -173,9 +173,10 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False, resume: bool = Fal
         except datasets.DatasetError as exc:
             click.echo(f"error: {exc}", err=True)
             return 2
+    done = finished_runs(out / runs[0].name) if resume else {}
     for index, spec in enumerate(runs, 1):
         label = f"[{index}/{len(runs)}] {spec.run_id}"
-        earlier = resume and finished_run(out / spec.name, spec.run_id, resolved_spec(spec))
+        earlier = done.get((spec.run_id, spec_text(resolved_spec(spec)))) if done else None
         if earlier:
             click.echo(f"{label}: skipped, already complete in {earlier}", err=True)
             summaries.append(read_summary(earlier))
