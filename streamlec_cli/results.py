@@ -145,12 +145,9 @@ def new_run_directory(spec_dir: Path, setting: str, now: float | None = None) ->
     base = f"{setting}-{time.strftime(RUN_TIME_FORMAT, time.gmtime(now))}"
     for n in itertools.count(1):
         path = spec_dir / (base if n == 1 else f"{base}-{n}")
-        try:
+        with contextlib.suppress(FileExistsError):
             path.mkdir()
-        except FileExistsError:
-            continue
-        return path
-    raise AssertionError("unreachable")  # pragma: no cover
+            return path
 
 
 #: A folder holding this file is a committed set of results (``results/reference``): scanning
