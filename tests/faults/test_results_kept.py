@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +20,12 @@ import yaml
 
 RUN_TIMEOUT = 240  # seconds; two runs share 2 cores with whatever else the machine runs
 ITEMS = 48_000
+
+
+@pytest.fixture(autouse=True)
+def private_registry(tmp_path, monkeypatch):
+    """Every command of a test sees only that test's live runs."""
+    monkeypatch.setenv("STREAMLEC_RUNTIME_DIR", str(tmp_path / "registry"))
 
 
 def write_spec(tmp_path: Path, **overrides) -> Path:
@@ -45,14 +50,13 @@ def streamlec(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT)
 
 
-def start(spec: Path, out: Path, env: dict) -> subprocess.Popen:
-    """``streamlec run`` in the background, with its own registry of live runs."""
+def start(spec: Path, out: Path) -> subprocess.Popen:
+    """``streamlec run`` in the background."""
     return subprocess.Popen(
         [sys.executable, "-m", "streamlec_cli", "run", str(spec), "--out", str(out), "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, **env},
     )
 
 
@@ -138,11 +142,10 @@ def test_rerunning_a_spec_keeps_every_earlier_run_byte_for_byte(tmp_path):
 def test_two_runs_of_one_spec_at_once_each_keep_their_own_directory(tmp_path):
     spec = write_spec(tmp_path, rate=20_000)  # open loop: about 2.4 s of stream each
     out = tmp_path / "results"
-    env = {"STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")}
-    first = start(spec, out, env)
+    first = start(spec, out)
     try:
         wait_until(lambda: any(committed_batches(d) >= 2 for d in out.glob("kept/*")), "batch 2")
-        second = start(spec, out, env)
+        second = start(spec, out)
         try:
             outputs = [proc.communicate(timeout=RUN_TIMEOUT) for proc in (first, second)]
         finally:
@@ -163,7 +166,7 @@ def test_resume_runs_only_the_settings_an_interrupted_sweep_left(tmp_path):
     spec = write_spec(tmp_path, rate=20_000, sweep={"batch": [6_000, 4_000, 3_000]})
     out = tmp_path / "results"
     settings = [f"ec42-logreg-higgs-batch{b}" for b in (6000, 4000, 3000)]
-    sweep = start(spec, out, {"STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")})
+    sweep = start(spec, out)
     try:  # Ctrl-C in the middle of the second run's stream, after the first one finished
         wait_until(
             lambda: any(committed_batches(d) >= 2 for d in out.glob(f"kept/{settings[1]}*")),
