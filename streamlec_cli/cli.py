@@ -110,12 +110,18 @@ def _out_directory(default: Path, what: str):
 @_SET_OPTION
 @_out_directory(Path("results"), "Directory the results go under.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(spec_file: Path, overrides: tuple[str, ...], out: Path, quiet: bool) -> None:
-    """Run every run SPEC expands to; results under OUT/<spec name>/<run id>/."""
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Skip each run whose setting already has a complete run under OUT with the same "
+    "resolved spec (an interrupted sweep goes on where it stopped).",
+)
+def run(spec_file: Path, overrides: tuple[str, ...], out: Path, quiet: bool, resume: bool) -> None:
+    """Run every run SPEC expands to; each in a new OUT/<spec name>/<setting>-<UTC time>/."""
     from .runtime.console import run_all
 
     runs = _load_runs(spec_file, overrides)
-    code = run_all(runs, out, quiet=quiet)
+    code = run_all(runs, out, quiet=quiet, resume=resume)
     if code:
         raise click.exceptions.Exit(code)
 
@@ -204,16 +210,24 @@ def kill_worker(names: tuple[str, ...], sig: str) -> None:
     click.echo(message)
 
 
+_ALL_RUNS_OPTION = click.option(
+    "--all-runs",
+    is_flag=True,
+    help="Use every complete run (default: the latest complete run of each setting).",
+)
+
+
 @main.command("plot")
 @click.argument("results", nargs=-1, type=click.Path(path_type=Path), metavar="RESULTS...")
 @_out_directory(Path("plots"), "Directory the figures go into (one PNG and one SVG each).")
-def plot(results: tuple[Path, ...], out: Path) -> None:
+@_ALL_RUNS_OPTION
+def plot(results: tuple[Path, ...], out: Path, all_runs: bool) -> None:
     """Figures from saved results only (RESULTS: run or results directories; default results/)."""
     from .plotting import plot_results
     from .results import NoRunsError
 
     try:
-        written, notes = plot_results(results or (Path("results"),), out)
+        written, notes = plot_results(results or (Path("results"),), out, all_runs)
     except NoRunsError as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(2) from None
@@ -223,30 +237,52 @@ def plot(results: tuple[Path, ...], out: Path) -> None:
         click.echo(str(path))
 
 
+def _also_written(flag: str, dest: str, what: str, **path: bool):
+    """An optional ``flag PATH`` of ``report``: one more place the report is written to."""
+    kind = click.Path(path_type=Path, **path)
+    return click.option(flag, dest, type=kind, default=None, help=what)
+
+
 @main.command("report")
 @click.argument("results", nargs=-1, type=click.Path(path_type=Path), metavar="RESULTS...")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Also write the Markdown report to this file.",
+@_also_written("--out", "out", "Also write the Markdown report to this file.")
+@_also_written(
+    "--csv",
+    "csv_dir",
+    "Also write each table as DIR/<table>.csv (claims, throughput, cpu), for pandas.",
+    file_okay=False,
 )
-def report(results: tuple[Path, ...], out: Path | None) -> None:
+@_also_written(
+    "--json",
+    "json_file",
+    "Also write every table to this JSON file ({table: [row, ...]}), for pandas.",
+    dir_okay=False,
+)
+@_ALL_RUNS_OPTION
+def report(
+    results: tuple[Path, ...],
+    out: Path | None,
+    csv_dir: Path | None,
+    json_file: Path | None,
+    all_runs: bool,
+) -> None:
     """The paper's headline ratios beside the ones measured in RESULTS (Markdown)."""
-    from .report import build_report
+    from .report import build_report, write_tables
     from .results import NoRunsError
 
     try:
-        text, notes = build_report(results or (Path("results"),))
+        built = build_report(results or (Path("results"),), all_runs)
     except NoRunsError as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(2) from None
-    for note in notes:
+    for note in built.notes:
         click.echo(f"note: {note}", err=True)
-    click.echo(text)
+    click.echo(built.markdown)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        out.write_text(built.markdown + "\n")
+    for path in write_tables(built.tables, csv_dir, json_file):
+        click.echo(f"wrote {path}", err=True)
 
 
 # -- streamlec datasets ------------------------------------------------------------------------

@@ -95,13 +95,16 @@ def scheme_colour(family: str) -> str:
     return OTHER_COLOUR
 
 
-def plot_results(paths: Sequence[Path], out: Path) -> tuple[list[Path], list[str]]:
-    """Write every figure the runs under ``paths`` allow into ``out``.
+def plot_results(
+    paths: Sequence[Path], out: Path, all_runs: bool = False
+) -> tuple[list[Path], list[str]]:
+    """Write every figure the runs under ``paths`` allow into ``out``: from the latest
+    complete run of each setting, or from every run with ``all_runs``.
 
     Returns the files written (a PNG and an SVG per figure) and a note per run left out.
     Raises :class:`~streamlec_cli.results.NoRunsError` when there is nothing to plot.
     """
-    runs, notes = load_runs(paths)
+    runs, notes = load_runs(paths, all_runs)
     if not runs:
         where = ", ".join(repr(str(p)) for p in paths)
         msg = (

@@ -25,10 +25,12 @@ How each ratio is measured:
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -37,6 +39,7 @@ from . import schemes
 from .results import FAMILY_ORDER, load_runs, natural_key
 
 Run = dict[str, Any]
+Record = dict[str, Any]  # one row of a table, as numbers where it holds numbers
 
 EC = schemes.label("ec", {"k": 4, "r": 2})
 REP3 = schemes.label("rep", {"copies": 3})
@@ -47,20 +50,34 @@ LATENCY_WINDOW = 5.0  # seconds, as the run's own summary uses
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the claims table."""
+    """One line of the claims table: ``measured`` as text, ``ratio`` (and, for latency,
+    ``p50_ratio``) as numbers, None when not measured."""
 
     claim: str
     paper: str
     measured: str
     basis: str
+    ratio: float | None = None
+    p50_ratio: float | None = None
 
 
-def build_report(paths: Sequence[Path]) -> tuple[str, list[str]]:
-    """The Markdown report for the runs under ``paths`` and a note per run left out.
+@dataclass(frozen=True)
+class Report:
+    """The Markdown text, the same tables as records (``claims``, ``throughput``, ``cpu``;
+    one dict per row, numbers as numbers) for CSV and JSON, and a note per run left out."""
+
+    markdown: str
+    tables: dict[str, list[Record]]
+    notes: list[str]
+
+
+def build_report(paths: Sequence[Path], all_runs: bool = False) -> Report:
+    """The report on the runs under ``paths``: the latest complete run of each setting, or
+    every run with ``all_runs`` (``results.load_runs``).
 
     Raises :class:`~streamlec_cli.results.NoRunsError` when there is no run directory.
     """
-    runs, notes = load_runs(paths)
+    runs, notes = load_runs(paths, all_runs)
     rows = [
         throughput_row(runs, "reactive", "5.17x"),
         throughput_row(runs, REP3, "1.55x"),
@@ -78,10 +95,11 @@ def build_report(paths: Sequence[Path]) -> tuple[str, list[str]]:
         "",
         provenance(runs, paths),
     ]
-    table = throughput_table(runs)
-    if table:
-        lines += ["", "### Throughput by setting (items/s, mean over repeats)", "", *table]
-    costs = cpu_table(runs)
+    throughput = throughput_records(runs)
+    if throughput:
+        lines += ["", "### Throughput by setting (items/s, mean over repeats)", ""]
+        lines += _markdown(throughput, _throughput_columns(throughput))
+    costs = cpu_records(runs)
     if costs:
         lines += [
             "",
@@ -96,9 +114,54 @@ def build_report(paths: Sequence[Path]) -> tuple[str, list[str]]:
             "the synchronous pipeline (batch b waits for the model of batch b-1) waits on "
             "itself, and saving CPU does not raise throughput.",
             "",
-            *costs,
+            f"Runs of spec {costs[0]['specs']}:",
+            "",
+            *_markdown(costs, CPU_COLUMNS),
         ]
-    return "\n".join(lines), notes
+    tables = {"claims": [asdict(row) for row in rows], "throughput": throughput, "cpu": costs}
+    return Report("\n".join(lines), tables, notes)
+
+
+Column = tuple[str, str, Callable[[Any], str]]  # record key, Markdown header, cell text
+
+
+def _markdown(records: list[Record], columns: Sequence[Column]) -> list[str]:
+    """A Markdown table of ``records``, one column per (key, header, cell text)."""
+    lines = ["| " + " | ".join(header for _, header, _ in columns) + " |"]
+    lines.append("|" + "---|" * len(columns))
+    for record in records:
+        cells = (text(record[key]) for key, _, text in columns)
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_tables(tables: dict[str, list[Record]], csv_dir: Path | None, json_file: Path | None):
+    """``--csv DIR``: one ``<table>.csv`` per table (a header row, then one row per record);
+    ``--json FILE``: ``{table: [record, ...]}``. Both read as they are into pandas
+    (``pd.read_csv``, ``pd.DataFrame(data[table])``). Returns the files written."""
+    written = []
+    if csv_dir is not None:
+        csv_dir.mkdir(parents=True, exist_ok=True)
+        for name, records in tables.items():
+            path = csv_dir / f"{name}.csv"
+            with open(path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=_keys(name, records))
+                writer.writeheader()
+                writer.writerows(records)
+            written.append(path)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(tables, indent=1) + "\n")
+        written.append(json_file)
+    return written
+
+
+def _keys(name: str, records: list[Record]) -> list[str]:
+    """The columns of a table, also when it has no rows."""
+    if records:
+        return list(records[0])
+    empty = {"claims": [f.name for f in fields(Row)], "cpu": [k for k, _, _ in CPU_COLUMNS]}
+    return empty.get(name, ["spec", "algorithm", "dataset", "processors"])
 
 
 # -- throughput ----------------------------------------------------------------------------
@@ -138,35 +201,54 @@ def throughput_row(runs: list[Run], other: str, paper: str) -> Row:
             f"range {_ratio(min(ratios))} to {_ratio(max(ratios))}; {runs_used} runs"
         )
     ec_note = "" if variants == [EC] else f"; EC runs: {', '.join(variants)}"
-    return Row(claim, paper, _ratio(_geomean(ratios)), f"{how}; spec {', '.join(specs)}{ec_note}")
+    ratio = _geomean(ratios)
+    return Row(claim, paper, _ratio(ratio), f"{how}; spec {', '.join(specs)}{ec_note}", ratio)
 
 
-def throughput_table(runs: list[Run]) -> list[str]:
-    """Markdown rows: mean throughput per setting and scheme, and EC(4,2)'s ratios."""
+def throughput_records(runs: list[Run]) -> list[Record]:
+    """Per setting: mean throughput of each scheme family (items/s, None where it has no
+    runs; the EC(4,2) column as in the ratios) and EC(4,2)'s ratio to Reactive and Rep-3x."""
     settings = _normal_settings(runs)
-    if not settings:
-        return []
     present = {family for by_family in settings.values() for family in by_family}
     families = [f for f in FAMILY_ORDER if f in present]
     families += sorted(present - set(families))
     ratios = [f for f in ("reactive", REP3) if f in present and EC in present]
-    header = ["spec", "algorithm", "dataset", "processors", *families]
-    header += [f"EC(4,2) / {_scheme_name(f)}" for f in ratios]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    records = []
     for setting in sorted(settings, key=lambda s: tuple(natural_key(str(part)) for part in s)):
         by_family = settings[setting]
         spec_dir, algorithm, dataset, processors, *_ = setting
-        cells = [spec_dir.name, algorithm, dataset, str(processors)]
-        for family in families:
-            chosen = _ec_runs(by_family)[0] if family == EC else by_family.get(family)
-            cells.append(f"{_mean_throughput(chosen):,.0f}" if chosen else "")
+        record: Record = {
+            "spec": spec_dir.name,
+            "algorithm": algorithm,
+            "dataset": dataset,
+            "processors": processors,
+        }
         ec = _ec_runs(by_family)[0]
+        for family in families:
+            chosen = ec if family == EC else by_family.get(family)
+            record[family] = _mean_throughput(chosen) if chosen else None
         for family in ratios:
             other = by_family.get(family)
             fits = ec and other
-            cells.append(_ratio(_mean_throughput(ec) / _mean_throughput(other)) if fits else "")
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+            ratio = _mean_throughput(ec) / _mean_throughput(other) if fits else None
+            record[f"EC(4,2) / {_scheme_name(family)}"] = ratio
+        records.append(record)
+    return records
+
+
+def _throughput_columns(records: list[Record]) -> list[Column]:
+    """Markdown columns of ``throughput_records``: the setting, items/s, ratios."""
+    columns: list[Column] = [(key, key, str) for key in ("spec", "algorithm", "dataset")]
+    columns.append(("processors", "processors", str))
+    for key in list(records[0])[4:]:
+        ratio = key.startswith("EC(4,2) / ")
+        columns.append((key, key, _cell(_ratio if ratio else "{:,.0f}".format, "")))
+    return columns
+
+
+def _cell(text: Callable[[Any], str], missing: str) -> Callable[[Any], str]:
+    """Cell text of a number, ``missing`` for None."""
+    return lambda value: missing if value is None else text(value)
 
 
 def _normal_settings(runs: list[Run]) -> dict[tuple, dict[str, list[Run]]]:
@@ -208,8 +290,10 @@ def _describe_setting(setting: tuple) -> str:
 # -- CPU -------------------------------------------------------------------------------------
 
 
-def cpu_table(runs: list[Run]) -> list[str]:
-    """Markdown rows: CPU seconds per million items delivered, by worker role and scheme."""
+def cpu_records(runs: list[Run]) -> list[Record]:
+    """Per scheme variant: CPU seconds per million items delivered by the source, the sink,
+    the processors and in total (median over runs), the processors' share and the share of
+    the machine left idle (None for runs from before it was recorded)."""
     by_variant: dict[str, list[tuple[float | None, ...]]] = defaultdict(list)
     normal = [
         run
@@ -234,25 +318,41 @@ def cpu_table(runs: list[Run]) -> list[str]:
                 run.get("machine_idle_during_stream"),
             )
         )
-    if not by_variant:
-        return []
-    specs = sorted({run["spec_dir"].name for run in preferred or normal})
+    specs = ", ".join(sorted({run["spec_dir"].name for run in preferred or normal}))
     order = {family: i for i, family in enumerate(FAMILY_ORDER)}
-    header = (
-        "| scheme | runs | source | sink | processors | total | processors' share | machine idle |"
-    )
-    lines = [f"Runs of spec {', '.join(specs)}:", "", header, "|---|---|---|---|---|---|---|---|"]
+    records = []
     for variant in sorted(by_variant, key=lambda v: (order.get(v.split()[0], 99), v)):
         rows = by_variant[variant]
         source, sink, processors = (median(row[i] for row in rows) for i in range(3))
         total = source + sink + processors
         idle = [row[3] for row in rows if row[3] is not None]
-        idle_cell = f"{median(idle):.0%}" if idle else "-"  # runs from before it was recorded
-        lines.append(
-            f"| {variant} | {len(rows)} | {source:.2f} | {sink:.2f} | {processors:.2f} | "
-            f"{total:.2f} | {processors / total:.0%} | {idle_cell} |"
+        records.append(
+            {
+                "scheme": variant,
+                "runs": len(rows),
+                "source": source,
+                "sink": sink,
+                "processors": processors,
+                "total": total,
+                "processors_share": processors / total,
+                "machine_idle": median(idle) if idle else None,
+                "specs": specs,
+            }
         )
-    return lines
+    return records
+
+
+_SECONDS = "{:.2f}".format
+CPU_COLUMNS: tuple[Column, ...] = (
+    ("scheme", "scheme", str),
+    ("runs", "runs", str),
+    ("source", "source", _SECONDS),
+    ("sink", "sink", _SECONDS),
+    ("processors", "processors", _SECONDS),
+    ("total", "total", _SECONDS),
+    ("processors_share", "processors' share", "{:.0%}".format),
+    ("machine_idle", "machine idle", _cell("{:.0%}".format, "-")),
+)
 
 
 # -- latency after failures ----------------------------------------------------------------
@@ -282,7 +382,8 @@ def latency_row(runs: list[Run], family: str, killed: int, paper: str) -> Row:
         return Row(claim, paper, NOT_MEASURED, basis)
     p99 = _geomean([m[1] for m in measured])
     p50s = [m[2] for m in measured if m[2] is not None]
-    p50 = f" (p50: {_ratio(_geomean(p50s))})" if p50s else ""
+    p50_ratio = _geomean(p50s) if p50s else None
+    p50 = f" (p50: {_ratio(p50_ratio)})" if p50_ratio is not None else ""
     arounds = [_around(run) or {} for run, *_ in measured]
     seconds = arounds[0].get("window_s", LATENCY_WINDOW)
     by = {a.get("by", "arrival") for a in arounds}
@@ -296,7 +397,7 @@ def latency_row(runs: list[Run], family: str, killed: int, paper: str) -> Row:
         f"{seconds:g} s before; "
         f"{many}; {', '.join(kills)}; {', '.join(rates)}; spec {', '.join(specs)}"
     )
-    return Row(claim, paper, _ratio(p99) + p50, basis)
+    return Row(claim, paper, _ratio(p99) + p50, basis, p99, p50_ratio)
 
 
 def _around(run: Run) -> dict[str, Any] | None:

@@ -1,29 +1,35 @@
 """A run's results directory: writing it as the run goes, reading it back for plots and reports.
 
-``results/<spec name>/<run id>/`` holds ``spec.yaml`` (resolved), ``meta.json`` (commit, host,
-cores, memory, versions, start time), ``batches.csv``, ``timeline.csv``, ``events.csv``,
-``predictions.f64`` (one float64 per stream item, NaN where lost), ``latency.f32`` (seconds
-from each item's arrival to its final result, NaN where lost), ``model.npy``, worker logs
-under ``logs/`` and ``summary.json``. CSV rows are flushed as they are written, and events are
-appended one ``write`` per line, so whatever was measured survives a crash of the harness.
+``results/<spec name>/<run id>/`` (the run id is the setting's name and the UTC time the run
+started, ``<setting>-YYYYmmdd-HHMMSS``, plus ``-2``, ``-3``... when that name is taken: every
+run gets a new directory and an earlier run's is never touched) holds ``spec.yaml``
+(resolved), ``meta.json`` (commit, host, cores, memory, versions, start time, run id and
+setting), ``batches.csv``, ``timeline.csv``, ``events.csv``, ``predictions.f64`` (one float64
+per stream item, NaN where lost), ``latency.f32`` (seconds from each item's arrival to its
+final result, NaN where lost), ``model.npy``, worker logs under ``logs/`` and
+``summary.json``. CSV rows are flushed as they are written, and events are appended one
+``write`` per line, so whatever was measured survives a crash of the harness.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import os
 import platform
 import re
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from . import schemes
 
@@ -126,6 +132,28 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+#: How a run directory's name says when the run started (UTC), after the setting's name.
+RUN_TIME_FORMAT = "%Y%m%d-%H%M%S"
+
+
+def new_run_directory(spec_dir: Path, setting: str, now: float | None = None) -> Path:
+    """Create and return a directory no other run has: ``<spec_dir>/<setting>-<UTC time>``,
+    or that name plus ``-2``, ``-3``... when it is taken.
+
+    ``mkdir`` without ``exist_ok`` either creates the name or fails, so two runs that start
+    in the same second, even from two processes, each get their own directory, and no
+    earlier run's directory is ever reused.
+    """
+    spec_dir = Path(spec_dir)
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    base = f"{setting}-{time.strftime(RUN_TIME_FORMAT, time.gmtime(now))}"
+    for n in itertools.count(1):
+        path = spec_dir / (base if n == 1 else f"{base}-{n}")
+        with contextlib.suppress(FileExistsError):
+            path.mkdir()
+            return path
+
+
 #: A folder holding this file is a committed set of results (``results/reference``): scanning
 #: a parent folder skips it, so ``streamlec plot results/`` shows the user's own runs only;
 #: name the folder itself to use it.
@@ -199,6 +227,60 @@ def find_runs(paths: Sequence[Path]) -> list[Path]:
     return found
 
 
+def setting_of(summary: dict[str, Any], run_dir: Path) -> str:
+    """The setting a run ran (``Spec.run_id``: scheme, algorithm, dataset, sweep values,
+    ``-rN``); in runs written before run ids were time-stamped, the run id itself."""
+    return str(summary.get("setting") or summary.get("run_id") or Path(run_dir).name)
+
+
+def started(run_dir: Path) -> tuple:
+    """Sort key of runs by when they started (``meta.json``), then by directory name."""
+    start = read_meta(run_dir).get("start_time")
+    return (float(start) if isinstance(start, int | float) else 0.0, natural_key(run_dir.name))
+
+
+_YAML = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when there is one: faster
+
+
+def spec_text(resolved: dict[str, Any]) -> str:
+    """A resolved spec as text equal for equal specs: as ``spec.yaml`` would hold it, read
+    back as YAML data, keys sorted."""
+    return _canonical(yaml.load(yaml.safe_dump(resolved), Loader=_YAML))
+
+
+def _canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def ran_spec(run_dir: Path) -> str | None:
+    """``spec_text`` of the spec a run ran (its ``spec.yaml``); None when unreadable."""
+    try:
+        return _canonical(yaml.load((Path(run_dir) / "spec.yaml").read_text(), Loader=_YAML))
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def finished_runs(spec_dir: Path) -> dict[tuple[str, str | None], Path]:
+    """The runs under ``spec_dir`` that ran to the end, by (setting, ``ran_spec``); the
+    latest when a setting has several.
+
+    A run counts when its ``summary.json`` says ``complete: true`` with no ``error``.
+    ``streamlec run --resume`` looks a new run up with its setting and ``spec_text`` of
+    the spec it would write: the same resolved spec compared as YAML data, every key and
+    value, data file path included, not the file's content nor the code's version.
+    """
+    found = {}
+    for path in sorted(Path(spec_dir).glob("*/summary.json"), key=lambda p: started(p.parent)):
+        run_dir = path.parent
+        try:
+            summary = read_summary(run_dir)
+        except (OSError, ValueError):
+            continue
+        if summary.get("complete") is True and not summary.get("error"):
+            found[(setting_of(summary, run_dir), ran_spec(run_dir))] = run_dir
+    return found
+
+
 def read_meta(run_dir: Path) -> dict[str, Any]:
     """``meta.json`` of a run, or an empty mapping when it is missing."""
     path = Path(run_dir) / "meta.json"
@@ -261,13 +343,17 @@ FAMILY_ORDER = tuple(
 )
 
 
-def load_runs(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+def load_runs(
+    paths: Sequence[Path], all_runs: bool = False
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Finished runs under ``paths`` and a note for each run left out.
 
     Each run is its ``summary.json`` plus ``meta`` (``meta.json``), ``run_dir``, ``family``,
-    ``variant``, ``spec_dir`` (the folder of its spec's runs) and ``config`` (the run id
-    without the ``-rN`` of ``repeat``, shared by the repeats of one configuration). Raises
-    :class:`NoRunsError` when there is no run directory at all.
+    ``variant``, ``spec_dir`` (the folder of its spec's runs), ``setting`` (``setting_of``)
+    and ``config`` (the setting without the ``-rN`` of ``repeat``, shared by the repeats of
+    one configuration). Unless ``all_runs``, only the latest complete run of each setting
+    (``latest_per_setting``) is kept, and a note says which earlier ones were left out.
+    Raises :class:`NoRunsError` when there is no run directory at all.
     """
     runs, notes = [], []
     for run_dir in find_runs(paths):
@@ -281,23 +367,55 @@ def load_runs(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
             notes.append(f"{run_dir}: left out, {why}")
             continue
         meta = read_meta(run_dir)
-        run_id = str(summary.get("run_id", run_dir.name))
+        spec_name = summary.get("spec_name", run_dir.parent.name)
+        setting = setting_of(summary, run_dir)
         suffix = f"-r{meta.get('run_index', 0)}"
-        config = run_id[: -len(suffix)] if run_id.endswith(suffix) else run_id
+        config = setting[: -len(suffix)] if setting.endswith(suffix) else setting
         runs.append(
             {
                 **summary,
                 "meta": meta,
                 "run_dir": run_dir,
                 "spec_dir": run_dir.parent,
-                "spec_name": summary.get("spec_name", run_dir.parent.name),
+                "spec_name": spec_name,
+                "setting": setting,
+                "same_setting": (spec_name, setting, ran_spec(run_dir)),
                 "config": config,
                 "family": scheme_family(summary),
                 "variant": scheme_variant(summary),
             }
         )
+    if not all_runs:
+        runs, earlier = latest_per_setting(runs)
+        notes.extend(earlier)
     label_algorithms(runs)
     return runs, notes
+
+
+def latest_per_setting(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The latest run (``started``) of each setting, and one note per spec naming the
+    earlier runs left out. Runs are of the same setting when they have the same spec name,
+    setting name and resolved spec (``spec.yaml``), as for ``streamlec run --resume``: a
+    run with other ``--set`` values is another setting."""
+    latest: dict[tuple, dict[str, Any]] = {}
+    for run in sorted(runs, key=lambda run: started(run["run_dir"])):
+        latest[run["same_setting"]] = run
+    kept = [run for run in runs if latest[run["same_setting"]] is run]
+    left: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        if latest[run["same_setting"]] is not run:
+            left.setdefault(str(run["spec_name"]), []).append(run)
+    notes = []
+    for spec_name, older in left.items():
+        shown = ", ".join(str(run["run_dir"]) for run in older[:3])
+        more = f" and {len(older) - 3} more" if len(older) > 3 else ""
+        noun = "run" if len(older) == 1 else "runs"
+        notes.append(
+            f"spec {spec_name!r}: the latest complete run of each setting is used; "
+            f"{len(older)} earlier {noun} of the same settings left out ({shown}{more}); "
+            "--all-runs uses every run"
+        )
+    return kept, notes
 
 
 def natural_key(text: str) -> tuple:

@@ -304,3 +304,24 @@ def test_sealed_reference_results_are_skipped_when_scanning_a_parent(tmp_path: P
     (tmp_path / "reference" / SEALED).write_text("")
     assert run_directories([tmp_path]) == [tmp_path / "mine" / "a"]
     assert run_directories([tmp_path / "reference"]) == [tmp_path / "reference" / "spec" / "b"]
+
+
+def test_plot_uses_the_latest_run_of_each_setting_and_names_the_others(tmp_path: Path) -> None:
+    first = write_run(tmp_path / "results", "throughput", scheme="ec42")
+    later = first.parent / "later"
+    later.mkdir()
+    for name in ("summary.json", "meta.json"):
+        data = json.loads((first / name).read_text())
+        data.update(run_id="later", setting=first.name, start_time=T0 + 60)
+        (later / name).write_text(json.dumps(data))
+    for name in ("spec.yaml", "batches.csv", "timeline.csv", "events.csv"):
+        (later / name).write_bytes((first / name).read_bytes())
+    out = tmp_path / "plots"
+    result = CliRunner().invoke(main, ["plot", str(tmp_path / "results"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert str(first) in result.stderr and "--all-runs" in result.stderr
+    every = CliRunner().invoke(
+        main, ["plot", str(tmp_path / "results"), "--out", str(out), "--all-runs"]
+    )
+    assert every.exit_code == 0, every.output
+    assert str(first) not in every.stderr

@@ -337,3 +337,78 @@ def test_cpu_table_prefers_the_throughput_spec_like_the_ratios(tmp_path: Path) -
     _, result = report(tmp_path)
     assert "Runs of spec throughput:" in result.stdout
     assert "| ec(4,2) | 1 | 1.00 | 1.00 | 1.00 | 3.00 | 33% |" in result.stdout
+
+
+def rerun(run_dir: Path, name: str, throughput: float, start: float) -> Path:
+    """A later run of the same setting as ``run_dir``, in a directory of its own."""
+    later = run_dir.parent / name
+    later.mkdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.update(run_id=name, setting=summary["run_id"], throughput_items_per_s=throughput)
+    (later / "summary.json").write_text(json.dumps(summary))
+    (later / "meta.json").write_text(json.dumps({"run_index": 0, "start_time": start}))
+    return later
+
+
+def test_the_latest_run_of_a_setting_is_used_and_the_earlier_ones_are_named(
+    tmp_path: Path,
+) -> None:
+    first = write_summary(tmp_path, "throughput", "ec42", 1000.0)
+    rerun(first, "ec42-again", 3000.0, start=2e9)  # the latest, whatever the name's order
+    rerun(first, "ec42-between", 2000.0, start=1.9e9)
+    write_summary(tmp_path, "throughput", "reactive", 200.0)
+    rows, result = report(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert rows["throughput, EC(4,2) / Reactive"][1] == "15.00x"
+    assert str(first) in result.stderr and "ec42-between" in result.stderr
+    assert "--all-runs" in result.stderr
+    rows, result = report(tmp_path, extra=("--all-runs",))
+    assert rows["throughput, EC(4,2) / Reactive"][1] == "10.00x"  # the mean of all three
+    assert "--all-runs" not in result.stderr
+
+
+def test_committed_reference_results_in_the_old_layout_are_all_read(tmp_path: Path) -> None:
+    reference = Path(__file__).resolve().parents[1] / "results" / "reference"
+    _, result = report(reference)
+    assert result.exit_code == 0, result.output
+    assert "218 runs finished" in result.stdout
+    assert "left out" not in result.stderr
+
+
+def test_tables_as_csv_and_json_for_pandas(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    cpu = {"source": 0.6, "sink": 0.3, "processor-0": 0.9}
+    write_summary(tmp_path, "throughput", "ec42", 1000.0, cpu_seconds_during_stream=cpu)
+    write_summary(tmp_path, "throughput", "reactive", 200.0, cpu_seconds_during_stream=cpu)
+    write_summary(tmp_path, "throughput", "rep3", 500.0)
+    write_summary(tmp_path, "recovery", "ec42", 1000.0, killed=1, rate=300000, p99=(10, 12))
+    tables, data = tmp_path / "tables", tmp_path / "out" / "report.json"
+    _, result = report(tmp_path, extra=("--csv", str(tables), "--json", str(data)))
+    assert result.exit_code == 0, result.output
+    claims = pd.read_csv(tables / "claims.csv").set_index("claim")
+    assert list(claims.columns) == ["paper", "measured", "basis", "ratio", "p50_ratio"]
+    assert claims.loc["throughput, EC(4,2) / Reactive", "ratio"] == pytest.approx(5.0)
+    assert claims.loc["latency after 1 failure / before, EC(4,2)", "ratio"] == pytest.approx(1.2)
+    assert pd.isna(claims.loc["latency after 2 failures / before, Reactive", "ratio"])
+    throughput = pd.read_csv(tables / "throughput.csv")
+    assert list(throughput.columns) == [
+        "spec",
+        "algorithm",
+        "dataset",
+        "processors",
+        "reactive",
+        "rep-3x",
+        "ec(4,2)",
+        "EC(4,2) / Reactive",
+        "EC(4,2) / Rep-3x",
+    ]
+    assert throughput.loc[0, "EC(4,2) / Rep-3x"] == pytest.approx(2.0)
+    cpu_table = pd.read_csv(tables / "cpu.csv").set_index("scheme")
+    assert cpu_table.loc["ec(4,2)", "total"] == pytest.approx(1.8e6 / 600_000)
+    assert cpu_table.loc["ec(4,2)", "processors_share"] == pytest.approx(0.5)
+    loaded = json.loads(data.read_text())
+    for name in ("claims", "throughput", "cpu"):
+        from_json = pd.DataFrame(loaded[name])
+        from_csv = pd.read_csv(tables / f"{name}.csv")
+        assert list(from_json.columns) == list(from_csv.columns)
+        assert len(from_json) == len(from_csv)

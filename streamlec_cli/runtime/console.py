@@ -11,9 +11,10 @@ from pathlib import Path
 import click
 
 from .. import datasets
+from ..results import finished_runs, read_summary, spec_text
 from ..spec import Spec
 from .preflight import OutputError, check_output
-from .supervisor import RunFailed, Supervisor
+from .supervisor import RunFailed, Supervisor, resolved_spec
 
 
 class Progress:
@@ -148,10 +149,22 @@ def _terminate(signum, frame) -> None:
 EXIT_LOST = 3
 
 
-def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
+def exit_code(summary: dict) -> int:
+    """A run's share of the exit code (see ``run_all``)."""
+    if summary.get("error") or not summary["complete"]:
+        return summary.get("exit_code") or 1
+    if summary.get("items_lost") or not (summary.get("reference") or {}).get("matches"):
+        return EXIT_LOST
+    return 0
+
+
+def run_all(runs: list[Spec], out: Path, quiet: bool = False, resume: bool = False) -> int:
     """Run each spec in turn; returns the exit code: 0 when every run finished with nothing
     lost and matched the reference, 1 if a run failed, 2 on bad input, ``EXIT_LOST`` (3) if
-    a run lost items or differs from the reference, 130 when interrupted."""
+    a run lost items or differs from the reference, 130 when interrupted.
+
+    With ``resume``, a setting that already has a complete run under ``out``
+    (``results.finished_runs``) is not run again: its earlier summary takes its place."""
     signal.signal(signal.SIGTERM, _terminate)
     summaries = []
     code = 0
@@ -166,8 +179,15 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
     except OutputError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
+    done = finished_runs(out / runs[0].name) if resume else {}
     for index, spec in enumerate(runs, 1):
         label = f"[{index}/{len(runs)}] {spec.run_id}"
+        earlier = done.get((spec.run_id, spec_text(resolved_spec(spec)))) if done else None
+        if earlier:
+            click.echo(f"{label}: skipped, already complete in {earlier}", err=True)
+            summaries.append(read_summary(earlier))
+            code = max(code, exit_code(summaries[-1]))
+            continue
         click.echo(f"{label}", err=True)
         click.echo(f"  spec:      {spec.describe().split('  ', 1)[1]}", err=True)
         progress = Progress(label, enabled=not quiet)
@@ -192,10 +212,7 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
         progress.close()
         click.echo(verdict(summary), err=True)
         click.echo(f"  results:   {summary['run_dir']}", err=True)
-        if summary.get("error") or not summary["complete"]:
-            code = max(code, summary.get("exit_code") or 1)
-        elif summary.get("items_lost") or not (summary.get("reference") or {}).get("matches"):
-            code = max(code, EXIT_LOST)
+        code = max(code, exit_code(summary))
         summaries.append(summary)
     click.echo(table(summaries))
     return code

@@ -41,6 +41,7 @@ def kill_worker(run_name: str | None, worker: str, sig: str = "KILL") -> str:
             if r.run == run_name
             or r.run.endswith("/" + run_name)
             or r.run.split("/")[0] == run_name
+            or r.setting == run_name
         ]
         if len(matches) != 1:
             what = "is not a live run" if not matches else "matches several live runs"

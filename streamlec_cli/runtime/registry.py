@@ -36,6 +36,7 @@ class LiveRun:
     run_dir: str
     supervisor: int
     workers: dict[str, dict]  # name -> {"launcher", "host", "pid", "incarnation", "state"}
+    setting: str = ""  # the spec's setting the run is of (kill-worker accepts it as RUN)
 
     @property
     def path(self) -> Path:

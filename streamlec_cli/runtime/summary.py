@@ -85,7 +85,8 @@ def summarise(
         around = latency_around(run_dir, first, LATENCY_WINDOW)
     summary = {
         "spec_name": spec.name,
-        "run_id": spec.run_id,
+        "run_id": run_dir.name,
+        "setting": spec.run_id,
         "complete": complete,
         "error": error,
         "exit_code": 130 if interrupted else (seen.exit_code if error else 0),

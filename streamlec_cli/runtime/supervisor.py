@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -27,7 +26,14 @@ import zmq
 
 from .. import datasets
 from ..provenance import code_commit
-from ..results import append_event, last_log_line, machine_info, read_events, write_json
+from ..results import (
+    append_event,
+    last_log_line,
+    machine_info,
+    new_run_directory,
+    read_events,
+    write_json,
+)
 from ..spec import Spec
 from . import wire
 from .launch import STANDBY, ExitWatch, Handle, Launcher, LocalLauncher
@@ -57,7 +63,18 @@ class RunFailed(RuntimeError):
 
 
 def run_directory(out: Path, spec: Spec) -> Path:
-    return Path(out) / spec.name / spec.run_id
+    """Create the run's own new directory, ``out/<spec name>/<setting>-<UTC time>[-N]``:
+    never an earlier run's, nor that of a run of the same spec started at the same time."""
+    return new_run_directory(Path(out) / spec.name, spec.run_id)
+
+
+def resolved_spec(spec: Spec) -> dict:
+    """What a run directory's ``spec.yaml`` holds: the one run's spec, without sweep or
+    repeat (``--resume`` compares it with that of an earlier run of the setting)."""
+    resolved = spec.to_dict()
+    resolved["repeat"] = 1
+    resolved.pop("sweep", None)
+    return resolved
 
 
 class Supervisor:
@@ -85,14 +102,9 @@ class Supervisor:
     # -- set-up ---------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        if self.run_dir.exists():
-            shutil.rmtree(self.run_dir)
-        (self.run_dir / "logs").mkdir(parents=True)
-        resolved = self.spec.to_dict()
-        resolved["repeat"] = 1
-        resolved.pop("sweep", None)
+        (self.run_dir / "logs").mkdir()
         with open(self.run_dir / "spec.yaml", "w") as f:
-            yaml.safe_dump(resolved, f, sort_keys=False)
+            yaml.safe_dump(resolved_spec(self.spec), f, sort_keys=False)
         if self.spec.transport == "tcp" and self.spec.port is None:
             port = free_ports(len(wire.DEFAULT_PORTS))
             if port is None:
@@ -101,7 +113,8 @@ class Supervisor:
             (self.run_dir / "port").write_text(str(port))
         meta = {
             "spec_name": self.spec.name,
-            "run_id": self.spec.run_id,
+            "run_id": self.run_dir.name,
+            "setting": self.spec.run_id,
             "run_index": self.spec.run_index,
             "sweep_values": dict(self.spec.sweep_values),
             "commit": code_commit(),
@@ -161,7 +174,8 @@ class Supervisor:
 
     def register(self) -> None:
         self.live = LiveRun(
-            run=f"{self.spec.name}/{self.spec.run_id}",
+            run=f"{self.spec.name}/{self.run_dir.name}",
+            setting=self.spec.run_id,
             run_dir=str(self.run_dir.resolve()),  # kill-worker may run from anywhere
             supervisor=os.getpid(),
             workers={},
