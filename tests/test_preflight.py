@@ -4,6 +4,7 @@ small are refused with one paragraph; a good directory is created and left as it
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,14 +35,43 @@ def test_a_file_is_not_an_output_directory(tmp_path: Path) -> None:
         preflight.check_output(taken / "below", runs(1000))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
-def test_a_directory_without_write_permission_is_refused(tmp_path: Path) -> None:
-    tmp_path.chmod(0o555)
-    try:
-        with pytest.raises(preflight.OutputError, match="is not writable: Permission denied"):
-            preflight.check_output(tmp_path, runs(1000))
-    finally:
-        tmp_path.chmod(0o755)
+def _refusal_as_a_user(out: Path) -> str:
+    """``check_output(out)``'s refusal as an ordinary user: root writes into read-only
+    directories, so as root it runs in a forked child that dropped to ``nobody``."""
+    if os.geteuid() != 0:
+        with pytest.raises(preflight.OutputError) as refused:
+            preflight.check_output(out, runs(1000))
+        return str(refused.value)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        message = "accepted"
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            preflight.check_output(out, runs(1000))
+        except Exception as exc:  # the parent asserts on what it was
+            message = f"{type(exc).__name__}: {exc}"
+        finally:
+            os.write(write, message.encode())
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as answer:
+        return answer.read()
+
+
+def test_a_directory_without_write_permission_is_refused() -> None:
+    with tempfile.TemporaryDirectory() as top:  # reachable by nobody, unlike pytest's tmp
+        out = Path(top) / "out"
+        out.mkdir(mode=0o555)
+        Path(top).chmod(0o755)
+        try:
+            refusal = _refusal_as_a_user(out)
+        finally:
+            out.chmod(0o755)
+    assert refusal.startswith("OutputError") or os.geteuid() != 0
+    assert "is not writable: Permission denied" in refusal
 
 
 def test_the_estimate_counts_items_staged_rows_and_the_log() -> None:
