@@ -133,10 +133,24 @@ def run(spec_file: Path, overrides: tuple[str, ...], out: Path, quiet: bool) -> 
     help="Which start of this worker's slot this is (the supervisor counts 1, 2, ...); "
     "default: the process's pid.",
 )
+@click.option(
+    "--startup-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up (exit code 1) when the worker's peers have not come within this long.",
+)
 def worker(
-    spec_file: Path, worker: str, run_dir: Path | None, run_index: int, incarnation: int | None
+    spec_file: Path,
+    worker: str,
+    run_dir: Path | None,
+    run_index: int,
+    incarnation: int | None,
+    startup_timeout: float,
 ) -> None:
-    """Start one worker of a run by hand (source, sink or processor-N)."""
+    """Start one worker of a run by hand (source, sink or processor-N), in any order."""
+    from .runtime.startup import StartupTimeout
     from .runtime.worker import run_worker
 
     runs = _load_runs(spec_file, ())
@@ -146,7 +160,13 @@ def worker(
     if worker not in chosen.workers and worker != "standby":
         names = f"source, sink, processor-0..processor-{chosen.processors - 1}"
         raise click.UsageError(f"worker {worker!r} is not part of this run: choose one of {names}")
-    run_worker(chosen, worker, run_dir or spec_file.resolve().parent, incarnation)
+    try:
+        run_worker(
+            chosen, worker, run_dir or spec_file.resolve().parent, incarnation, startup_timeout
+        )
+    except StartupTimeout as exc:
+        click.echo(f"error: {exc.advice(spec_file, run_dir)}", err=True)
+        raise click.exceptions.Exit(1) from None
 
 
 @main.command("ps")

@@ -21,19 +21,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
 import zmq
 
 from .. import datasets
-from ..provenance import code_commit
-from ..results import append_event, last_log_line, machine_info, read_events, write_json
+from ..results import append_event, last_log_line, read_events
 from ..spec import Spec
 from . import wire
 from .launch import STANDBY, ExitWatch, Handle, Launcher, LocalLauncher
 from .membership import Membership, Verdict
 from .plan import free_ports, make_plan
 from .registry import LiveRun
-from .summary import Observed, summarise
+from .summary import Observed, summarise, write_meta, write_resolved_spec
 
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 3.0
@@ -87,29 +85,14 @@ class Supervisor:
         if self.run_dir.exists():
             shutil.rmtree(self.run_dir)
         (self.run_dir / "logs").mkdir(parents=True)
-        resolved = self.spec.to_dict()
-        resolved["repeat"] = 1
-        resolved.pop("sweep", None)
-        with open(self.run_dir / "spec.yaml", "w") as f:
-            yaml.safe_dump(resolved, f, sort_keys=False)
+        write_resolved_spec(self.spec, self.run_dir / "spec.yaml")
         if self.spec.transport == "tcp" and self.spec.port is None:
             port = free_ports(len(wire.DEFAULT_PORTS))
             if port is None:
                 msg = f"no {len(wire.DEFAULT_PORTS)} consecutive free TCP ports found"
                 raise RunFailed(msg)
             (self.run_dir / "port").write_text(str(port))
-        meta = {
-            "spec_name": self.spec.name,
-            "run_id": self.spec.run_id,
-            "run_index": self.spec.run_index,
-            "sweep_values": dict(self.spec.sweep_values),
-            "commit": code_commit(),
-            "start_time": time.time(),
-            "start_time_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "dataset_source": datasets.source_description(self.spec.dataset),
-            **machine_info(),
-        }
-        write_json(self.run_dir / "meta.json", meta)
+        write_meta(self.spec, self.run_dir)
         self.plan = make_plan(self.spec, self.run_dir)
 
     def stage(self) -> None:
