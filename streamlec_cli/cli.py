@@ -172,6 +172,7 @@ def worker(
 @main.command("ps")
 def ps() -> None:
     """Live runs on this machine: workers, pids, state, incarnation and where they run."""
+    from .runtime.control import live_state
     from .runtime.registry import live_runs
 
     runs = live_runs()
@@ -183,7 +184,7 @@ def ps() -> None:
         for name, info in live.workers.items():
             where = f"{info.get('launcher', 'local')} on {info.get('host', '?')}"
             click.echo(
-                f"  {name:<14} pid {info['pid']:<8} {info['state']:<8} "
+                f"  {name:<14} pid {info['pid']:<8} {live_state(name, info):<8} "
                 f"incarnation {info.get('incarnation', '?'):<4} {where}"
             )
 
@@ -195,11 +196,12 @@ def ps() -> None:
     "sig",
     default="KILL",
     show_default=True,
-    type=click.Choice(["KILL", "TERM", "STOP"], case_sensitive=False),
-    help="Signal to send.",
+    type=click.Choice(["KILL", "TERM", "STOP", "CONT"], case_sensitive=False),
+    help="Signal to send (CONT resumes a stopped worker before it is fenced).",
 )
 def kill_worker(names: tuple[str, ...], sig: str) -> None:
-    """Send SIGKILL (by default) to one worker of a live run."""
+    """Send SIGKILL (by default) or another signal to one worker of a live run; the run
+    records it by name."""
     from .runtime.control import KillError
     from .runtime.control import kill_worker as kill
 

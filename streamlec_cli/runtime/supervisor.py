@@ -24,9 +24,10 @@ from pathlib import Path
 import zmq
 
 from .. import datasets
-from ..results import append_event, last_log_line, read_events
+from ..results import append_event, last_log_line
 from ..spec import Spec
 from . import wire
+from .control import signal_name, user_signal
 from .launch import STANDBY, ExitWatch, Handle, Launcher, LocalLauncher
 from .membership import Membership, Verdict
 from .plan import free_ports, make_plan
@@ -361,7 +362,15 @@ class Supervisor:
                 self.record_failure(handle, "spec")
 
     def record_failure(self, handle: Handle, by: str) -> None:
-        now = time.time()
+        """One failure in the summary, with the signal that caused it: the one kill-worker
+        sent (and when), SIGKILL for the spec's kills and fences, else what ended it."""
+        sent = user_signal(self.run_dir, handle.pid) if by == "kill-worker" else None
+        if sent is not None:
+            sig, now = sent
+        elif by in ("spec", "fenced"):
+            sig, now = "SIGKILL", time.time()
+        else:
+            sig, now = signal_name(handle.poll()), time.time()
         self.seen.failures.append(
             {
                 "worker": handle.worker,
@@ -371,6 +380,8 @@ class Supervisor:
                 "elapsed_s": now - (self.seen.started_at or now),
                 "after_batch": self.last_batch,
                 "by": by,
+                "signal": sig,
+                "fenced": (handle.worker, handle.incarnation) in self.fenced,
             }
         )
 
@@ -399,11 +410,8 @@ class Supervisor:
         return False
 
     def killed_by_user(self, pid: int) -> bool:
-        """Whether ``streamlec kill-worker`` logged a signal to this pid."""
-        return any(
-            e["event"] == "kill" and f"pid {pid} " in e["detail"] + " "
-            for e in read_events(self.run_dir)
-        )
+        """Whether ``streamlec kill-worker`` sent this pid a signal (and did not resume it)."""
+        return user_signal(self.run_dir, pid) is not None
 
     def watch(self, sink_sock: zmq.Socket) -> None:
         if self.standby is not None and (code := self.standby.poll()) is not None:
