@@ -26,7 +26,11 @@ PROGRESS_EVERY = 0.05  # seconds between progress reports to the supervisor
 
 class Sink:
     def __init__(
-        self, plan: Plan, name: str = "sink", startup_timeout: float | None = None
+        self,
+        plan: Plan,
+        name: str = "sink",
+        startup_timeout: float | None = None,
+        by_hand: bool = False,
     ) -> None:
         spec = plan.spec
         self.plan = plan
@@ -47,6 +51,9 @@ class Sink:
         self.source_ready = False
         self.started = False
         self.startup = Deadline(startup_timeout)
+        # Without a supervisor nobody else tells the source and the processors that the run
+        # is over when the sink is interrupted: they would wait for it forever.
+        self.by_hand = by_hand
         # Progress goes to the supervisor every PROGRESS_EVERY, and at once after the batch a
         # scheduled failure waits for (it kills after batch at_batch - 1 is committed).
         self.progress_sent = 0.0
@@ -89,6 +96,12 @@ class Sink:
                 if self.core.finished:
                     self.finish()
                     return
+        except (SystemExit, KeyboardInterrupt):
+            if self.by_hand:
+                self.event("stopped", "interrupted before the end of the stream")
+                self.stop_workers()
+                self.sock.close(linger=500)  # let the STOPs go out (at most 0.5 s)
+            raise
         finally:
             self.recorder.close()
             self.ctx.destroy(linger=0)
@@ -218,5 +231,7 @@ class Sink:
         return self.recorder.summary(complete, core.total_items, counters)
 
 
-def run_sink(plan: Plan, name: str = "sink", startup_timeout: float | None = None) -> None:
-    Sink(plan, name, startup_timeout).run()
+def run_sink(
+    plan: Plan, name: str = "sink", startup_timeout: float | None = None, by_hand: bool = False
+) -> None:
+    Sink(plan, name, startup_timeout, by_hand).run()

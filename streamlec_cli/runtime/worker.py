@@ -6,10 +6,11 @@ on another host (with ``transport: tcp`` and ``hosts`` in the spec). The warm sp
 (``standby``) imports everything, then reads its slot from its standard input as one line
 ``"<worker> <incarnation>"`` (an empty line or end of file: no slot will come, it ends).
 
-A worker started by hand (no supervisor in its environment) creates its run directory, stops
-on Ctrl-C as on SIGTERM, and, when it is the sink, writes the run's ``spec.yaml`` and
-``meta.json`` at its start and ``summary.json`` at its end (``supervised: false``), as a
-supervisor would, so ``streamlec plot`` and ``streamlec report`` read the run like any other.
+A worker started by hand (no supervisor in its environment) creates its run directory and
+stops on Ctrl-C (exit code 130) or SIGTERM (143). When it is the sink it writes the run's
+``spec.yaml`` and ``meta.json`` at its start and ``summary.json`` at its end (``supervised:
+false``), as a supervisor would, so ``streamlec plot`` and ``streamlec report`` read the run
+like any other, and it tells the source and the processors to stop however it ends.
 """
 
 from __future__ import annotations
@@ -80,17 +81,26 @@ def run_worker(
         profiler.dump_stats(Path(profile_dir) / f"{name}-{os.getpid()}.prof")
 
 
-def _stop(*_) -> None:
-    raise SystemExit(0)
+def _exit_with(code: int):
+    """A signal handler that ends the worker with ``code`` (its ``finally`` blocks run)."""
+
+    def stop(*_) -> None:
+        raise SystemExit(code)
+
+    return stop
 
 
 def _run_worker(
     spec: Spec, name: str, run_dir: Path, incarnation: int, startup_timeout: float | None
 ) -> None:
     # Under a supervisor Ctrl-C is the supervisor's; a worker stops on STOP, SIGTERM or
-    # SIGKILL. By hand, Ctrl-C in the worker's terminal stops it as SIGTERM does.
-    signal.signal(signal.SIGINT, signal.SIG_IGN if supervised() else _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    # SIGKILL. By hand, Ctrl-C in the worker's terminal stops it, with the shell's codes.
+    if supervised():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _exit_with(0))
+    else:
+        signal.signal(signal.SIGINT, _exit_with(130))
+        signal.signal(signal.SIGTERM, _exit_with(143))
     _die_with_supervisor()
     plan = make_plan(spec, run_dir)
     if name == "standby":
@@ -134,7 +144,7 @@ def _run_sink_by_hand(plan, startup_timeout: float | None) -> None:
     interrupted = False
     error = None
     try:
-        run_sink(plan, startup_timeout=startup_timeout)
+        run_sink(plan, startup_timeout=startup_timeout, by_hand=True)
     except StartupTimeout as exc:
         error = str(exc)
         raise

@@ -17,6 +17,7 @@ import csv
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -278,3 +279,32 @@ def test_kill_worker_stop_shows_stopped_in_ps_and_is_fenced_and_recorded(tmp_pat
     assert any(e["event"] == "restarted" and e["worker"] == "processor-2" for e in events)
     assert "processor-2 SIGSTOPped (by kill-worker), then fenced" in console, console
     assert summary["unexpected_exits"] == [], summary
+
+
+def test_a_by_hand_sink_stopped_with_ctrl_c_keeps_its_results_and_stops_the_others(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        transport="tcp",
+        port=free_port_below_ephemeral(),
+        dataset={"name": "higgs", "items": 600_000, "seed": 5},
+        rate=30_000,  # 20 s of stream: the Ctrl-C comes in the middle of it
+    )
+    run_dir = tmp_path / "run"
+    procs = {name: start_worker(spec, name, run_dir) for name in ("sink", "source")}
+    procs |= {f"processor-{i}": start_worker(spec, f"processor-{i}", run_dir) for i in range(3)}
+    deadline = time.monotonic() + 60
+    while committed(run_dir) < 4:
+        if time.monotonic() > deadline:
+            finish(procs, 1)
+        time.sleep(0.05)
+    procs["sink"].send_signal(signal.SIGINT)
+    said = finish(procs, 60)  # nobody waits forever for a sink that is gone
+    code, out, err = said["sink"]
+    assert code == 130 and "Traceback" not in err, out + err
+    assert "results so far" in out
+    for name in ("source", "processor-0", "processor-1", "processor-2"):
+        assert said[name][0] == 0 and "stopped by the sink" in said[name][1], said[name]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["complete"] is False and summary["supervised"] is False
+    assert summary["items_out"] >= 4 * 3_000  # what was finished is kept
+    assert (run_dir / "meta.json").exists()
