@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from ..spec import Spec
-from .plan import make_plan
+from .plan import Plan, make_plan
 from .startup import DEFAULT_STARTUP_TIMEOUT
 
 SUPERVISOR_ENV = "STREAMLEC_SUPERVISOR_PID"
@@ -131,7 +131,7 @@ def _run_worker(
         run_processor(plan, name, incarnation, startup_timeout)
 
 
-def _run_sink_by_hand(plan, startup_timeout: float | None) -> None:
+def _run_sink_by_hand(plan: Plan, startup_timeout: float | None) -> None:
     """The sink without a supervisor: it writes the run's header and summary itself."""
     from .sink import run_sink
     from .startup import StartupTimeout, tell
