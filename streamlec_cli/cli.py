@@ -172,8 +172,7 @@ def worker(
 @main.command("ps")
 def ps() -> None:
     """Live runs on this machine: workers, pids, state, incarnation and where they run."""
-    from .runtime.control import live_state
-    from .runtime.registry import live_runs
+    from .runtime.registry import live_runs, live_state
 
     runs = live_runs()
     if not runs:

@@ -1,11 +1,10 @@
-"""Acting on a live run from another shell: ``streamlec kill-worker`` and ``streamlec ps``.
+"""Acting on a live run from another shell: ``streamlec kill-worker``.
 
 The signal goes through the handle of the worker's registry entry (``launch.handle_from_record``),
 so it reaches the worker wherever its launcher put it. Every signal sent is first written to
 the run's ``events.csv`` as a ``kill`` event whose detail names it (``SIGSTOP pid 123
 (kill-worker)``): the supervisor reads it back to tell a failure the user caused, and with
-which signal, from a crash (``user_signal``). ``ps`` shows a worker stopped by SIGSTOP as
-``stopped``, read live through its handle (the registry cannot know).
+which signal, from a crash (``user_signal``).
 """
 
 from __future__ import annotations
@@ -47,15 +46,6 @@ def signal_name(code: int | None) -> str | None:
         return signal.Signals(-code).name
     except ValueError:
         return f"signal {-code}"
-
-
-def live_state(worker: str, record: dict) -> str:
-    """A worker's state for ``ps``: ``stopped`` while it is stopped, else the registry's."""
-    try:
-        stopped = handle_from_record(worker, record).stopped()
-    except LookupError:
-        stopped = False
-    return "stopped" if stopped and record.get("state") != "exited" else record["state"]
 
 
 def _listing(runs) -> str:

@@ -22,10 +22,13 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..spec import Spec
-from .plan import Plan, make_plan
 from .startup import DEFAULT_STARTUP_TIMEOUT
+
+if TYPE_CHECKING:  # the launcher imports this module: ``ps`` must not pay for the spec's
+    from ..spec import Spec
+    from .plan import Plan
 
 SUPERVISOR_ENV = "STREAMLEC_SUPERVISOR_PID"
 #: A directory: every worker runs under cProfile and writes ``<worker>-<pid>.prof`` there at exit.
@@ -102,6 +105,8 @@ def _run_worker(
         signal.signal(signal.SIGINT, _exit_with(130))
         signal.signal(signal.SIGTERM, _exit_with(143))
     _die_with_supervisor()
+    from .plan import make_plan
+
     plan = make_plan(spec, run_dir)
     if name == "standby":
         # A warm spare: everything imported, waiting for the supervisor to name its slot.
