@@ -7,7 +7,8 @@
   paragraph naming whom it waited for and the command that starts them;
 * ``kill-worker --signal TERM`` is recorded and shown as SIGTERM, not SIGKILL;
 * ``kill-worker --signal STOP`` shows the worker ``stopped`` in ``ps``, and the processor is
-  fenced, replaced and recorded as a failure with its real signal.
+  fenced, replaced and recorded as a failure with its real signal; ``--signal CONT`` resumes
+  it before that, and then nothing failed.
 """
 
 from __future__ import annotations
@@ -279,6 +280,23 @@ def test_kill_worker_stop_shows_stopped_in_ps_and_is_fenced_and_recorded(tmp_pat
     assert any(e["event"] == "restarted" and e["worker"] == "processor-2" for e in events)
     assert "processor-2 SIGSTOPped (by kill-worker), then fenced" in console, console
     assert summary["unexpected_exits"] == [], summary
+    assert 1 <= summary["most_missing_at_once"] <= 2, summary  # its outputs, until replaced
+
+
+def test_kill_worker_cont_resumes_a_stopped_processor_before_it_is_fenced(tmp_path):
+    runtime = {"warmup": 0.0, "failure_timeout": "20s"}  # never reached: it is resumed first
+    run, env, out = start_run(tmp_path, 240_000, rate=40_000, runtime=runtime)  # 6 s
+    with killed_on_failure(run):
+        stopped = streamlec("kill-worker", "processor-1", "--signal", "STOP", env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert ps_states(env)["processor-1"] == "stopped"
+        resumed = streamlec("kill-worker", "processor-1", "--signal", "CONT", env=env)
+        assert resumed.returncode == 0 and "SIGCONT" in resumed.stdout, resumed.stderr
+        assert ps_states(env)["processor-1"] == "running"
+    summary, events, _ = finished_run(run, out)
+    assert summary["failures"] == [] and summary["unexpected_exits"] == [], summary
+    sent = [e["detail"].split()[0] for e in events if e["event"] == "kill"]
+    assert sent == ["SIGSTOP", "SIGCONT"], events
 
 
 def test_a_by_hand_sink_stopped_with_ctrl_c_keeps_its_results_and_stops_the_others(tmp_path):
