@@ -150,10 +150,12 @@ def summarise(
 
 
 def write_meta(spec: Spec, run_dir: Path) -> None:
-    """``meta.json``: which run of which spec, the code's commit, the machine, the start."""
+    """``meta.json``: which run of which spec, the code's commit, the machine, the start.
+    The run is named by its directory; ``setting`` is the spec's name for its settings."""
     meta = {
         "spec_name": spec.name,
-        "run_id": spec.run_id,
+        "run_id": run_dir.name,
+        "setting": spec.run_id,
         "run_index": spec.run_index,
         "sweep_values": dict(spec.sweep_values),
         "commit": code_commit(),
