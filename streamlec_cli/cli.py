@@ -149,10 +149,24 @@ def run(spec_file: Path, overrides: tuple[str, ...], out: Path, quiet: bool, res
     help="Which start of this worker's slot this is (the supervisor counts 1, 2, ...); "
     "default: the process's pid.",
 )
+@click.option(
+    "--startup-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up (exit code 1) when the worker's peers have not come within this long.",
+)
 def worker(
-    spec_file: Path, worker: str, run_dir: Path | None, run_index: int, incarnation: int | None
+    spec_file: Path,
+    worker: str,
+    run_dir: Path | None,
+    run_index: int,
+    incarnation: int | None,
+    startup_timeout: float,
 ) -> None:
-    """Start one worker of a run by hand (source, sink or processor-N)."""
+    """Start one worker of a run by hand (source, sink or processor-N), in any order."""
+    from .runtime.startup import StartupTimeout
     from .runtime.worker import run_worker
 
     runs = _load_runs(spec_file, ())
@@ -162,13 +176,19 @@ def worker(
     if worker not in chosen.workers and worker != "standby":
         names = f"source, sink, processor-0..processor-{chosen.processors - 1}"
         raise click.UsageError(f"worker {worker!r} is not part of this run: choose one of {names}")
-    run_worker(chosen, worker, run_dir or spec_file.resolve().parent, incarnation)
+    try:
+        run_worker(
+            chosen, worker, run_dir or spec_file.resolve().parent, incarnation, startup_timeout
+        )
+    except StartupTimeout as exc:
+        click.echo(f"error: {exc.advice(spec_file, run_dir)}", err=True)
+        raise click.exceptions.Exit(1) from None
 
 
 @main.command("ps")
 def ps() -> None:
     """Live runs on this machine: workers, pids, state, incarnation and where they run."""
-    from .runtime.registry import live_runs
+    from .runtime.registry import live_runs, live_state
 
     runs = live_runs()
     if not runs:
@@ -179,7 +199,7 @@ def ps() -> None:
         for name, info in live.workers.items():
             where = f"{info.get('launcher', 'local')} on {info.get('host', '?')}"
             click.echo(
-                f"  {name:<14} pid {info['pid']:<8} {info['state']:<8} "
+                f"  {name:<14} pid {info['pid']:<8} {live_state(name, info):<8} "
                 f"incarnation {info.get('incarnation', '?'):<4} {where}"
             )
 
@@ -191,11 +211,12 @@ def ps() -> None:
     "sig",
     default="KILL",
     show_default=True,
-    type=click.Choice(["KILL", "TERM", "STOP"], case_sensitive=False),
-    help="Signal to send.",
+    type=click.Choice(["KILL", "TERM", "STOP", "CONT"], case_sensitive=False),
+    help="Signal to send (CONT resumes a stopped worker before it is fenced).",
 )
 def kill_worker(names: tuple[str, ...], sig: str) -> None:
-    """Send SIGKILL (by default) to one worker of a live run."""
+    """Send SIGKILL (by default) or another signal to one worker of a live run; the run
+    records it by name."""
     from .runtime.control import KillError
     from .runtime.control import kill_worker as kill
 

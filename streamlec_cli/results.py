@@ -48,6 +48,7 @@ BATCH_COLUMNS = (
     "t_arrival_last",
     "t_final",
     "replayed",
+    "missing_slots",  # slots whose output never came, space-separated
 )
 TIMELINE_COLUMNS = (
     "t_s",

@@ -131,6 +131,25 @@ def test_handle_rebuilt_from_a_registry_record_signals_the_same_process(launcher
     assert not rebuilt.signal(signal.SIGKILL)  # reaped by its parent: gone
 
 
+def test_a_stopped_worker_is_seen_stopped_until_it_is_resumed(launcher):
+    handle = launcher.start("processor-1", 1, SLEEPER)
+    rebuilt = handle_from_record("processor-1", handle.record())  # as ``ps`` sees it
+    assert not handle.stopped() and not rebuilt.stopped()
+    handle.signal(signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while not rebuilt.stopped() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert handle.stopped() and rebuilt.stopped()
+    handle.signal(signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while rebuilt.stopped() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not rebuilt.stopped()
+    handle.signal(signal.SIGKILL)
+    wait_for_exit(handle)
+    assert not rebuilt.stopped()  # gone is not stopped
+
+
 def test_a_record_of_an_unknown_launcher_is_refused():
     with pytest.raises(LookupError, match="slurm"):
         handle_from_record("processor-0", {"launcher": "slurm", "pid": 1, "incarnation": 1})

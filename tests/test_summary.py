@@ -1,4 +1,5 @@
-"""The run's verdict against the single-process reference: true in both directions."""
+"""The run's verdicts are true: the reference in both directions, tolerance per batch, the
+real signal of each failure."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import pytest
 
 from streamlec_cli import datasets
 from streamlec_cli.reference import run_reference
+from streamlec_cli.runtime.console import how_it_failed
 from streamlec_cli.runtime.plan import make_plan
-from streamlec_cli.runtime.summary import compare_with_reference
+from streamlec_cli.runtime.summary import batch_tolerance, compare_with_reference
 from streamlec_cli.spec import parse
 
 
@@ -53,3 +55,75 @@ def test_a_non_finite_prediction_is_never_a_match(finished_run):
     predictions.tofile(run_dir / "predictions.f64")
     verdict = compare_with_reference(spec, run_dir, plan)
     assert not verdict["matches"] and verdict["predictions_rel_err"] is None
+
+
+def ec42_plan(tmp_path, processors: int = 6):
+    (spec,) = parse(
+        {
+            "name": "tolerance",
+            "dataset": {"name": "higgs", "items": 3_000},
+            "scheme": {"name": "ec", "k": 4, "r": 2},
+            "processors": processors,
+            "batch": 1_000,
+        }
+    )
+    return make_plan(spec, tmp_path)
+
+
+def batches_csv(tmp_path, missing_per_batch: list[str]):
+    """A ``batches.csv`` with only the columns the verdict reads: batch, missing_slots."""
+    path = tmp_path / "batches.csv"
+    rows = ["batch,missing_slots"] + [f"{b},{m}" for b, m in enumerate(missing_per_batch)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_two_pairs_of_kills_in_different_batches_are_tolerated(tmp_path):
+    # EC(4,2): processors 4 and 5 out in batches 5-6, then 1 and 2 in batch 40. Four slots
+    # failed in the run, but never more than two at once: within what the code absorbs.
+    missing = [""] * 50
+    missing[5] = missing[6] = "4 5"
+    missing[40] = "1 2"
+    verdict = batch_tolerance(ec42_plan(tmp_path), batches_csv(tmp_path, missing))
+    assert verdict["tolerated"] is True
+    assert verdict["most_missing_at_once"] == 2
+    assert verdict["most_missing_batch"] == 5 and verdict["most_missing_slots"] == [4, 5]
+
+
+def test_three_slots_missing_in_one_batch_are_not_tolerated(tmp_path):
+    missing = ["", "1", "1 2 3", ""]
+    verdict = batch_tolerance(ec42_plan(tmp_path), batches_csv(tmp_path, missing))
+    assert verdict["tolerated"] is False
+    assert verdict["most_missing_at_once"] == 3
+    assert (verdict["most_missing_batch"], verdict["most_missing_slots"]) == (2, [1, 2, 3])
+
+
+def test_tolerance_is_per_group_within_a_batch(tmp_path):
+    # Two EC(4,2) groups: two slots missing in each at once is within tolerance; three in one
+    # group is not, even with fewer missing in the batch as a whole.
+    plan = ec42_plan(tmp_path, processors=12)
+    assert batch_tolerance(plan, batches_csv(tmp_path, ["0 1 6 7"]))["tolerated"] is True
+    assert batch_tolerance(plan, batches_csv(tmp_path, ["6 7 8"]))["tolerated"] is False
+
+
+def test_a_run_without_batches_missed_nothing(tmp_path):
+    verdict = batch_tolerance(ec42_plan(tmp_path), tmp_path / "batches.csv")
+    assert verdict["tolerated"] is True and verdict["most_missing_at_once"] == 0
+
+
+@pytest.mark.parametrize(
+    ("failure", "words"),
+    [
+        ({"by": "spec", "signal": "SIGKILL"}, "SIGKILLed (as the spec says)"),
+        ({"by": "kill-worker", "signal": "SIGTERM"}, "SIGTERMed (by kill-worker)"),
+        (
+            {"by": "kill-worker", "signal": "SIGSTOP", "fenced": True},
+            "SIGSTOPped (by kill-worker), then fenced",
+        ),
+        ({"by": "fenced", "signal": "SIGKILL", "fenced": True}, "silent, fenced with SIGKILL"),
+        ({"by": "crash", "signal": "SIGSEGV"}, "killed by SIGSEGV (crash)"),
+        ({"by": "crash", "signal": None}, "exited by itself (crash)"),
+    ],
+)
+def test_a_failure_is_told_with_its_real_signal(failure, words):
+    assert how_it_failed(failure).startswith(words)

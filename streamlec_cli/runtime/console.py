@@ -14,7 +14,8 @@ from .. import datasets
 from ..results import finished_runs, read_summary, spec_text
 from ..spec import Spec
 from .preflight import OutputError, check_output
-from .supervisor import RunFailed, Supervisor, resolved_spec
+from .summary import resolved_spec
+from .supervisor import RunFailed, Supervisor
 
 
 class Progress:
@@ -45,6 +46,25 @@ class Progress:
             click.echo("", err=True)
 
 
+def past_tense(sig: str) -> str:
+    """``SIGKILLed``, ``SIGTERMed``, ``SIGSTOPped``."""
+    return sig + ("ped" if sig.endswith("P") else "ed")
+
+
+def how_it_failed(kill: dict) -> str:
+    """A failure of the summary in words, with the real signal: ``SIGTERMed (by
+    kill-worker)``, ``SIGSTOPped (by kill-worker), then fenced``, ``silent, fenced``."""
+    sig = kill.get("signal", "SIGKILL")  # summaries before signals were recorded: SIGKILL
+    fenced = ", then fenced" if kill.get("fenced") else ""
+    if kill["by"] == "spec":
+        return f"{past_tense(sig)} (as the spec says)"
+    if kill["by"] == "kill-worker":
+        return f"{past_tense(sig)} (by kill-worker){fenced}"
+    if kill["by"] == "fenced":
+        return "silent, fenced with SIGKILL (crash)"
+    return f"killed by {sig} (crash)" if sig else "exited by itself (crash)"
+
+
 def verdict(summary: dict) -> str:
     """A few plain lines: what happened to the failures, the items and the model."""
     if summary.get("error"):
@@ -54,9 +74,8 @@ def verdict(summary: dict) -> str:
     lost, dup = summary["items_lost"], summary["items_duplicated"]
     lines = []
     for kill in summary["failures"]:
-        by = {"spec": "as the spec says", "kill-worker": "by kill-worker"}.get(kill["by"], "crash")
         lines.append(
-            f"  crash:     {kill['worker']} SIGKILLed ({by}) after batch {kill['after_batch']}"
+            f"  crash:     {kill['worker']} {how_it_failed(kill)} after batch {kill['after_batch']}"
         )
     if summary["failures"]:
         if lost == 0:

@@ -1,7 +1,10 @@
 """Acting on a live run from another shell: ``streamlec kill-worker``.
 
 The signal goes through the handle of the worker's registry entry (``launch.handle_from_record``),
-so it reaches the worker wherever its launcher put it.
+so it reaches the worker wherever its launcher put it. Every signal sent is first written to
+the run's ``events.csv`` as a ``kill`` event whose detail names it (``SIGSTOP pid 123
+(kill-worker)``): the supervisor reads it back to tell a failure the user caused, and with
+which signal, from a crash (``user_signal``).
 """
 
 from __future__ import annotations
@@ -10,13 +13,39 @@ import signal
 import time
 from pathlib import Path
 
-from ..results import append_event
+from ..results import append_event, read_events
 from .launch import handle_from_record
 from .registry import live_runs
 
 
 class KillError(LookupError):
     """The run or worker named does not exist; the message lists what does."""
+
+
+_BY_USER = "(kill-worker)"
+
+
+def user_signal(run_dir: Path, pid: int) -> tuple[str, float] | None:
+    """The signal ``kill-worker`` last sent to ``pid`` and when (None: none, or the last one
+    was SIGCONT, so the worker was resumed and what it does next is its own)."""
+    sent = [
+        (e["detail"].split()[0], e["time"])
+        for e in read_events(run_dir)
+        if e["event"] == "kill"
+        and _BY_USER in e["detail"]
+        and f" pid {pid} " in " " + e["detail"] + " "
+    ]
+    return sent[-1] if sent and sent[-1][0] != "SIGCONT" else None
+
+
+def signal_name(code: int | None) -> str | None:
+    """``SIGSEGV`` for an exit status of -11; None for an exit code or a living process."""
+    if code is None or code >= 0:
+        return None
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
 
 
 def _listing(runs) -> str:
@@ -61,10 +90,12 @@ def kill_worker(run_name: str | None, worker: str, sig: str = "KILL") -> str:
         raise KillError(msg)
     handle = handle_from_record(worker, run.workers[worker])
     where = f"pid {handle.pid} on {handle.host}"
-    append_event(
-        Path(run.run_dir), time.time(), worker, "kill", f"SIG{sig} pid {handle.pid} (kill-worker)"
-    )
+    detail = f"SIG{sig} pid {handle.pid} {_BY_USER}"
+    if sig != "CONT":  # written first: the supervisor looks for it as soon as the worker ends
+        append_event(Path(run.run_dir), time.time(), worker, "kill", detail)
     if not handle.signal(getattr(signal, f"SIG{sig}")):
         msg = f"worker {worker!r} ({where}) of run {run.run!r} has already exited"
         raise KillError(msg)
+    if sig == "CONT":  # only a worker that was resumed counts as resumed
+        append_event(Path(run.run_dir), time.time(), worker, "kill", detail)
     return f"sent SIG{sig} to {worker} ({where}) of run {run.run}"

@@ -10,6 +10,7 @@ host (ssh, slurm) is one new pair of classes. Every handle offers:
 * ``poll()`` / ``returncode``: its exit status once it ended (``-N`` for signal N);
 * ``signal(sig)``: deliver a signal; False when the worker is already gone;
 * ``sample()``: its memory (RSS, peak) and CPU seconds so far, ``None`` once it is gone;
+* ``stopped()``: whether it is stopped right now (SIGSTOP), alive but running nothing;
 * ``record()``: what the registry keeps, from which ``handle_from_record`` rebuilds a handle
   in another process (it can signal and sample, not wait).
 
@@ -81,6 +82,10 @@ class Handle(ABC):
     @abstractmethod
     def sample(self) -> Sample | None:
         """Memory and CPU time so far; None once the worker is gone."""
+
+    def stopped(self) -> bool:
+        """Whether the worker is stopped (SIGSTOP) right now; False where it cannot be seen."""
+        return False
 
     def record(self) -> dict:
         """The registry's entry (``state`` is added by whoever writes the registry)."""
@@ -180,6 +185,15 @@ class LocalHandle(Handle):
         if not rss:  # a zombie: it has ended
             return None
         return Sample(rss, hwm, (int(fields[11]) + int(fields[12])) / _TICKS)
+
+    def stopped(self) -> bool:
+        """State ``T`` (stopped by a signal) or ``t`` (stopped by a tracer) in /proc."""
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state in ("T", "t")
 
 
 class LocalLauncher(Launcher):

@@ -23,6 +23,7 @@ from ..schemes.base import partial_statistics
 from ..window import ModelWindow
 from . import wire
 from .plan import Plan
+from .startup import Connections, Deadline, StartupTimeout, tell
 
 #: (batch, epoch, output) of one task, ready to go to the sink.
 Emitted = tuple[int, int, SlotOutput]
@@ -84,7 +85,11 @@ class ProcessorCore:
         return batch, epoch, out
 
 
-def run_processor(plan: Plan, name: str, incarnation: int) -> None:
+def run_processor(
+    plan: Plan, name: str, incarnation: int, startup_timeout: float | None = None
+) -> None:
+    """Process ``name``'s tasks until the sink or the source says STOP; give up (raise
+    ``StartupTimeout``) when neither has sent anything within ``startup_timeout`` seconds."""
     slot = Plan.slot_of(name)
     core = ProcessorCore(slot, plan.algorithm, plan.scheme, plan.depth)
     heartbeat = plan.spec.runtime.heartbeat_interval
@@ -92,6 +97,11 @@ def run_processor(plan: Plan, name: str, incarnation: int) -> None:
     to_sink = wire.dealer(ctx, plan.address("sink"), name)
     from_source = wire.dealer(ctx, plan.address("source"), name)
     to_supervisor = wire.dealer(ctx, plan.address("supervisor"), name)
+    tell(
+        name,
+        f"incarnation {incarnation}, pid {os.getpid()}, run dir {plan.run_dir}; connects to "
+        f"the sink at {plan.address('sink')} and the source at {plan.address('source')}",
+    )
     hello = {"pid": os.getpid(), "slot": slot, "incarnation": incarnation}
     for sock in (from_source, to_sink, to_supervisor):
         wire.send(sock, wire.HELLO, hello, block=False)
@@ -100,6 +110,9 @@ def run_processor(plan: Plan, name: str, incarnation: int) -> None:
     poller.register(from_source, zmq.POLLIN)
     beat = {"incarnation": incarnation}
     next_beat = 0.0
+    waiting: Connections | None = Connections({"sink": to_sink, "source": from_source})
+    deadline = Deadline(startup_timeout)
+    tasks = 0
     try:
         while True:
             now = time.monotonic()
@@ -107,11 +120,19 @@ def run_processor(plan: Plan, name: str, incarnation: int) -> None:
                 wire.send(to_supervisor, wire.HEARTBEAT, beat, block=False)
                 next_beat = now + heartbeat
             events = dict(poller.poll(timeout=max(1, int(1000 * (next_beat - now)))))
+            if waiting is not None and events:  # the first word from a peer: we are in
+                waiting.close()
+                waiting = None
+                tell(name, "connected; the stream has started")
+            elif waiting is not None and deadline.expired():
+                raise _gave_up(plan, name, waiting, deadline)
             if from_source in events:
                 msg = wire.recv(from_source)
                 if msg.kind == wire.STOP:
+                    tell(name, f"stopped by the source after {tasks} tasks")
                     return
                 meta = msg.meta
+                tasks += 1
                 emitted = core.task(meta["batch"], meta["epoch"], meta["role"], msg.arrays[0])
                 _send_outputs(to_sink, emitted, incarnation)
             if to_sink in events:
@@ -126,9 +147,28 @@ def run_processor(plan: Plan, name: str, incarnation: int) -> None:
                     answer = {"batch": meta["batch"], "slot": slot, "missing": partial is None}
                     wire.send(to_sink, wire.PARTIAL, answer, [] if partial is None else [partial])
                 elif msg.kind == wire.STOP:
+                    tell(name, f"stopped by the sink after {tasks} tasks")
                     return
     finally:
+        if waiting is not None:
+            waiting.close()
         ctx.destroy(linger=0)
+
+
+def _gave_up(plan: Plan, name: str, waiting: Connections, deadline: Deadline) -> StartupTimeout:
+    """Why a processor heard nothing: a peer it cannot reach, or a stream not started."""
+    up = waiting.connected()
+    missing = [peer for peer in ("sink", "source") if not up[peer]]
+    if missing:
+        where = " nor ".join(f"the {peer} at {plan.address(peer)}" for peer in missing)
+        detail = f"it could not connect to {where}"
+    else:
+        everyone = f"processor-0..processor-{plan.spec.processors - 1}"
+        detail = (
+            "it is connected to the sink and the source, but the stream did not start: the "
+            f"sink starts it once the source and every processor ({everyone}) have connected"
+        )
+    return StartupTimeout(name, deadline.seconds or 0.0, missing, detail)
 
 
 def _send_outputs(sock: zmq.Socket, emitted: list[Emitted], incarnation: int) -> None:

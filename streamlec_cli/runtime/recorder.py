@@ -130,6 +130,7 @@ class RunRecorder:
                 "t_arrival_last": arrivals.t_last,
                 "t_final": done.now,
                 "replayed": int(done.replayed),
+                "missing_slots": " ".join(str(slot) for slot in done.missing),
             }
         )
 

@@ -6,7 +6,8 @@ Each supervisor keeps one JSON file per live run in the registry directory
 worker, its launcher's kind, host, pid, incarnation and state (a handle's ``record()`` plus
 ``state``; ``launch.handle_from_record`` turns it back into a handle). It is rewritten
 atomically on every change and removed when the run ends; a file whose supervisor is gone
-is stale and ignored (and cleaned up).
+is stale and ignored (and cleaned up). ``live_state`` adds what the registry cannot know: a
+worker stopped by SIGSTOP shows as ``stopped``, read live through its handle.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from .launch import handle_from_record
 
 
 def registry_dir() -> Path:
@@ -75,3 +78,12 @@ def live_runs() -> list[LiveRun]:
         else:
             path.unlink(missing_ok=True)
     return runs
+
+
+def live_state(worker: str, record: dict) -> str:
+    """A worker's state for ``ps``: ``stopped`` while it is stopped, else the registry's."""
+    try:
+        stopped = handle_from_record(worker, record).stopped()
+    except LookupError:
+        stopped = False
+    return "stopped" if stopped and record.get("state") != "exited" else record["state"]

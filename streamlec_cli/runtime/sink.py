@@ -19,13 +19,20 @@ from . import wire
 from .commit import Ack, Checkpoint, CommitCore, Deliver, Note, Recover, Replay, SendModels
 from .plan import Plan
 from .recorder import RunRecorder
+from .startup import Deadline, StartupTimeout, tell
 from .storage import write_checkpoint
 
 PROGRESS_EVERY = 0.05  # seconds between progress reports to the supervisor
 
 
 class Sink:
-    def __init__(self, plan: Plan, name: str = "sink") -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        name: str = "sink",
+        startup_timeout: float | None = None,
+        by_hand: bool = False,
+    ) -> None:
         spec = plan.spec
         self.plan = plan
         self.name = name
@@ -44,6 +51,10 @@ class Sink:
         self.joined: set[str] = set()
         self.source_ready = False
         self.started = False
+        self.startup = Deadline(startup_timeout)
+        # Without a supervisor nobody else tells the source and the processors that the run
+        # is over when the sink is interrupted: they would wait for it forever.
+        self.by_hand = by_hand
         # Progress goes to the supervisor every PROGRESS_EVERY, and at once after the batch a
         # scheduled failure waits for (it kills after batch at_batch - 1 is committed).
         self.progress_sent = 0.0
@@ -59,6 +70,12 @@ class Sink:
 
     def run(self) -> None:
         self.event("started", f"pid {os.getpid()}")
+        tell(
+            self.name,
+            f"pid {os.getpid()}, run dir {self.run_dir}; listens at "
+            f"{wire.bind_address(self.plan.address('sink'))}; waiting for "
+            f"{', '.join(self.absent())}",
+        )
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         try:
@@ -72,6 +89,8 @@ class Sink:
                         if self.handle(wire.recv(self.sock, router=True), now) == "stop":
                             return
                         now = time.time()
+                if not self.started and self.startup.expired():
+                    self.give_up()
                 self.core.tick(now)
                 self.carry_out(now)
                 self.recorder.flush_timeline(now - 0.2)
@@ -83,6 +102,12 @@ class Sink:
                 problem = exc.strerror or exc
                 print(f"error: cannot write the results in {self.run_dir}: {problem}", flush=True)
             raise SystemExit(2) from None
+        except (SystemExit, KeyboardInterrupt):
+            if self.by_hand:
+                self.event("stopped", "interrupted before the end of the stream")
+                self.stop_workers()
+                self.sock.close(linger=500)  # let the STOPs go out (at most 0.5 s)
+            raise
         finally:
             with contextlib.suppress(OSError):
                 self.recorder.close()
@@ -131,6 +156,21 @@ class Sink:
             self.send("source", wire.ACK, {"batch": -1})
             self.send("supervisor", wire.PROGRESS, {"batch": -1, "items_out": 0, "items_lost": 0})
             self.event("all workers up")
+            tell(self.name, "the source and every processor are up; the stream has started")
+
+    def absent(self) -> list[str]:
+        """The workers the stream still waits for (the source, processors not joined)."""
+        source = [] if self.source_ready else ["source"]
+        return source + [p for p in self.processors if p not in self.joined]
+
+    def give_up(self) -> None:
+        """The start-up deadline passed: stop whoever came, and say who did not."""
+        missing = self.absent()
+        self.event("gave up", "start-up deadline passed; missing: " + ", ".join(missing))
+        self.stop_workers()
+        address = wire.bind_address(self.plan.address("sink"))
+        detail = f"waited at {address} for {', '.join(missing)}, which never connected"
+        raise StartupTimeout(self.name, self.startup.seconds or 0.0, missing, detail)
 
     # -- actions --------------------------------------------------------------------------
 
@@ -176,7 +216,9 @@ class Sink:
         np.save(self.run_dir / "model.npy", self.core.window.latest)
         self.recorder.flush_timeline()
         summary = self.write_summary(complete=True)
-        self.event("finished", f"{summary['items_out']} items out, {summary['items_lost']} lost")
+        done = f"{summary['items_out']} items out, {summary['items_lost']} lost"
+        self.event("finished", done)
+        tell(self.name, f"finished: {summary['items_in']} items in, {done}")
         self.stop_workers()
         self.send("supervisor", wire.DONE, {"items_out": summary["items_out"]})
 
@@ -196,5 +238,7 @@ class Sink:
         return self.recorder.summary(complete, core.total_items, counters)
 
 
-def run_sink(plan: Plan, name: str = "sink") -> None:
-    Sink(plan, name).run()
+def run_sink(
+    plan: Plan, name: str = "sink", startup_timeout: float | None = None, by_hand: bool = False
+) -> None:
+    Sink(plan, name, startup_timeout, by_hand).run()

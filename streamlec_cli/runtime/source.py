@@ -21,9 +21,9 @@ import zmq
 from .. import datasets
 from . import wire
 from .plan import Plan
+from .startup import Connections, Deadline, StartupTimeout, tell
 from .storage import WriteAheadLog
 
-STARTUP_TIMEOUT = 60.0
 REPLAY_WAIT = 10.0  # longest wait for a restarted processor before replaying regardless
 
 
@@ -32,8 +32,12 @@ class Source:
     goes out next; below ``produced`` it is a replay from the log), ``hello`` (the incarnation
     each processor connection belongs to) and ``replay_wait``."""
 
-    def __init__(self, plan: Plan, name: str = "source") -> None:
+    def __init__(
+        self, plan: Plan, name: str = "source", startup_timeout: float | None = None
+    ) -> None:
         self.plan = plan
+        self.name = name
+        self.startup_timeout = startup_timeout
         self.scheme = plan.scheme
         self.algorithm = plan.algorithm
         self.ctx = zmq.Context()
@@ -129,12 +133,35 @@ class Source:
 
     def wait_for_start(self) -> None:
         """Start when the sink says every processor is up (ACK of batch -1) and every
-        processor has said hello here too (a task sent before that would be dropped)."""
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while (self.acked < -1 or len(self.hello) < self.scheme.processors) and not self.stopped:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the sink did not report every processor up in time")
-            self.handle(100)
+        processor has said hello here too (a task sent before that would be dropped); give
+        up (``StartupTimeout``) after the start-up deadline."""
+        deadline = Deadline(self.startup_timeout)
+        sink = Connections({"sink": self.to_sink})
+        try:
+            while (self.acked < -1 or len(self.hello) < self.scheme.processors) and (
+                not self.stopped
+            ):
+                if deadline.expired():
+                    raise self.gave_up(sink.connected()["sink"], deadline.seconds or 0.0)
+                self.handle(100)
+        finally:
+            sink.close()
+        if not self.stopped:
+            tell(self.name, "the sink reports every processor up; the stream has started")
+
+    def gave_up(self, sink_connected: bool, seconds: float) -> StartupTimeout:
+        """Who the source waited for: the sink, processors that never said hello here."""
+        everyone = [f"processor-{i}" for i in range(self.scheme.processors)]
+        missing = ([] if sink_connected else ["sink"]) + [
+            p for p in everyone if p not in self.hello
+        ]
+        if missing:
+            detail = f"{', '.join(missing)} never connected"
+            if not sink_connected:
+                detail += f" (the sink is expected at {self.plan.address('sink')})"
+        else:
+            detail = "every processor connected, but the sink did not start the stream"
+        return StartupTimeout(self.name, seconds, missing, detail)
 
     def stream(self) -> Iterator[np.ndarray]:
         spec = self.plan.spec
@@ -145,9 +172,17 @@ class Source:
         return datasets.open_batches(spec.dataset, spec.batch)
 
     def run(self) -> None:
+        tell(
+            self.name,
+            f"pid {os.getpid()}, run dir {self.plan.run_dir}; listens for processors at "
+            f"{wire.bind_address(self.plan.address('source'))}; connects to the sink at "
+            f"{self.plan.address('sink')}",
+        )
         try:
             self.wait_for_start()
             self.emit_all(self.stream())
+            sent = f"{self.produced} batches, {self.offset} items"
+            tell(self.name, f"stopped by the sink after {sent}")
         except datasets.DatasetError as exc:  # a bad line deep in a real file, or a file gone
             _give_up(str(exc))
         except OSError as exc:  # the disk of the write-ahead log is full or failing
@@ -207,5 +242,5 @@ def _give_up(problem: str) -> None:
     raise SystemExit(2) from None
 
 
-def run_source(plan: Plan, name: str = "source") -> None:
-    Source(plan, name).run()
+def run_source(plan: Plan, name: str = "source", startup_timeout: float | None = None) -> None:
+    Source(plan, name, startup_timeout).run()

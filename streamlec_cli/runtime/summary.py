@@ -2,22 +2,28 @@
 
 ``summarise`` writes ``summary.json`` from the run directory (``sink.json``, ``batches.csv``,
 ``memory.csv``) and the supervisor's ``Observed`` record; it recounts the delivered items from
-``batches.csv`` on its own and compares the model and predictions with the single-process
-reference.
+``batches.csv`` on its own, judges from the slots missing in each batch whether the scheme
+tolerated what happened, and compares the model and predictions with the single-process
+reference. A sink started by hand has no supervisor: it summarises with an empty ``Observed``
+(``supervised=False``: no failures known, no memory samples). ``write_meta`` and
+``write_resolved_spec`` write the run's ``meta.json`` and ``spec.yaml`` at its start.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from .. import datasets
+from ..provenance import code_commit
 from ..reference import iter_reference
-from ..results import latency_around, write_json
+from ..results import latency_around, machine_info, write_json
 from ..spec import Spec
 from .plan import Plan
 
@@ -40,6 +46,7 @@ class Observed:
     ticks_at_start: tuple[int, int] = (0, 0)  # the machine's (idle, total) CPU ticks
     ticks_at_end: tuple[int, int] = (0, 0)
     wal_bytes: int | None = None
+    supervised: bool = True  # False: a sink started by hand, nobody watched the processors
 
     def cpu_by_worker(self) -> dict[str, float]:
         """CPU seconds each worker slot used from the stream's start to its end (all its
@@ -131,7 +138,8 @@ def summarise(
         "rollbacks": sink.get("rollbacks"),
         "replayed_batches": sink.get("replayed_batches"),
         "wal_bytes": seen.wal_bytes,
-        "tolerated": spec_tolerates(plan, seen.failures),
+        **batch_tolerance(plan, run_dir / "batches.csv"),
+        "supervised": seen.supervised,
         "reference_max_rel_err": reference.get("max_rel_err"),
         "reference": reference,
         "metrics": sink.get("metrics"),
@@ -146,6 +154,38 @@ def summarise(
     }
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def write_meta(spec: Spec, run_dir: Path) -> None:
+    """``meta.json``: which run of which spec, the code's commit, the machine, the start.
+    The run is named by its directory; ``setting`` is the spec's name for its settings."""
+    meta = {
+        "spec_name": spec.name,
+        "run_id": run_dir.name,
+        "setting": spec.run_id,
+        "run_index": spec.run_index,
+        "sweep_values": dict(spec.sweep_values),
+        "commit": code_commit(),
+        "start_time": time.time(),
+        "start_time_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "dataset_source": datasets.source_description(spec.dataset),
+        **machine_info(),
+    }
+    write_json(run_dir / "meta.json", meta)
+
+
+def resolved_spec(spec: Spec) -> dict:
+    """What a run directory's ``spec.yaml`` holds: the one run's spec with every default
+    filled in, without sweep or repeat (``--resume`` compares it with an earlier run's)."""
+    resolved = spec.to_dict()
+    resolved["repeat"] = 1
+    resolved.pop("sweep", None)
+    return resolved
+
+
+def write_resolved_spec(spec: Spec, path: Path) -> None:
+    with open(path, "w") as f:
+        yaml.safe_dump(resolved_spec(spec), f, sort_keys=False)
 
 
 def memory_growth(path: Path) -> dict:
@@ -176,10 +216,26 @@ def memory_growth(path: Path) -> dict:
     return out
 
 
-def spec_tolerates(plan, failures: list[dict]) -> bool:
-    """Whether the scheme promises to absorb these kills (each batch sees at most these)."""
-    slots = [int(f["worker"].rsplit("-", 1)[1]) for f in failures]
-    return plan.scheme.tolerates(slots)
+def batch_tolerance(plan, path: Path) -> dict:
+    """Whether the scheme tolerated what happened: in every batch of ``batches.csv``, the
+    slots whose output never came (``missing_slots``) were at most what the scheme absorbs at
+    once. Also the most slots missing at once in any batch, which batch and which slots."""
+    worst: list[int] = []
+    worst_batch = None
+    tolerated = True
+    if path.exists():
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                missing = [int(slot) for slot in (row.get("missing_slots") or "").split()]
+                tolerated = tolerated and plan.scheme.tolerates(missing)
+                if len(missing) > len(worst):
+                    worst, worst_batch = missing, int(row["batch"])
+    return {
+        "tolerated": tolerated,
+        "most_missing_at_once": len(worst),
+        "most_missing_batch": worst_batch,
+        "most_missing_slots": worst,
+    }
 
 
 def audit_batches(path: Path) -> dict:

@@ -21,26 +21,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
 import zmq
 
 from .. import datasets
-from ..provenance import code_commit
-from ..results import (
-    append_event,
-    last_log_line,
-    machine_info,
-    new_run_directory,
-    read_events,
-    write_json,
-)
+from ..results import append_event, last_log_line, new_run_directory
 from ..spec import Spec
 from . import wire
+from .control import signal_name, user_signal
 from .launch import STANDBY, ExitWatch, Handle, Launcher, LocalLauncher
 from .membership import Membership, Verdict
 from .plan import free_ports, make_plan
 from .registry import LiveRun
-from .summary import Observed, summarise
+from .summary import Observed, summarise, write_meta, write_resolved_spec
 
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 3.0
@@ -66,15 +58,6 @@ def run_directory(out: Path, spec: Spec) -> Path:
     """Create the run's own new directory, ``out/<spec name>/<setting>-<UTC time>[-N]``:
     never an earlier run's, nor that of a run of the same spec started at the same time."""
     return new_run_directory(Path(out) / spec.name, spec.run_id)
-
-
-def resolved_spec(spec: Spec) -> dict:
-    """What a run directory's ``spec.yaml`` holds: the one run's spec, without sweep or
-    repeat (``--resume`` compares it with that of an earlier run of the setting)."""
-    resolved = spec.to_dict()
-    resolved["repeat"] = 1
-    resolved.pop("sweep", None)
-    return resolved
 
 
 class Supervisor:
@@ -103,27 +86,14 @@ class Supervisor:
 
     def prepare(self) -> None:
         (self.run_dir / "logs").mkdir()
-        with open(self.run_dir / "spec.yaml", "w") as f:
-            yaml.safe_dump(resolved_spec(self.spec), f, sort_keys=False)
+        write_resolved_spec(self.spec, self.run_dir / "spec.yaml")
         if self.spec.transport == "tcp" and self.spec.port is None:
             port = free_ports(len(wire.DEFAULT_PORTS))
             if port is None:
                 msg = f"no {len(wire.DEFAULT_PORTS)} consecutive free TCP ports found"
                 raise RunFailed(msg)
             (self.run_dir / "port").write_text(str(port))
-        meta = {
-            "spec_name": self.spec.name,
-            "run_id": self.run_dir.name,
-            "setting": self.spec.run_id,
-            "run_index": self.spec.run_index,
-            "sweep_values": dict(self.spec.sweep_values),
-            "commit": code_commit(),
-            "start_time": time.time(),
-            "start_time_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "dataset_source": datasets.source_description(self.spec.dataset),
-            **machine_info(),
-        }
-        write_json(self.run_dir / "meta.json", meta)
+        write_meta(self.spec, self.run_dir)
         self.plan = make_plan(self.spec, self.run_dir)
 
     def stage(self) -> None:
@@ -397,7 +367,15 @@ class Supervisor:
                 self.record_failure(handle, "spec")
 
     def record_failure(self, handle: Handle, by: str) -> None:
-        now = time.time()
+        """One failure in the summary, with the signal that caused it: the one kill-worker
+        sent (and when), SIGKILL for the spec's kills and fences, else what ended it."""
+        sent = user_signal(self.run_dir, handle.pid) if by == "kill-worker" else None
+        if sent is not None:
+            sig, now = sent
+        elif by in ("spec", "fenced"):
+            sig, now = "SIGKILL", time.time()
+        else:
+            sig, now = signal_name(handle.poll()), time.time()
         self.seen.failures.append(
             {
                 "worker": handle.worker,
@@ -407,6 +385,8 @@ class Supervisor:
                 "elapsed_s": now - (self.seen.started_at or now),
                 "after_batch": self.last_batch,
                 "by": by,
+                "signal": sig,
+                "fenced": (handle.worker, handle.incarnation) in self.fenced,
             }
         )
 
@@ -435,11 +415,8 @@ class Supervisor:
         return False
 
     def killed_by_user(self, pid: int) -> bool:
-        """Whether ``streamlec kill-worker`` logged a signal to this pid."""
-        return any(
-            e["event"] == "kill" and f"pid {pid} " in e["detail"] + " "
-            for e in read_events(self.run_dir)
-        )
+        """Whether ``streamlec kill-worker`` sent this pid a signal (and did not resume it)."""
+        return user_signal(self.run_dir, pid) is not None
 
     def watch(self, sink_sock: zmq.Socket) -> None:
         if self.standby is not None and (code := self.standby.poll()) is not None:

@@ -1,10 +1,16 @@
 """Entry point of one worker process: ``streamlec worker SPEC WORKER [--run-dir DIR]
-[--incarnation N]``.
+[--incarnation N] [--startup-timeout S]``.
 
 The local launcher starts every worker this way, and a user can start any worker by hand
 on another host (with ``transport: tcp`` and ``hosts`` in the spec). The warm spare
 (``standby``) imports everything, then reads its slot from its standard input as one line
 ``"<worker> <incarnation>"`` (an empty line or end of file: no slot will come, it ends).
+
+A worker started by hand (no supervisor in its environment) creates its run directory and
+stops on Ctrl-C (exit code 130) or SIGTERM (143). When it is the sink it writes the run's
+``spec.yaml`` and ``meta.json`` at its start and ``summary.json`` at its end (``supervised:
+false``), as a supervisor would, so ``streamlec plot`` and ``streamlec report`` read the run
+like any other, and it tells the source and the processors to stop however it ends.
 """
 
 from __future__ import annotations
@@ -16,9 +22,13 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..spec import Spec
-from .plan import make_plan
+from .startup import DEFAULT_STARTUP_TIMEOUT
+
+if TYPE_CHECKING:  # the launcher imports this module: ``ps`` must not pay for the spec's
+    from ..spec import Spec
+    from .plan import Plan
 
 SUPERVISOR_ENV = "STREAMLEC_SUPERVISOR_PID"
 #: A directory: every worker runs under cProfile and writes ``<worker>-<pid>.prof`` there at exit.
@@ -41,29 +51,62 @@ def _die_with_supervisor() -> None:
         os._exit(1)
 
 
-def run_worker(spec: Spec, name: str, run_dir: Path, incarnation: int | None = None) -> None:
+def supervised() -> bool:
+    """Whether a supervisor started this process (else a user did, by hand)."""
+    return bool(os.environ.get(SUPERVISOR_ENV))
+
+
+def run_worker(
+    spec: Spec,
+    name: str,
+    run_dir: Path,
+    incarnation: int | None = None,
+    startup_timeout: float | None = DEFAULT_STARTUP_TIMEOUT,
+) -> None:
     """Run worker ``name`` until it is told to stop; ``incarnation`` numbers this start of
-    its slot (the supervisor counts 1, 2, ...; by hand: the process's pid)."""
+    its slot (the supervisor counts 1, 2, ...; by hand: the process's pid). A worker whose
+    peers have not come within ``startup_timeout`` seconds raises ``StartupTimeout``."""
     incarnation = os.getpid() if incarnation is None else incarnation
+    if not supervised():
+        (Path(run_dir) / "logs").mkdir(parents=True, exist_ok=True)
+    args = (spec, name, Path(run_dir), incarnation, startup_timeout)
     profile_dir = os.environ.get(PROFILE_ENV)
     if not profile_dir:
-        _run_worker(spec, name, run_dir, incarnation)
+        _run_worker(*args)
         return
     import cProfile
 
     profiler = cProfile.Profile(time.thread_time)  # CPU of this thread, not wall time
     try:
-        profiler.runcall(_run_worker, spec, name, run_dir, incarnation)
+        profiler.runcall(_run_worker, *args)
     finally:
         Path(profile_dir).mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(Path(profile_dir) / f"{name}-{os.getpid()}.prof")
 
 
-def _run_worker(spec: Spec, name: str, run_dir: Path, incarnation: int) -> None:
-    # Ctrl-C belongs to the supervisor; a worker stops on STOP, SIGTERM or SIGKILL.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
+def _exit_with(code: int):
+    """A signal handler that ends the worker with ``code`` (its ``finally`` blocks run)."""
+
+    def stop(*_) -> None:
+        raise SystemExit(code)
+
+    return stop
+
+
+def _run_worker(
+    spec: Spec, name: str, run_dir: Path, incarnation: int, startup_timeout: float | None
+) -> None:
+    # Under a supervisor Ctrl-C is the supervisor's; a worker stops on STOP, SIGTERM or
+    # SIGKILL. By hand, Ctrl-C in the worker's terminal stops it, with the shell's codes.
+    if supervised():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _exit_with(0))
+    else:
+        signal.signal(signal.SIGINT, _exit_with(130))
+        signal.signal(signal.SIGTERM, _exit_with(143))
     _die_with_supervisor()
+    from .plan import make_plan
+
     plan = make_plan(spec, run_dir)
     if name == "standby":
         # A warm spare: everything imported, waiting for the supervisor to name its slot.
@@ -74,17 +117,52 @@ def _run_worker(spec: Spec, name: str, run_dir: Path, incarnation: int) -> None:
             return
         name, incarnation = assigned[0], int(assigned[1])
         print(f"pid {os.getpid()}: standby becomes {name} ({incarnation})", flush=True)
-        run_processor(plan, name, incarnation)
+        run_processor(plan, name, incarnation, startup_timeout)
         return
     if name == "source":
         from .source import run_source
 
-        run_source(plan)
+        run_source(plan, startup_timeout=startup_timeout)
     elif name == "sink":
         from .sink import run_sink
 
-        run_sink(plan)
+        if supervised():
+            run_sink(plan, startup_timeout=startup_timeout)
+        else:
+            _run_sink_by_hand(plan, startup_timeout)
     else:
         from .processor import run_processor
 
-        run_processor(plan, name, incarnation)
+        run_processor(plan, name, incarnation, startup_timeout)
+
+
+def _run_sink_by_hand(plan: Plan, startup_timeout: float | None) -> None:
+    """The sink without a supervisor: it writes the run's header and summary itself."""
+    from .sink import run_sink
+    from .startup import StartupTimeout, tell
+    from .summary import Observed, summarise, write_meta, write_resolved_spec
+
+    run_dir = plan.run_dir
+    if not (run_dir / "spec.yaml").exists():  # never overwrite a file the user keeps there
+        write_resolved_spec(plan.spec, run_dir / "spec.yaml")
+    write_meta(plan.spec, run_dir)
+    interrupted = False
+    error = None
+    try:
+        run_sink(plan, startup_timeout=startup_timeout, by_hand=True)
+    except StartupTimeout as exc:
+        error = str(exc)
+        raise
+    except (SystemExit, KeyboardInterrupt):
+        interrupted = True
+        raise
+    finally:
+        seen = Observed(supervised=False, exit_code=1 if error else 0)
+        summary = summarise(plan, run_dir, seen, interrupted, error)
+        where = run_dir / "summary.json"
+        if summary["complete"]:
+            ref = summary["reference"]
+            match = "matches" if ref.get("matches") else "DIFFERS from"
+            tell("sink", f"the model {match} the single-process reference; summary in {where}")
+        elif error is None:  # a start-up give-up is told by the command line
+            tell("sink", f"stopped before the end of the stream; results so far in {where}")
