@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import time
 from pathlib import Path
@@ -12,7 +11,8 @@ import click
 
 from .. import datasets
 from ..spec import Spec
-from .supervisor import RunFailed, Supervisor
+from .interrupt import SIGNALS, Interrupted
+from .supervisor import RunFailed, Supervisor, port_problem
 
 
 class Progress:
@@ -138,9 +138,7 @@ def table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops a run as Ctrl-C does: staged, results kept
-
+_KEPT = "every worker stopped; results so far are kept"
 
 #: Exit code of ``streamlec run`` when every run finished but one lost items (failures beyond
 #: its scheme's tolerance) or does not match the single-process reference.
@@ -150,8 +148,26 @@ EXIT_LOST = 3
 def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
     """Run each spec in turn; returns the exit code: 0 when every run finished with nothing
     lost and matched the reference, 1 if a run failed, 2 on bad input, ``EXIT_LOST`` (3) if
-    a run lost items or differs from the reference, 130 when interrupted."""
-    signal.signal(signal.SIGTERM, _terminate)
+    a run lost items or differs from the reference, 128 + the signal's number when stopped by
+    SIGINT, SIGTERM or SIGHUP (130, 143, 129)."""
+    SIGNALS.install()
+    try:
+        return _run_all(runs, out, quiet)
+    finally:
+        SIGNALS.restore()
+
+
+def _taken_port(runs: list[Spec]) -> str | None:
+    """The error for the first tcp run that names a port taken right now."""
+    for spec in runs:
+        if spec.transport == "tcp" and spec.port is not None:
+            problem = port_problem(spec.port)
+            if problem:
+                return problem
+    return None
+
+
+def _run_all(runs: list[Spec], out: Path, quiet: bool) -> int:
     summaries = []
     code = 0
     for spec in runs:  # a missing or unreadable data file stops us before any process starts
@@ -160,6 +176,10 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
         except datasets.DatasetError as exc:
             click.echo(f"error: {exc}", err=True)
             return 2
+    taken = _taken_port(runs)  # and so does a port that another program listens on
+    if taken:
+        click.echo(f"error: {taken}", err=True)
+        return 2
     for index, spec in enumerate(runs, 1):
         label = f"[{index}/{len(runs)}] {spec.run_id}"
         click.echo(f"{label}", err=True)
@@ -167,10 +187,11 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
         progress = Progress(label, enabled=not quiet)
         try:
             summary = Supervisor(spec, out, progress).run()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            stop = exc if isinstance(exc, Interrupted) else Interrupted()
             progress.close()
-            click.echo("interrupted: every worker stopped; results so far are kept", err=True)
-            return 130
+            click.echo(f"interrupted by {stop.name}: {_KEPT}", err=True)
+            return stop.exit_code
         except RunFailed as exc:  # pragma: no cover - summarised inside run()
             progress.close()
             click.echo(f"error: {exc}", err=True)
@@ -183,5 +204,9 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False) -> int:
         elif summary.get("items_lost") or not (summary.get("reference") or {}).get("matches"):
             code = max(code, EXIT_LOST)
         summaries.append(summary)
+        late = SIGNALS.first()
+        if late is not None:  # it came after the stream ended: this run is whole, stop here
+            click.echo(f"interrupted by {late.name} after the end of the stream: {_KEPT}", err=True)
+            return late.exit_code
     click.echo(table(summaries))
     return code

@@ -111,9 +111,10 @@ def run_processor(plan: Plan, name: str, incarnation: int) -> None:
                 msg = wire.recv(from_source)
                 if msg.kind == wire.STOP:
                     return
-                meta = msg.meta
-                emitted = core.task(meta["batch"], meta["epoch"], meta["role"], msg.arrays[0])
-                _send_outputs(to_sink, emitted, incarnation)
+                if msg.kind == wire.TASK:
+                    meta = msg.meta
+                    emitted = core.task(meta["batch"], meta["epoch"], meta["role"], msg.arrays[0])
+                    _send_outputs(to_sink, emitted, incarnation)
             if to_sink in events:
                 msg = wire.recv(to_sink)
                 meta = msg.meta

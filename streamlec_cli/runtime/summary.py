@@ -82,7 +82,7 @@ def summarise(
         "run_id": spec.run_id,
         "complete": complete,
         "error": error,
-        "exit_code": 130 if interrupted else (seen.exit_code if error else 0),
+        "exit_code": seen.exit_code if interrupted or error else 0,
         "scheme": spec.scheme.name,
         "scheme_label": plan.scheme.describe(),
         "algorithm": spec.algorithm.name,

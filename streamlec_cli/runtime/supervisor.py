@@ -29,9 +29,10 @@ from ..provenance import code_commit
 from ..results import append_event, last_log_line, machine_info, read_events, write_json
 from ..spec import Spec
 from . import wire
+from .interrupt import SIGNALS, Interrupted
 from .launch import STANDBY, ExitWatch, Handle, Launcher, LocalLauncher
 from .membership import Membership, Verdict
-from .plan import free_ports, make_plan
+from .plan import base_port, free_ports, make_plan, new_run_token, taken_ports
 from .registry import LiveRun
 from .summary import Observed, summarise
 
@@ -53,6 +54,21 @@ class RunFailed(RuntimeError):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def port_problem(base: int) -> str | None:
+    """Why a tcp run on port ``base`` cannot start here (its ports are taken), or None."""
+    taken = taken_ports(base, len(wire.DEFAULT_PORTS))
+    if not taken:
+        return None
+    ports = ", ".join(str(p) for p in taken)
+    noun = "port" if len(taken) == 1 else "ports"
+    return (
+        f"{noun} {ports} already in use on this host (another run or program listens there); "
+        f"a run with port {base} needs {base}, {base + 1} and {base + 2} (sink, source, "
+        "supervisor): pick another port in the spec (or --set port=N), or leave port out "
+        "and the run picks free ones"
+    )
 
 
 def run_directory(out: Path, spec: Spec) -> Path:
@@ -98,6 +114,7 @@ class Supervisor:
                 msg = f"no {len(wire.DEFAULT_PORTS)} consecutive free TCP ports found"
                 raise RunFailed(msg)
             (self.run_dir / "port").write_text(str(port))
+        new_run_token(self.run_dir)
         meta = {
             "spec_name": self.spec.name,
             "run_id": self.spec.run_id,
@@ -111,6 +128,15 @@ class Supervisor:
         }
         write_json(self.run_dir / "meta.json", meta)
         self.plan = make_plan(self.spec, self.run_dir)
+
+    def check_ports(self) -> None:
+        """With ``transport: tcp``, the run's three ports must be free before anything
+        starts: a run on a taken port would talk to the run that holds it."""
+        if self.spec.transport != "tcp":
+            return
+        problem = port_problem(self.spec.port or base_port(self.run_dir))
+        if problem:
+            raise RunFailed(problem, exit_code=2)
 
     def stage(self) -> None:
         """``dataset.stage``: write the rows to the run directory before any worker starts,
@@ -186,31 +212,36 @@ class Supervisor:
 
     def run(self) -> dict:
         self.prepare()
+        wire.use_run(self.plan.token)
         ctx = zmq.Context()
         sink_sock = None
-        interrupted = False
+        stop: Interrupted | None = None
         error: str | None = None
         try:
-            if self.spec.dataset.stage:
-                self.stage()
-            try:
-                beats = wire.router(ctx, self.plan.address("supervisor"))
-            except zmq.ZMQError as exc:
-                msg = f"cannot listen at {self.plan.address('supervisor')}: {exc}"
-                raise RunFailed(msg) from None
-            self.spawn("sink")
-            sink_sock = wire.dealer(ctx, self.plan.address("sink"), "supervisor")
-            wire.send(sink_sock, wire.HELLO, {"pid": os.getpid()})
-            self.spawn("source")
-            for i in range(self.spec.processors):
-                self.spawn(f"processor-{i}")
-            self.spawn_spare()
-            self.register()
-            self.loop(sink_sock, beats)
-        except KeyboardInterrupt:
-            interrupted = True
-            self.event("interrupted", "Ctrl-C: stopping every worker, keeping the results")
-            if sink_sock is not None:
+            with SIGNALS.stoppable():
+                self.register()  # before staging: a killed supervisor's rows are found
+                self.check_ports()
+                if self.spec.dataset.stage:
+                    self.stage()
+                try:
+                    beats = wire.router(ctx, self.plan.address("supervisor"))
+                except zmq.ZMQError as exc:
+                    msg = f"cannot listen at {self.plan.address('supervisor')}: {exc}"
+                    raise RunFailed(msg) from None
+                self.spawn("sink")
+                sink_sock = wire.dealer(ctx, self.plan.address("sink"), "supervisor")
+                wire.send(sink_sock, wire.HELLO, {"pid": os.getpid()})
+                self.spawn("source")
+                for i in range(self.spec.processors):
+                    self.spawn(f"processor-{i}")
+                self.spawn_spare()
+                self.update_registry()
+                self.loop(sink_sock, beats)
+        except KeyboardInterrupt as exc:  # Interrupted; plain when no handler is installed
+            stop = exc if isinstance(exc, Interrupted) else Interrupted()
+            self.seen.exit_code = stop.exit_code
+            self.event("interrupted", f"{stop.name}: stopping every worker, keeping the results")
+            if sink_sock is not None:  # the sink writes what it has and stops the others
                 wire.send(sink_sock, wire.STOP, block=False)
                 self.wait_for_exit(["sink"], 2.0)
         except RunFailed as exc:
@@ -228,9 +259,9 @@ class Supervisor:
         # The run is over: nothing left to replay or read (either can be gigabytes).
         for path in (wal, self.run_dir / datasets.STAGED_FILE):
             path.unlink(missing_ok=True)
-        summary = summarise(self.plan, self.run_dir, self.seen, interrupted, error)
-        if interrupted:
-            raise KeyboardInterrupt
+        summary = summarise(self.plan, self.run_dir, self.seen, stop is not None, error)
+        if stop is not None:
+            raise stop
         return summary
 
     def loop(self, sink_sock: zmq.Socket, beats: zmq.Socket) -> None:
@@ -463,11 +494,15 @@ class Supervisor:
 
     # -- the end --------------------------------------------------------------------------
 
-    def wait_for_exit(self, names: list[str], timeout: float) -> bool:
+    def wait_for_exit(self, names: list[str], timeout: float, hurry: bool = True) -> bool:
+        """Whether these workers ended within ``timeout``; with ``hurry``, a second stop
+        signal (``interrupt.SIGNALS``) ends the wait at once."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if all(self.children[n].poll() is not None for n in names if n in self.children):
                 return True
+            if hurry and SIGNALS.hurried:
+                return False
             time.sleep(0.02)
         return False
 
@@ -486,5 +521,5 @@ class Supervisor:
                 if handle.poll() is None:
                     self.event("stopping", f"{signal.Signals(sig).name} pid {handle.pid}", name)
                     handle.signal(sig)
-            if self.wait_for_exit(names, 2.0):
+            if self.wait_for_exit(names, 2.0, hurry=sig == signal.SIGTERM):
                 return

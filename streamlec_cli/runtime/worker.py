@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ..spec import Spec
+from . import wire
 from .plan import make_plan
 
 SUPERVISOR_ENV = "STREAMLEC_SUPERVISOR_PID"
@@ -65,6 +66,7 @@ def _run_worker(spec: Spec, name: str, run_dir: Path, incarnation: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
     _die_with_supervisor()
     plan = make_plan(spec, run_dir)
+    wire.use_run(plan.token)
     if name == "standby":
         # A warm spare: everything imported, waiting for the supervisor to name its slot.
         from .processor import run_processor
