@@ -181,6 +181,8 @@ def _run_all(runs: list[Spec], out: Path, quiet: bool) -> int:
         click.echo(f"error: {taken}", err=True)
         return 2
     for index, spec in enumerate(runs, 1):
+        if SIGNALS.received:  # a stop signal came outside a stream: start no other run
+            break
         label = f"[{index}/{len(runs)}] {spec.run_id}"
         click.echo(f"{label}", err=True)
         click.echo(f"  spec:      {spec.describe().split('  ', 1)[1]}", err=True)
@@ -204,9 +206,10 @@ def _run_all(runs: list[Spec], out: Path, quiet: bool) -> int:
         elif summary.get("items_lost") or not (summary.get("reference") or {}).get("matches"):
             code = max(code, EXIT_LOST)
         summaries.append(summary)
-        late = SIGNALS.first()
-        if late is not None:  # it came after the stream ended: this run is whole, stop here
-            click.echo(f"interrupted by {late.name} after the end of the stream: {_KEPT}", err=True)
-            return late.exit_code
-    click.echo(table(summaries))
+    if summaries:
+        click.echo(table(summaries))
+    late = SIGNALS.first()
+    if late is not None:  # it came between streams: the runs that ran are whole
+        click.echo(f"interrupted by {late.name} outside a stream: {_KEPT}", err=True)
+        return late.exit_code
     return code
