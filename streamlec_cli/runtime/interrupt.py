@@ -10,9 +10,7 @@ The exit code is the shell's for a death by that signal: 128 + its number (130, 
 
 from __future__ import annotations
 
-import contextlib
 import signal
-from collections.abc import Iterator
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -59,16 +57,15 @@ class StopSignals:
             self.armed = False
             raise Interrupted(signum)
 
-    @contextlib.contextmanager
-    def stoppable(self) -> Iterator[None]:
-        """Within the block the first signal raises ``Interrupted`` (at once if one came
-        before the block); outside it signals are only kept."""
+    def arm(self) -> None:
+        """From now on the first signal raises ``Interrupted`` (at once if one came before);
+        call ``disarm`` where a stop could no longer be carried out."""
         self.check()
         self.armed = True
-        try:
-            yield
-        finally:
-            self.armed = False
+
+    def disarm(self) -> None:
+        """From now on signals are only kept (and hurry a stop under way)."""
+        self.armed = False
 
     def check(self) -> None:
         """Raise ``Interrupted`` for a signal that came while it could not be raised."""

@@ -218,25 +218,25 @@ class Supervisor:
         stop: Interrupted | None = None
         error: str | None = None
         try:
-            with SIGNALS.stoppable():
-                self.register()  # before staging: a killed supervisor's rows are found
-                self.check_ports()
-                if self.spec.dataset.stage:
-                    self.stage()
-                try:
-                    beats = wire.router(ctx, self.plan.address("supervisor"))
-                except zmq.ZMQError as exc:
-                    msg = f"cannot listen at {self.plan.address('supervisor')}: {exc}"
-                    raise RunFailed(msg) from None
-                self.spawn("sink")
-                sink_sock = wire.dealer(ctx, self.plan.address("sink"), "supervisor")
-                wire.send(sink_sock, wire.HELLO, {"pid": os.getpid()})
-                self.spawn("source")
-                for i in range(self.spec.processors):
-                    self.spawn(f"processor-{i}")
-                self.spawn_spare()
-                self.update_registry()
-                self.loop(sink_sock, beats)
+            SIGNALS.arm()  # the first stop signal now raises Interrupted here (interrupt.py)
+            self.register()  # before staging: a killed supervisor's rows are found
+            self.check_ports()
+            if self.spec.dataset.stage:
+                self.stage()
+            try:
+                beats = wire.router(ctx, self.plan.address("supervisor"))
+            except zmq.ZMQError as exc:
+                msg = f"cannot listen at {self.plan.address('supervisor')}: {exc}"
+                raise RunFailed(msg) from None
+            self.spawn("sink")
+            sink_sock = wire.dealer(ctx, self.plan.address("sink"), "supervisor")
+            wire.send(sink_sock, wire.HELLO, {"pid": os.getpid()})
+            self.spawn("source")
+            for i in range(self.spec.processors):
+                self.spawn(f"processor-{i}")
+            self.spawn_spare()
+            self.update_registry()
+            self.loop(sink_sock, beats)
         except KeyboardInterrupt as exc:  # Interrupted; plain when no handler is installed
             stop = exc if isinstance(exc, Interrupted) else Interrupted()
             self.seen.exit_code = stop.exit_code
@@ -245,10 +245,12 @@ class Supervisor:
                 wire.send(sink_sock, wire.STOP, block=False)
                 self.wait_for_exit(["sink"], 2.0)
         except RunFailed as exc:
+            SIGNALS.disarm()
             error = str(exc)
             self.seen.exit_code = exc.exit_code
             self.event("run failed", error)
         finally:
+            SIGNALS.disarm()  # a stop signal from here on hurries the stop, never breaks it
             self.shutdown()
             ctx.destroy(linger=0)
             wire.remove_socket_files(self.run_dir)
