@@ -144,6 +144,34 @@ def test_a_second_run_on_the_port_of_a_live_one_is_a_clear_error(tmp_path):
     assert "another run" not in stdout + stderr
 
 
+def test_a_worker_of_another_run_on_the_same_port_joins_nothing(tmp_path):
+    h = Harness(tmp_path)
+    port = free_ports(3)
+    first = h.start(h.spec(transport="tcp", port=port, rate=30_000), tmp_path / "first")
+    (first_dir,) = run_dirs(tmp_path / "first")
+    other = h.spec("other", transport="tcp", port=port)  # another spec, the same port
+    stranger_log = tmp_path / "stranger.log"
+    with open(stranger_log, "w") as log:
+        stranger = subprocess.Popen(
+            h.command("worker", str(other), "processor-0", "--run-dir", str(tmp_path / "o")),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=h.env,
+        )
+    try:
+        stdout, stderr = finish(first)
+    finally:
+        stranger.kill()
+        stranger.wait()
+    assert first.returncode == 0, stdout + stderr
+    summary = summary_of(first_dir)
+    assert summary["complete"] and summary["items_out"] == ITEMS
+    assert summary["items_lost"] == 0 and summary["reference"]["matches"]
+    assert summary["failures"] == [] and summary["unexpected_exits"] == []
+    said = (first_dir / "logs" / "sink.log").read_text()
+    assert "ignoring messages of another run" in said, said  # its hello was dropped
+
+
 def test_free_ports_are_below_the_ephemeral_range():
     for _ in range(20):
         port = free_ports(3)
