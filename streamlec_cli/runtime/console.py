@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -191,8 +192,9 @@ def _run_all(runs: list[Spec], out: Path, quiet: bool) -> int:
             summary = Supervisor(spec, out, progress).run()
         except KeyboardInterrupt as exc:
             stop = exc if isinstance(exc, Interrupted) else Interrupted()
-            progress.close()
-            click.echo(f"interrupted by {stop.name}: {_KEPT}", err=True)
+            with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+                progress.close()
+                click.echo(f"interrupted by {stop.name}: {_KEPT}", err=True)
             return stop.exit_code
         except RunFailed as exc:  # pragma: no cover - summarised inside run()
             progress.close()

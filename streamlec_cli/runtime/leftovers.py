@@ -51,19 +51,27 @@ def clean_up(run: LiveRun, command: str) -> str:
 
 def _kill_orphans(run: LiveRun) -> int:
     """Workers of the run still alive (where the parent-death signal is not available).
-    A pid counts only while its command line names the run's directory: pids are reused."""
+    A pid counts only while its ``--run-dir`` is the run's directory: pids are reused."""
     count = 0
     for info in run.workers.values():
         pid = int(info.get("pid", 0))
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if pid > 0 and run.run_dir.encode() in cmdline:
+        if pid > 0 and _run_dir_of(pid) == Path(run.run_dir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
                 count += 1
     return count
+
+
+def _run_dir_of(pid: int) -> Path | None:
+    """The ``--run-dir`` of a worker process, made absolute (None: not a worker, or gone)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+    if "worker" not in argv or "--run-dir" not in argv[:-1]:
+        return None
+    return Path(os.path.normpath(Path(cwd) / argv[argv.index("--run-dir") + 1]))
 
 
 def _remove_sockets(run_dir: Path) -> int:

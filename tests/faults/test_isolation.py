@@ -279,3 +279,38 @@ def test_the_next_command_cleans_up_after_a_killed_supervisor(tmp_path):
     assert summary["items_out"] >= 3 * 6_000
     again = h.run("ps")  # said once: nothing is left to clean
     assert "cleaned up" not in again.stderr
+
+
+def test_the_clean_up_kills_only_processes_that_are_workers_of_the_dead_run(tmp_path):
+    # Where no parent-death signal exists a worker outlives its supervisor; a registered pid
+    # may also have been reused by an unrelated process by then, which must be left alone.
+    h = Harness(tmp_path)
+    run_dir = tmp_path / "results" / "iso" / "run-1"
+    run_dir.mkdir(parents=True)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)", "worker", "processor-0"]
+    orphan = subprocess.Popen([*sleeper, "--run-dir", "results/iso/run-1"], cwd=tmp_path)
+    bystander = subprocess.Popen([*sleeper, "--run-dir", str(tmp_path / "elsewhere")])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])  # the dead supervisor's pid
+    gone.wait()
+    entry = {
+        "run": "iso/run-1",
+        "run_dir": str(run_dir),
+        "supervisor": gone.pid,
+        "workers": {
+            name: {"launcher": "local", "host": "h", "pid": proc.pid, "incarnation": 1}
+            for name, proc in (("processor-0", orphan), ("processor-1", bystander))
+        },
+    }
+    (tmp_path / "registry").mkdir()
+    (tmp_path / "registry" / "iso__run-1.json").write_text(json.dumps(entry))
+    try:
+        ps = h.run("ps")
+        assert "1 worker(s) still running, SIGKILLed" in ps.stderr, ps.stderr
+        assert orphan.wait(timeout=30) == -signal.SIGKILL
+        assert bystander.poll() is None
+    finally:
+        for proc in (orphan, bystander):
+            proc.kill()
+            proc.wait()
+    assert h.registry_entries() == []
+    assert summary_of(run_dir)["complete"] is False
