@@ -71,7 +71,8 @@ def summarise(
     audit = audit_batches(run_dir / "batches.csv")
     meta = json.loads((run_dir / "meta.json").read_text())
     items_in = sink.get("items_in") or audit["items_seen"]
-    complete = bool(sink.get("complete")) and not interrupted and error is None
+    # A stop signal that came after the sink finished the stream takes nothing from the run.
+    complete = bool(sink.get("complete")) and error is None
     reference = compare_with_reference(spec, run_dir, plan) if complete else {}
     around = None
     if complete and seen.failures:

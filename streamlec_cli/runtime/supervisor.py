@@ -261,7 +261,12 @@ class Supervisor:
         # The run is over: nothing left to replay or read (either can be gigabytes).
         for path in (wal, self.run_dir / datasets.STAGED_FILE):
             path.unlink(missing_ok=True)
-        summary = summarise(self.plan, self.run_dir, self.seen, stop is not None, error)
+        late = SIGNALS.first()
+        if stop is None and error is None and late is not None:  # after the stream ended
+            self.seen.exit_code = late.exit_code
+            self.event("interrupted", f"{late.name} after the end of the stream: nothing lost")
+        interrupted = stop is not None or late is not None
+        summary = summarise(self.plan, self.run_dir, self.seen, interrupted, error)
         if stop is not None:
             raise stop
         return summary

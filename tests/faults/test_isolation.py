@@ -240,8 +240,10 @@ def test_a_signal_just_after_the_stream_ended_still_leaves_the_summary(tmp_path)
     stdout, stderr = finish(proc)
     assert proc.returncode == 143, stdout + stderr
     assert "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
-    summary = summary_of(run_dir)
-    assert summary["items_out"] == 600_000 and summary["items_duplicated"] == 0
+    summary = summary_of(run_dir)  # the sink had finished: the run is whole
+    assert summary["complete"] and summary["exit_code"] == 143
+    assert summary["items_out"] == 600_000 and summary["items_lost"] == 0
+    assert summary["reference"]["matches"]
     assert workers_of(run_dir) == []
 
 
