@@ -106,6 +106,8 @@ def free_ports(count: int) -> int | None:
     range (None: none found)."""
     low, high = PORT_RANGE
     high = min(high, ephemeral_low() - count)
+    if high < low:  # an ephemeral range that starts this low leaves no room below it
+        low, high = 1024, 65535 - count
     for _ in range(100):
         port = random.randint(low, high)
         if not taken_ports(port, count):
