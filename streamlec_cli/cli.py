@@ -10,11 +10,24 @@ import click
 from . import __version__, codec, spec
 from .data.formats import DatasetError
 
+#: Commands that first clean up after runs whose supervisor died (``runtime/leftovers.py``).
+_CLEANING = frozenset({"run", "ps", "kill-worker", "plot", "report", "validate"})
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="streamlec")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Erasure-coded proactive fault tolerance for stream machine learning (StreamLEC)."""
+    if ctx.invoked_subcommand in _CLEANING:
+        from .runtime.registry import stale_runs
+
+        stale = stale_runs()
+        if stale:  # a supervisor was killed: its sockets, staged rows and log are still here
+            from .runtime.leftovers import clean_up
+
+            for live in stale:
+                click.echo(clean_up(live, ctx.invoked_subcommand), err=True)
 
 
 @main.command("code-info")

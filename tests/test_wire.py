@@ -61,3 +61,37 @@ def test_a_binary_routing_id_does_not_break_the_receiver(ctx, tmp_path):
     msg = wire.recv(router, router=True)
     assert msg.kind == wire.HEARTBEAT and msg.meta["pid"] == 1
     assert isinstance(msg.sender, str) and not msg.sender.startswith("processor-")
+
+
+@pytest.fixture
+def run_token():
+    """Make this process a member of a run with a token (the default, no token, after)."""
+    yield wire.use_run
+    wire.use_run("")
+
+
+def test_a_message_of_another_run_is_dropped_and_cannot_take_a_name_over(
+    ctx, tmp_path, run_token, capfd
+):
+    address = wire.endpoint(tmp_path, "sink")
+    run_token("aaaa")
+    router = wire.router(ctx, address)
+    ours = wire.dealer(ctx, address, "processor-0")
+    run_token("bbbb")  # a worker of another run that reached our address by mistake
+    theirs = wire.dealer(ctx, address, "processor-0")
+    wire.send(theirs, wire.HELLO, {"incarnation": 7})
+    wire.send(theirs, wire.HEARTBEAT, {"incarnation": 7})
+    run_token("aaaa")
+    time.sleep(0.2)  # both connected: a takeover by name (ROUTER handover) would be done
+    wire.send(ours, wire.HELLO, {"incarnation": 1})
+    got = [wire.recv(router, router=True) for _ in range(3)]
+    foreign = [m for m in got if m.kind == wire.FOREIGN]
+    hello = [m for m in got if m.kind == wire.HELLO]
+    assert len(foreign) == 2 and foreign[0].meta == {} and foreign[0].arrays == []
+    assert len(hello) == 1 and hello[0].sender == "processor-0"
+    assert hello[0].meta["incarnation"] == 1
+    assert capfd.readouterr().err.count("another run") == 1  # said once
+    assert wire.send(router, wire.MODEL, {"first": 3}, to="processor-0")
+    assert ours.poll(5000)  # ours got it, not theirs
+    assert wire.recv(ours).meta == {"first": 3}
+    assert not theirs.poll(200)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-import signal
 import sys
 import time
 from pathlib import Path
@@ -13,9 +13,10 @@ import click
 from .. import datasets
 from ..results import finished_runs, read_summary, spec_text
 from ..spec import Spec
+from .interrupt import SIGNALS, Interrupted
 from .preflight import OutputError, check_output
 from .summary import resolved_spec
-from .supervisor import RunFailed, Supervisor
+from .supervisor import RunFailed, Supervisor, port_problem
 
 
 class Progress:
@@ -159,9 +160,7 @@ def table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops a run as Ctrl-C does: staged, results kept
-
+_KEPT = "every worker stopped; results so far are kept"
 
 #: Exit code of ``streamlec run`` when every run finished but one lost items (failures beyond
 #: its scheme's tolerance) or does not match the single-process reference.
@@ -180,11 +179,29 @@ def exit_code(summary: dict) -> int:
 def run_all(runs: list[Spec], out: Path, quiet: bool = False, resume: bool = False) -> int:
     """Run each spec in turn; returns the exit code: 0 when every run finished with nothing
     lost and matched the reference, 1 if a run failed, 2 on bad input, ``EXIT_LOST`` (3) if
-    a run lost items or differs from the reference, 130 when interrupted.
+    a run lost items or differs from the reference, 128 + the signal's number when stopped by
+    SIGINT, SIGTERM or SIGHUP (130, 143, 129).
 
     With ``resume``, a setting that already has a complete run under ``out``
     (``results.finished_runs``) is not run again: its earlier summary takes its place."""
-    signal.signal(signal.SIGTERM, _terminate)
+    SIGNALS.install()
+    try:
+        return _run_all(runs, out, quiet, resume)
+    finally:
+        SIGNALS.restore()
+
+
+def _taken_port(runs: list[Spec]) -> str | None:
+    """The error for the first tcp run that names a port taken right now."""
+    for spec in runs:
+        if spec.transport == "tcp" and spec.port is not None:
+            problem = port_problem(spec.port)
+            if problem:
+                return problem
+    return None
+
+
+def _run_all(runs: list[Spec], out: Path, quiet: bool, resume: bool) -> int:
     summaries = []
     code = 0
     for spec in runs:  # a missing or unreadable data file stops us before any process starts
@@ -198,8 +215,14 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False, resume: bool = Fal
     except OutputError as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
+    taken = _taken_port(runs)  # and so does a port that another program listens on
+    if taken:
+        click.echo(f"error: {taken}", err=True)
+        return 2
     done = finished_runs(out / runs[0].name) if resume else {}
     for index, spec in enumerate(runs, 1):
+        if SIGNALS.received:  # a stop signal came outside a stream: start no other run
+            break
         label = f"[{index}/{len(runs)}] {spec.run_id}"
         earlier = done.get((spec.run_id, spec_text(resolved_spec(spec)))) if done else None
         if earlier:
@@ -212,10 +235,12 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False, resume: bool = Fal
         progress = Progress(label, enabled=not quiet)
         try:
             summary = Supervisor(spec, out, progress).run()
-        except KeyboardInterrupt:
-            progress.close()
-            click.echo("interrupted: every worker stopped; results so far are kept", err=True)
-            return 130
+        except KeyboardInterrupt as exc:
+            stop = exc if isinstance(exc, Interrupted) else Interrupted()
+            with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+                progress.close()
+                click.echo(f"interrupted by {stop.name}: {_KEPT}", err=True)
+            return stop.exit_code
         except RunFailed as exc:  # pragma: no cover - summarised inside run()
             progress.close()
             click.echo(f"error: {exc}", err=True)
@@ -233,5 +258,10 @@ def run_all(runs: list[Spec], out: Path, quiet: bool = False, resume: bool = Fal
         click.echo(f"  results:   {summary['run_dir']}", err=True)
         code = max(code, exit_code(summary))
         summaries.append(summary)
-    click.echo(table(summaries))
+    if summaries:
+        click.echo(table(summaries))
+    late = SIGNALS.first()
+    if late is not None:  # it came between streams: the runs that ran are whole
+        click.echo(f"interrupted by {late.name} outside a stream: {_KEPT}", err=True)
+        return late.exit_code
     return code

@@ -1,9 +1,15 @@
-"""What every worker derives from a run's spec: the algorithm, the scheme, the addresses."""
+"""What every worker derives from a run's spec: the algorithm, the scheme, the addresses and
+the run's token."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import random
+import secrets
 import socket
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .. import datasets
@@ -42,36 +48,89 @@ class Plan:
             base_port=self.spec.port or base_port(self.run_dir),
         )
 
+    @cached_property
+    def token(self) -> str:
+        """The run's token, carried by every message (``wire.use_run``)."""
+        return run_token(self.run_dir, self.spec)
+
     @staticmethod
     def slot_of(worker: str) -> int:
         return int(worker.rsplit("-", 1)[1])
 
 
-DEFAULT_PORT = 47100
+#: TCP port of the sink when neither the spec nor the supervisor names one (workers started by
+#: hand): below Linux's ephemeral range (32768-60999), so that no outgoing connection of this
+#: host is given it, and so that a worker retrying its connection never connects to itself.
+DEFAULT_PORT = 27100
+#: Where the supervisor looks for free ports when the spec gives none (below the ephemeral range).
+PORT_RANGE = (20000, 32000)
+#: The file in the run directory that holds the run's token (written by the supervisor).
+TOKEN_FILE = "token"
 
 
 def base_port(run_dir: Path) -> int:
     """TCP port of the sink (the source's and the supervisor's are the next ones) when the
     spec gives none: the first of the free ports the supervisor picked (file ``port`` in the
-    run directory), else 47100."""
+    run directory), else ``DEFAULT_PORT``."""
     path = Path(run_dir) / "port"
     return int(path.read_text()) if path.exists() else DEFAULT_PORT
 
 
-def free_ports(count: int) -> int | None:
-    """The first of ``count`` consecutive free TCP ports on this host (None: none found)."""
-    for _ in range(50):
+def ephemeral_low() -> int:
+    """The first port of this host's ephemeral range (the kernel gives outgoing connections
+    ports from there); 32768 where it cannot be read."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def taken_ports(base: int, count: int) -> list[int]:
+    """Which of the ports ``base .. base+count-1`` some socket of this host listens on (or
+    holds bound). ZeroMQ binds with SO_REUSEADDR, so the test does too: a port left in
+    TIME_WAIT by a run that ended is free for the next one."""
+    taken = []
+    for port in range(base, base + count):
         with socket.socket() as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
-        try:
-            for offset in range(1, count):
-                with socket.socket() as other:
-                    other.bind(("", port + offset))
-        except OSError:
-            continue
-        return port
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("", port))
+            except OSError:
+                taken.append(port)
+    return taken
+
+
+def free_ports(count: int) -> int | None:
+    """The first of ``count`` consecutive free TCP ports on this host, below its ephemeral
+    range (None: none found)."""
+    low, high = PORT_RANGE
+    high = min(high, ephemeral_low() - count)
+    if high < low:  # an ephemeral range that starts this low leaves no room below it
+        low, high = 1024, 65535 - count
+    for _ in range(100):
+        port = random.randint(low, high)
+        if not taken_ports(port, count):
+            return port
     return None
+
+
+def new_run_token(run_dir: Path) -> str:
+    """Draw a run's token and write it where its workers read it (``run_token``)."""
+    token = secrets.token_hex(8)
+    (Path(run_dir) / TOKEN_FILE).write_text(token)
+    return token
+
+
+def run_token(run_dir: Path, spec: Spec) -> str:
+    """The run's token: the one its supervisor drew (in the run directory), else, for workers
+    started by hand, one derived from the spec, so that the workers of one spec agree and
+    those of another spec on the same port ignore them."""
+    path = Path(run_dir) / TOKEN_FILE
+    if path.exists():
+        return path.read_text().strip()
+    text = json.dumps(spec.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def make_plan(spec: Spec, run_dir: Path) -> Plan:

@@ -131,10 +131,11 @@ def run_processor(
                 if msg.kind == wire.STOP:
                     tell(name, f"stopped by the source after {tasks} tasks")
                     return
-                meta = msg.meta
-                tasks += 1
-                emitted = core.task(meta["batch"], meta["epoch"], meta["role"], msg.arrays[0])
-                _send_outputs(to_sink, emitted, incarnation)
+                if msg.kind == wire.TASK:
+                    meta = msg.meta
+                    tasks += 1
+                    emitted = core.task(meta["batch"], meta["epoch"], meta["role"], msg.arrays[0])
+                    _send_outputs(to_sink, emitted, incarnation)
             if to_sink in events:
                 msg = wire.recv(to_sink)
                 meta = msg.meta

@@ -6,7 +6,8 @@ Each supervisor keeps one JSON file per live run in the registry directory
 worker, its launcher's kind, host, pid, incarnation and state (a handle's ``record()`` plus
 ``state``; ``launch.handle_from_record`` turns it back into a handle). It is rewritten
 atomically on every change and removed when the run ends; a file whose supervisor is gone
-is stale and ignored (and cleaned up). ``live_state`` adds what the registry cannot know: a
+is stale: ``live_runs`` ignores it, and the next ``streamlec`` command cleans up after that
+run (``leftovers.py``) and removes it. ``live_state`` adds what the registry cannot know: a
 worker stopped by SIGSTOP shows as ``stopped``, read live through its handle.
 """
 
@@ -65,19 +66,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def live_runs() -> list[LiveRun]:
-    """Runs whose supervisor is alive; stale entries are removed."""
+def _entries() -> list[LiveRun]:
     runs = []
     for path in sorted(registry_dir().glob("*.json")):
         try:
-            run = LiveRun(**json.loads(path.read_text()))
+            runs.append(LiveRun(**json.loads(path.read_text())))
         except (OSError, ValueError, TypeError):
             continue
-        if _alive(run.supervisor):
-            runs.append(run)
-        else:
-            path.unlink(missing_ok=True)
     return runs
+
+
+def live_runs() -> list[LiveRun]:
+    """Runs whose supervisor is alive."""
+    return [run for run in _entries() if _alive(run.supervisor)]
+
+
+def stale_runs() -> list[LiveRun]:
+    """Entries whose supervisor is gone without removing them (killed, crashed)."""
+    return [run for run in _entries() if not _alive(run.supervisor)]
 
 
 def live_state(worker: str, record: dict) -> str:

@@ -78,7 +78,8 @@ def summarise(
     audit = audit_batches(run_dir / "batches.csv")
     meta = json.loads((run_dir / "meta.json").read_text())
     items_in = sink.get("items_in") or audit["items_seen"]
-    complete = bool(sink.get("complete")) and not interrupted and error is None
+    # A stop signal that came after the sink finished the stream takes nothing from the run.
+    complete = bool(sink.get("complete")) and error is None
     reference: dict = {}
     if complete:
         try:
@@ -96,7 +97,7 @@ def summarise(
         "setting": spec.run_id,
         "complete": complete,
         "error": error,
-        "exit_code": 130 if interrupted else (seen.exit_code if error else 0),
+        "exit_code": seen.exit_code if interrupted or error else 0,
         "scheme": spec.scheme.name,
         "scheme_label": plan.scheme.describe(),
         "algorithm": spec.algorithm.name,

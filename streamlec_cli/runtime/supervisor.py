@@ -28,9 +28,10 @@ from ..results import append_event, last_log_line, new_run_directory
 from ..spec import Spec
 from . import wire
 from .control import signal_name, user_signal
+from .interrupt import SIGNALS, Interrupted
 from .launch import STANDBY, ExitWatch, Handle, Launcher, LocalLauncher
 from .membership import Membership, Verdict
-from .plan import free_ports, make_plan
+from .plan import base_port, free_ports, make_plan, new_run_token, taken_ports
 from .registry import LiveRun
 from .summary import Observed, summarise, write_meta, write_resolved_spec
 
@@ -52,6 +53,21 @@ class RunFailed(RuntimeError):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def port_problem(base: int) -> str | None:
+    """Why a tcp run on port ``base`` cannot start here (its ports are taken), or None."""
+    taken = taken_ports(base, len(wire.DEFAULT_PORTS))
+    if not taken:
+        return None
+    ports = ", ".join(str(p) for p in taken)
+    noun = "port" if len(taken) == 1 else "ports"
+    return (
+        f"{noun} {ports} already in use on this host (another run or program listens there); "
+        f"a run with port {base} needs {base}, {base + 1} and {base + 2} (sink, source, "
+        "supervisor): pick another port in the spec (or --set port=N), or leave port out "
+        "and the run picks free ones"
+    )
 
 
 def run_directory(out: Path, spec: Spec) -> Path:
@@ -93,8 +109,18 @@ class Supervisor:
                 msg = f"no {len(wire.DEFAULT_PORTS)} consecutive free TCP ports found"
                 raise RunFailed(msg)
             (self.run_dir / "port").write_text(str(port))
+        new_run_token(self.run_dir)
         write_meta(self.spec, self.run_dir)
         self.plan = make_plan(self.spec, self.run_dir)
+
+    def check_ports(self) -> None:
+        """With ``transport: tcp``, the run's three ports must be free before anything
+        starts: a run on a taken port would talk to the run that holds it."""
+        if self.spec.transport != "tcp":
+            return
+        problem = port_problem(self.spec.port or base_port(self.run_dir))
+        if problem:
+            raise RunFailed(problem, exit_code=2)
 
     def stage(self) -> None:
         """``dataset.stage``: write the rows to the run directory before any worker starts,
@@ -172,11 +198,15 @@ class Supervisor:
 
     def run(self) -> dict:
         self.prepare()
+        wire.use_run(self.plan.token)
         ctx = zmq.Context()
         sink_sock = None
-        interrupted = False
+        stop: Interrupted | None = None
         error: str | None = None
         try:
+            SIGNALS.arm()  # the first stop signal now raises Interrupted here (interrupt.py)
+            self.register()  # before staging: a killed supervisor's rows are found
+            self.check_ports()
             if self.spec.dataset.stage:
                 self.stage()
             try:
@@ -191,15 +221,17 @@ class Supervisor:
             for i in range(self.spec.processors):
                 self.spawn(f"processor-{i}")
             self.spawn_spare()
-            self.register()
+            self.update_registry()
             self.loop(sink_sock, beats)
-        except KeyboardInterrupt:
-            interrupted = True
-            self.event("interrupted", "Ctrl-C: stopping every worker, keeping the results")
-            if sink_sock is not None:
+        except KeyboardInterrupt as exc:  # Interrupted; plain when no handler is installed
+            stop = exc if isinstance(exc, Interrupted) else Interrupted()
+            self.seen.exit_code = stop.exit_code
+            self.event("interrupted", f"{stop.name}: stopping every worker, keeping the results")
+            if sink_sock is not None:  # the sink writes what it has and stops the others
                 wire.send(sink_sock, wire.STOP, block=False)
                 self.wait_for_exit(["sink"], 2.0)
         except RunFailed as exc:
+            SIGNALS.disarm()
             error = str(exc)
             self.seen.exit_code = exc.exit_code
             self.event("run failed", error)
@@ -207,6 +239,7 @@ class Supervisor:
             error = f"{exc.strerror or exc}: {exc.filename or self.run_dir}"
             self.seen.exit_code = 2
         finally:
+            SIGNALS.disarm()  # a stop signal from here on hurries the stop, never breaks it
             self.shutdown()
             ctx.destroy(linger=0)
             wire.remove_socket_files(self.run_dir)
@@ -217,9 +250,14 @@ class Supervisor:
         # The run is over: nothing left to replay or read (either can be gigabytes).
         for path in (wal, self.run_dir / datasets.STAGED_FILE):
             path.unlink(missing_ok=True)
+        late = SIGNALS.first()
+        if stop is None and error is None and late is not None:  # after the stream ended
+            self.seen.exit_code = late.exit_code
+            self.event("interrupted", f"{late.name} after the end of the stream: nothing lost")
+        interrupted = stop is not None or late is not None
         summary = summarise(self.plan, self.run_dir, self.seen, interrupted, error)
-        if interrupted:
-            raise KeyboardInterrupt
+        if stop is not None:
+            raise stop
         return summary
 
     def loop(self, sink_sock: zmq.Socket, beats: zmq.Socket) -> None:
@@ -459,11 +497,15 @@ class Supervisor:
 
     # -- the end --------------------------------------------------------------------------
 
-    def wait_for_exit(self, names: list[str], timeout: float) -> bool:
+    def wait_for_exit(self, names: list[str], timeout: float, hurry: bool = True) -> bool:
+        """Whether these workers ended within ``timeout``; with ``hurry``, a second stop
+        signal (``interrupt.SIGNALS``) ends the wait at once."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if all(self.children[n].poll() is not None for n in names if n in self.children):
                 return True
+            if hurry and SIGNALS.hurried:
+                return False
             time.sleep(0.02)
         return False
 
@@ -482,5 +524,5 @@ class Supervisor:
                 if handle.poll() is None:
                     self.event("stopping", f"{signal.Signals(sig).name} pid {handle.pid}", name)
                     handle.signal(sig)
-            if self.wait_for_exit(names, 2.0):
+            if self.wait_for_exit(names, 2.0, hurry=sig == signal.SIGTERM):
                 return

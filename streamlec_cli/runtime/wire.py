@@ -18,6 +18,12 @@ Topology (``endpoint`` builds the addresses):
 
 ROUTER sockets are mandatory-routing with handover: a message to a dead worker fails at once
 (the sender skips it and never blocks) and a restarted worker takes its name over.
+
+Every process belongs to one run (``use_run``): its header says the run's token, its DEALERs
+name themselves ``<worker>@<token>``, and a message of another run is dropped on receipt
+(``recv`` returns it as kind ``FOREIGN``, which no receiver acts on). So a worker of a
+neighbouring run that reaches our port by mistake neither joins this run nor takes a worker's
+name over, and nothing of ours reaches it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,6 +61,7 @@ DIED = "died"  # supervisor -> sink: a processor failed (meta: worker, incarnati
 RESTARTED = "restarted"  # supervisor -> sink: a worker was restarted
 DONE = "done"  # sink -> supervisor: results written (meta: summary)
 STOP = "stop"  # supervisor/sink -> anyone: shut down now
+FOREIGN = "foreign"  # never sent: what ``recv`` makes of a message of another run (dropped)
 
 KINDS = frozenset(
     {
@@ -90,6 +98,32 @@ class Message:
     sender: str | None = None  # identity frame, on ROUTER sockets
 
 
+# The run this process belongs to ------------------------------------------------------------
+
+_run = {"token": "", "suffix": "", "warned": False}
+
+
+def use_run(token: str) -> None:
+    """This process belongs to the run ``token`` (a supervisor calls it once per run, a
+    worker once): every message it sends from now on carries the token, and every message
+    of another run it receives is dropped. Sockets made before the call keep their names."""
+    _run.update(token=token, suffix=f"@{token}" if token else "", warned=False)
+
+
+def _foreign(token: object, sender: str | None) -> Message:
+    """A message of another run: dropped, and said once in this process's output."""
+    if not _run["warned"]:
+        _run["warned"] = True
+        who = f" from {sender!r}" if sender else ""
+        print(
+            f"ignoring messages of another run (token {token!r}{who}; this run's token is "
+            f"{_run['token']!r}): two runs share an address",
+            file=sys.stderr,
+            flush=True,
+        )
+    return Message(FOREIGN, {}, [], sender)
+
+
 def frames(kind: str, meta: dict | None = None, arrays: Sequence[np.ndarray] = ()) -> list:
     """The frames of a message (without identity)."""
     if kind not in KINDS:
@@ -98,6 +132,7 @@ def frames(kind: str, meta: dict | None = None, arrays: Sequence[np.ndarray] = (
     arrays = [np.ascontiguousarray(a) for a in arrays]
     header = {
         "kind": kind,
+        "run": _run["token"],
         "meta": meta or {},
         "arrays": [[a.dtype.str, list(a.shape)] for a in arrays],
     }
@@ -121,7 +156,7 @@ def send_frames(sock: zmq.Socket, parts: list, to: str | None = None, block: boo
     """``send`` of frames built once by ``frames`` (one message to many peers)."""
     flags = 0 if block else _NOBLOCK
     if to is not None:
-        parts = [to.encode(), *parts]
+        parts = [(to + _run["suffix"]).encode(), *parts]
     last = len(parts) - 1
     try:
         for i, part in enumerate(parts):
@@ -136,7 +171,8 @@ def send_frames(sock: zmq.Socket, parts: list, to: str | None = None, block: boo
 
 
 def recv(sock: zmq.Socket, router: bool = False, block: bool = True) -> Message:
-    """Receive one message; arrays are read-only views of the received frames.
+    """Receive one message; arrays are read-only views of the received frames. A message of
+    another run comes back as kind ``FOREIGN``, without meta or arrays.
 
     With ``block=False`` raises ``zmq.Again`` when nothing is waiting."""
     frame = sock.recv(0 if block else _NOBLOCK, copy=False)
@@ -149,8 +185,13 @@ def recv(sock: zmq.Socket, router: bool = False, block: bool = True) -> Message:
         # A worker's name; or, for messages still queued from a connection that a restarted
         # worker took over (ROUTER_HANDOVER), the binary routing id ZeroMQ gave the old one.
         sender = parts[0].bytes.decode(errors="backslashreplace")
+        suffix = _run["suffix"]
+        if suffix and sender.endswith(suffix):
+            sender = sender[: -len(suffix)]
         parts = parts[1:]
     header = json.loads(parts[0].bytes)
+    if header.get("run", "") != _run["token"]:
+        return _foreign(header.get("run"), sender)
     arrays = [
         np.frombuffer(part.buffer, dtype=np.dtype(dtype)).reshape(shape)
         for (dtype, shape), part in zip(header["arrays"], parts[1:], strict=True)
@@ -217,7 +258,7 @@ def dealer(ctx: zmq.Context, address: str, identity: str) -> zmq.Socket:
     sock = ctx.socket(zmq.DEALER)
     sock.copy_threshold = COPY_THRESHOLD
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.IDENTITY, identity.encode())
+    sock.setsockopt(zmq.IDENTITY, (identity + _run["suffix"]).encode())
     sock.setsockopt(zmq.SNDHWM, HWM)
     sock.setsockopt(zmq.RCVHWM, RCV_HWM)
     sock.connect(address)

@@ -105,9 +105,11 @@ def _run_worker(
         signal.signal(signal.SIGINT, _exit_with(130))
         signal.signal(signal.SIGTERM, _exit_with(143))
     _die_with_supervisor()
+    from . import wire
     from .plan import make_plan
 
     plan = make_plan(spec, run_dir)
+    wire.use_run(plan.token)
     if name == "standby":
         # A warm spare: everything imported, waiting for the supervisor to name its slot.
         from .processor import run_processor
