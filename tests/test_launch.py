@@ -15,12 +15,12 @@ import pytest
 import zmq
 
 from streamlec_cli.runtime.launch import (
-    STANDBY,
     ExitWatch,
     LocalHandle,
     LocalLauncher,
     handle_from_record,
 )
+from streamlec_cli.runtime.worker import STANDBY
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 #: A stand-in for the warm spare: reads its slot from stdin, says it, then waits.

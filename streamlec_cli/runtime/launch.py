@@ -10,11 +10,13 @@ host (ssh, slurm) is one new pair of classes. Every handle offers:
 * ``poll()`` / ``returncode``: its exit status once it ended (``-N`` for signal N);
 * ``signal(sig)``: deliver a signal; False when the worker is already gone;
 * ``sample()``: its memory (RSS, peak) and CPU seconds so far, ``None`` once it is gone;
+* ``stopped()``: whether it is stopped (SIGSTOP) and so cannot answer anyone;
 * ``record()``: what the registry keeps, from which ``handle_from_record`` rebuilds a handle
   in another process (it can signal and sample, not wait).
 
-The warm spare: ``Launcher.spare()`` starts a worker that imports everything and waits;
-``Launcher.adopt(spare, name, incarnation)`` gives it a slot (``None`` if it has died).
+Warm spares: ``Launcher.spare(name)`` starts a worker (``standby-N``) that imports everything
+and waits; ``Launcher.adopt(spare, name, incarnation)`` gives it a slot (``None`` if it has
+died).
 
 ``local`` is a child process on this host: ``python -m streamlec_cli worker ...`` in its own
 session (a terminal's Ctrl-C reaches only the supervisor), one BLAS thread, its output in
@@ -40,7 +42,6 @@ import zmq
 from ..provenance import PACKAGE
 from .worker import SUPERVISOR_ENV
 
-STANDBY = "standby"  # the warm spare's worker name until it is given a slot
 POLL_MS = 5  # without exit fds: how often the workers are looked at
 
 
@@ -82,6 +83,11 @@ class Handle(ABC):
     def sample(self) -> Sample | None:
         """Memory and CPU time so far; None once the worker is gone."""
 
+    def stopped(self) -> bool:
+        """Whether the worker is stopped (SIGSTOP): alive, but it answers nobody. False where
+        a launcher cannot tell."""
+        return False
+
     def record(self) -> dict:
         """The registry's entry (``state`` is added by whoever writes the registry)."""
         return {
@@ -102,8 +108,8 @@ class Launcher(ABC):
         """Start worker ``name`` as incarnation ``incarnation``."""
 
     @abstractmethod
-    def spare(self) -> Handle:
-        """Start a warm spare: a processor-to-be, imported and waiting for its slot."""
+    def spare(self, name: str) -> Handle:
+        """Start warm spare ``name``: a processor-to-be, imported and waiting for its slot."""
 
     @abstractmethod
     def adopt(self, spare: Handle, name: str, incarnation: int) -> Handle | None:
@@ -181,6 +187,14 @@ class LocalHandle(Handle):
             return None
         return Sample(rss, hwm, (int(fields[11]) + int(fields[12])) / _TICKS)
 
+    def stopped(self) -> bool:
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state in ("T", "t")  # stopped by a signal, or by a tracer
+
 
 class LocalLauncher(Launcher):
     """Workers as child processes of the supervisor, on this host."""
@@ -231,8 +245,8 @@ class LocalLauncher(Launcher):
     def spawn(self, name: str, incarnation: int) -> LocalHandle:
         return self.start(name, incarnation, self.worker_argv(name, incarnation))
 
-    def spare(self) -> LocalHandle:
-        return self.start(STANDBY, 0, self.worker_argv(STANDBY, None), stdin=True)
+    def spare(self, name: str) -> LocalHandle:
+        return self.start(name, 0, self.worker_argv(name, None), stdin=True)
 
     def adopt(self, spare: Handle, name: str, incarnation: int) -> LocalHandle | None:
         assert isinstance(spare, LocalHandle) and spare.proc is not None

@@ -2,9 +2,11 @@
 [--incarnation N]``.
 
 The local launcher starts every worker this way, and a user can start any worker by hand
-on another host (with ``transport: tcp`` and ``hosts`` in the spec). The warm spare
-(``standby``) imports everything, then reads its slot from its standard input as one line
-``"<worker> <incarnation>"`` (an empty line or end of file: no slot will come, it ends).
+on another host (with ``transport: tcp`` and ``hosts`` in the spec). A warm spare
+(``standby-N``) imports everything, then reads its slot from its standard input as one line
+``"<worker> <incarnation>"`` (an empty line or end of file: no slot will come, it ends); while
+it waits it says hello and heartbeats (incarnation 0) to the supervisor, which replaces a
+spare that falls silent (stopped, hung) before it is needed.
 """
 
 from __future__ import annotations
@@ -12,18 +14,25 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import select
 import signal
 import sys
 import time
 from pathlib import Path
 
 from ..spec import Spec
-from .plan import make_plan
+from .plan import Plan, make_plan
 
 SUPERVISOR_ENV = "STREAMLEC_SUPERVISOR_PID"
+STANDBY = "standby"  # a warm spare's name is "standby-N" until it is given a slot
 #: A directory: every worker runs under cProfile and writes ``<worker>-<pid>.prof`` there at exit.
 PROFILE_ENV = "STREAMLEC_PROFILE"
 _PR_SET_PDEATHSIG = 1
+
+
+def is_spare(name: str) -> bool:
+    """Whether ``name`` is a warm spare's (``standby`` or ``standby-N``)."""
+    return name == STANDBY or name.startswith(f"{STANDBY}-")
 
 
 def _die_with_supervisor() -> None:
@@ -65,15 +74,15 @@ def _run_worker(spec: Spec, name: str, run_dir: Path, incarnation: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
     _die_with_supervisor()
     plan = make_plan(spec, run_dir)
-    if name == "standby":
+    if is_spare(name):
         # A warm spare: everything imported, waiting for the supervisor to name its slot.
         from .processor import run_processor
 
-        assigned = sys.stdin.readline().split()
+        assigned = _wait_for_slot(plan, name)
         if not assigned:
             return
-        name, incarnation = assigned[0], int(assigned[1])
-        print(f"pid {os.getpid()}: standby becomes {name} ({incarnation})", flush=True)
+        spare, (name, incarnation) = name, (assigned[0], int(assigned[1]))
+        print(f"pid {os.getpid()}: {spare} becomes {name} ({incarnation})", flush=True)
         run_processor(plan, name, incarnation)
         return
     if name == "source":
@@ -88,3 +97,23 @@ def _run_worker(spec: Spec, name: str, run_dir: Path, incarnation: int) -> None:
         from .processor import run_processor
 
         run_processor(plan, name, incarnation)
+
+
+def _wait_for_slot(plan: Plan, name: str) -> list[str]:
+    """A spare's wait: heartbeats to the supervisor until its slot comes on standard input;
+    the line's words (none: no slot will come)."""
+    import zmq
+
+    from . import wire
+
+    ctx = zmq.Context()
+    try:
+        sock = wire.dealer(ctx, plan.address("supervisor"), name)
+        beat = {"pid": os.getpid(), "incarnation": 0}
+        wire.send(sock, wire.HELLO, beat, block=False)
+        interval = plan.spec.runtime.heartbeat_interval
+        while not select.select([sys.stdin], [], [], interval)[0]:
+            wire.send(sock, wire.HEARTBEAT, beat, block=False)
+    finally:
+        ctx.destroy(linger=0)
+    return sys.stdin.readline().split()
