@@ -47,6 +47,7 @@ WAKE_S = 0.1  # longest sleep of the supervisor's loop (stall check, failure det
 SPARE_STARTUP = 30.0  # a spare that has not said hello this long after its start is replaced
 WARM_JOIN = 5.0  # a ready spare given a slot says hello within this, or is fenced
 COLD_JOIN = 30.0  # the same for a replacement started from scratch
+REFILL_AFTER = 0.5  # spares are started again once the group is whole, or this long after
 
 
 class _Done(Exception):
@@ -81,6 +82,7 @@ class Supervisor:
         self.children: dict[str, Handle] = {}  # worker -> its current incarnation
         self.spares: list[Handle] = []  # processors-to-be, imported and waiting for a slot
         self.spares_started = 0  # numbers their names: standby-1, standby-2, ...
+        self.refill_by: float | None = None  # the pool is to be filled again by then
         self.spare_watch = Membership(spec.runtime.failure_timeout)  # the spares' heartbeats
         self.awaiting_whole: list[dict] = []  # failures after which the group is not whole yet
         self.incarnations: dict[str, int] = {}  # worker -> incarnations placed so far
@@ -162,6 +164,7 @@ class Supervisor:
     def fill_spares(self) -> None:
         """Start spares until the pool is full. Each pays for Python and its imports (about a
         second of a core) now, while nothing waits for it, so that a slot never does."""
+        self.refill_by = None
         while len(self.spares) < self.spares_wanted():
             self.spares_started += 1
             name = f"{STANDBY}-{self.spares_started}"
@@ -205,7 +208,18 @@ class Supervisor:
         of spares is filled again for the next failure."""
         if self.adopt_spare(name, self.incarnations[name] + 1) is None:
             self.spawn(name, expect_by=time.monotonic() + COLD_JOIN)
-        self.fill_spares()
+        # Starting spares takes the CPU the replacements need for their first steps: the
+        # pool is filled again once they are all back (``refill``), or soon in any case.
+        self.refill_by = self.refill_by or time.monotonic() + REFILL_AFTER
+
+    def refill(self) -> None:
+        """Fill the pool of spares when a replacement used it and the group is whole again
+        (or that is taking longer than ``REFILL_AFTER``)."""
+        if self.refill_by is not None and (
+            self.membership.whole() or time.monotonic() >= self.refill_by
+        ):
+            self.fill_spares()
+            self.update_registry()
 
     def event(self, event: str, detail: str = "", worker: str = "supervisor") -> None:
         append_event(self.run_dir, time.time(), worker, event, detail)
@@ -325,6 +339,7 @@ class Supervisor:
                     self.failed(verdict, sink_sock)
                 for verdict in self.spare_watch.expire(time.monotonic()):
                     self.spare_failed(verdict)
+                self.refill()
                 now = time.monotonic()
                 if now >= next_sample:
                     next_sample = now + 0.5
