@@ -131,6 +131,23 @@ def test_handle_rebuilt_from_a_registry_record_signals_the_same_process(launcher
     assert not rebuilt.signal(signal.SIGKILL)  # reaped by its parent: gone
 
 
+def test_a_stopped_worker_is_seen_as_stopped_until_it_continues(launcher):
+    handle = launcher.start("standby-1", 0, SLEEPER)
+    assert not handle.stopped()
+    assert handle.signal(signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while not handle.stopped() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert handle.stopped()
+    assert handle.signal(signal.SIGCONT)
+    while handle.stopped() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not handle.stopped()
+    handle.signal(signal.SIGKILL)
+    wait_for_exit(handle)
+    assert not handle.stopped()  # gone is not stopped
+
+
 def test_a_record_of_an_unknown_launcher_is_refused():
     with pytest.raises(LookupError, match="slurm"):
         handle_from_record("processor-0", {"launcher": "slurm", "pid": 1, "incarnation": 1})
