@@ -21,8 +21,9 @@ from test_runtime import RUN_TIMEOUT, events, live_run, only_run_dir, run_spec, 
 
 EC42 = {"name": "ec", "k": 4, "r": 2}
 REP3 = {"name": "rep", "copies": 3}
-#: Open loop, about 3 s of stream in 48 batches: a burst at batch 16, the next at batch 26.
-BURSTS = {"dataset": {"name": "higgs", "items": 96_000, "seed": 5}, "batch": 2_000, "rate": 32_000}
+#: Open loop, about 3.8 s of stream in 60 batches: a burst at batch 24 (the spares started with
+#: the processors have long been ready), the next 12 batches (about 0.75 s) later.
+BURSTS = {"dataset": {"name": "higgs", "items": 120_000, "seed": 5}, "batch": 2_000, "rate": 32_000}
 
 
 def finish(run: subprocess.Popen, out: Path) -> tuple[dict, Path, str]:
@@ -104,10 +105,10 @@ def test_back_to_back_bursts_within_tolerance_lose_nothing(tmp_path, scheme, fir
     summary, run_dir, proc = run_spec(
         tmp_path,
         scheme=scheme,
-        failures=[{"at_batch": 16, "kill": first}, {"at_batch": 26, "kill": second}],
+        failures=[{"at_batch": 24, "kill": first}, {"at_batch": 36, "kill": second}],
         **BURSTS,
     )
-    assert_exact(summary, 96_000)
+    assert_exact(summary, 120_000)
     assert proc.returncode == 0
     assert sorted(f["worker"] for f in summary["failures"]) == sorted(first + second)
     assert_restored(summary)
