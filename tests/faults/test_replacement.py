@@ -179,6 +179,25 @@ def test_a_stopped_spare_is_never_given_a_slot(tmp_path):
     assert set(spares) <= retired, log
 
 
+def test_spares_that_die_are_replaced_before_a_slot_needs_them(tmp_path):
+    items = {"name": "higgs", "items": 180_000, "seed": 5}
+    with live_run(tmp_path, dataset=items, rate=30_000) as (run, env, out):  # about 6 s
+        for spare in ("standby-1", "standby-2"):
+            signal_worker(env, spare, "TERM")
+        wait_for_event(out, "standby-4", "spawned", timeout=30)
+        time.sleep(1.0)  # they import
+        signal_worker(env, "processor-1")
+        wait_for_event(out, "processor-1", "restarted", timeout=30)
+        summary, run_dir, stderr = finish(run, out)
+    assert run.returncode == 0, stderr
+    assert_exact(summary, 180_000)
+    assert_restored(summary)
+    log = events(run_dir)
+    assert {e["worker"] for e in log if e["event"] == "exited"} >= {"standby-1", "standby-2"}
+    (taken,) = [e["detail"] for e in log if e["event"] == "restarted"]
+    assert "warm spare standby-3" in taken or "warm spare standby-4" in taken, taken
+
+
 # -- a paused sink or supervisor -----------------------------------------------------------
 
 
