@@ -11,10 +11,9 @@ turns them into verdicts, each at most once per incarnation:
 An incarnation fails when its process exited, or when it has been silent for longer than
 ``timeout`` after it was first heard from, or when it was placed with a deadline for its first
 message (``expect_by``: a warm spare that should answer at once) and did not speak by then.
-Silence is counted only over time the detector
-itself was running: when ``expire`` was not called for a long stretch (the detecting process
-was stopped or starved), that stretch is forgiven to everyone, so a paused detector accuses
-nobody of its own pause.
+Silence is counted only over time the detector itself was running: when ``expire`` was not
+called for a long stretch (the detecting process was stopped or starved), that stretch is
+forgiven to everyone, so a paused detector accuses nobody of its own pause.
 
 Sans-IO: no sockets, no processes, no clock of its own; ``now`` is always given.
 """

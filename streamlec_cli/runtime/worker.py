@@ -81,7 +81,8 @@ def _run_worker(spec: Spec, name: str, run_dir: Path, incarnation: int) -> None:
         assigned = _wait_for_slot(plan, name)
         if not assigned:
             return
-        spare, (name, incarnation) = name, (assigned[0], int(assigned[1]))
+        spare = name
+        name, incarnation = assigned[0], int(assigned[1])
         print(f"pid {os.getpid()}: {spare} becomes {name} ({incarnation})", flush=True)
         run_processor(plan, name, incarnation)
         return
