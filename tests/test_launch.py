@@ -15,12 +15,12 @@ import pytest
 import zmq
 
 from streamlec_cli.runtime.launch import (
-    STANDBY,
     ExitWatch,
     LocalHandle,
     LocalLauncher,
     handle_from_record,
 )
+from streamlec_cli.runtime.worker import STANDBY
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 #: A stand-in for the warm spare: reads its slot from stdin, says it, then waits.
@@ -148,6 +148,23 @@ def test_a_stopped_worker_is_seen_stopped_until_it_is_resumed(launcher):
     handle.signal(signal.SIGKILL)
     wait_for_exit(handle)
     assert not rebuilt.stopped()  # gone is not stopped
+
+
+def test_a_stopped_worker_is_seen_as_stopped_until_it_continues(launcher):
+    handle = launcher.start("standby-1", 0, SLEEPER)
+    assert not handle.stopped()
+    assert handle.signal(signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while not handle.stopped() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert handle.stopped()
+    assert handle.signal(signal.SIGCONT)
+    while handle.stopped() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not handle.stopped()
+    handle.signal(signal.SIGKILL)
+    wait_for_exit(handle)
+    assert not handle.stopped()  # gone is not stopped
 
 
 def test_a_record_of_an_unknown_launcher_is_refused():

@@ -100,3 +100,38 @@ def test_a_late_exit_of_a_replaced_incarnation_is_still_its_own_verdict():
     assert verdict is not None and verdict.incarnation == 1
     assert members.alive("processor-2")  # the new incarnation is untouched
     assert members.current("processor-2") == 2
+
+
+def test_an_incarnation_placed_with_a_deadline_fails_if_it_never_speaks():
+    members = Membership(timeout=0.5)
+    members.placed("processor-1", 2, expect_by=1.0)  # a warm spare: it should answer at once
+    assert [members.expire(t / 10) for t in range(11)] == [[]] * 11
+    (verdict,) = members.expire(1.05)
+    assert (verdict.worker, verdict.incarnation, verdict.silent) == ("processor-1", 2, True)
+    members.placed("processor-1", 3, expect_by=2.0)
+    members.heard("processor-1", 3, now=1.2)  # it spoke in time: silence rules from now on
+    assert members.expire(1.3) == [] and members.expire(1.6) == []
+    assert members.alive("processor-1")
+
+
+def test_the_group_is_whole_once_every_current_incarnation_was_heard_from():
+    members = Membership(timeout=0.5)
+    for worker in ("processor-0", "processor-1"):
+        members.placed(worker, 1)
+        members.heard(worker, 1, now=0.0)
+    assert members.whole()
+    members.exited("processor-1", 1, "signal 9")
+    assert not members.whole()
+    members.placed("processor-1", 2)
+    assert not members.whole()  # started, not yet heard from
+    members.heard("processor-1", 2, now=0.3)
+    assert members.whole()
+
+
+def test_a_forgotten_slot_is_neither_watched_nor_part_of_the_group():
+    members = Membership(timeout=0.5)
+    members.placed("standby-1", 0)
+    members.heard("standby-1", 0, now=0.0)
+    members.forget("standby-1")  # it took a processor's slot: its spare heartbeats stop
+    assert members.expire(0.1) == [] and members.expire(5.0) == []
+    assert members.whole()

@@ -8,9 +8,13 @@ import pytest
 
 from streamlec_cli import datasets
 from streamlec_cli.reference import run_reference
-from streamlec_cli.runtime.console import how_it_failed
+from streamlec_cli.runtime.console import how_it_failed, restored_line
 from streamlec_cli.runtime.plan import make_plan
-from streamlec_cli.runtime.summary import batch_tolerance, compare_with_reference
+from streamlec_cli.runtime.summary import (
+    batch_tolerance,
+    compare_with_reference,
+    tolerance_restored,
+)
 from streamlec_cli.spec import parse
 
 
@@ -127,3 +131,18 @@ def test_a_run_without_batches_missed_nothing(tmp_path):
 )
 def test_a_failure_is_told_with_its_real_signal(failure, words):
     assert how_it_failed(failure).startswith(words)
+
+
+def test_time_to_full_tolerance_is_summarised_and_shown():
+    failures = [{"time_to_full_tolerance_s": t} for t in (0.04, 0.02, 0.09, None)]
+    summary = tolerance_restored(failures)
+    assert summary == {
+        "time_to_full_tolerance_median_s": 0.04,
+        "time_to_full_tolerance_max_s": 0.09,
+        "failures_not_restored": 1,
+    }
+    line = restored_line(summary)
+    assert line is not None
+    assert "0.04 s after each failure (median), 0.09 s max" in line
+    assert "1 failure(s) not restored" in line
+    assert restored_line(tolerance_restored([])) is None  # no failure: nothing to say

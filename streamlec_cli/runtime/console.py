@@ -96,6 +96,8 @@ def verdict(summary: dict) -> str:
                 f"  LOST:      {lost:,} items: more failures than {summary['scheme_label']} "
                 "tolerates (see events.csv and batches.csv)"
             )
+        if (line := restored_line(summary)) is not None:
+            lines.append(line)
     lines.append(
         f"  items:     {summary['items_in']:,} in, {summary['items_out']:,} out, "
         f"{lost:,} lost, {dup:,} duplicated"
@@ -127,6 +129,21 @@ def verdict(summary: dict) -> str:
             f"  speed:     {throughput:,.0f} items/s, latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
         )
     return "\n".join(lines)
+
+
+def restored_line(summary: dict) -> str | None:
+    """How soon the group was back to full tolerance after its failures (None: no failure)."""
+    median = summary.get("time_to_full_tolerance_median_s")
+    never = summary.get("failures_not_restored") or 0
+    if median is None and not never:
+        return None
+    parts = []
+    if median is not None:
+        most = summary["time_to_full_tolerance_max_s"]
+        parts.append(f"full tolerance {median:.2f} s after each failure (median), {most:.2f} s max")
+    if never:
+        parts.append(f"{never} failure(s) not restored before the run ended")
+    return "  restored:  " + "; ".join(parts)
 
 
 def _fmt(value, spec: str = ",.0f") -> str:

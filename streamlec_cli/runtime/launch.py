@@ -14,8 +14,9 @@ host (ssh, slurm) is one new pair of classes. Every handle offers:
 * ``record()``: what the registry keeps, from which ``handle_from_record`` rebuilds a handle
   in another process (it can signal and sample, not wait).
 
-The warm spare: ``Launcher.spare()`` starts a worker that imports everything and waits;
-``Launcher.adopt(spare, name, incarnation)`` gives it a slot (``None`` if it has died).
+Warm spares: ``Launcher.spare(name)`` starts a worker (``standby-N``) that imports everything
+and waits; ``Launcher.adopt(spare, name, incarnation)`` gives it a slot (``None`` if it has
+died).
 
 ``local`` is a child process on this host: ``python -m streamlec_cli worker ...`` in its own
 session (a terminal's Ctrl-C reaches only the supervisor), one BLAS thread, its output in
@@ -41,7 +42,6 @@ import zmq
 from ..provenance import PACKAGE
 from .worker import SUPERVISOR_ENV
 
-STANDBY = "standby"  # the warm spare's worker name until it is given a slot
 POLL_MS = 5  # without exit fds: how often the workers are looked at
 
 
@@ -107,8 +107,8 @@ class Launcher(ABC):
         """Start worker ``name`` as incarnation ``incarnation``."""
 
     @abstractmethod
-    def spare(self) -> Handle:
-        """Start a warm spare: a processor-to-be, imported and waiting for its slot."""
+    def spare(self, name: str) -> Handle:
+        """Start warm spare ``name``: a processor-to-be, imported and waiting for its slot."""
 
     @abstractmethod
     def adopt(self, spare: Handle, name: str, incarnation: int) -> Handle | None:
@@ -245,8 +245,8 @@ class LocalLauncher(Launcher):
     def spawn(self, name: str, incarnation: int) -> LocalHandle:
         return self.start(name, incarnation, self.worker_argv(name, incarnation))
 
-    def spare(self) -> LocalHandle:
-        return self.start(STANDBY, 0, self.worker_argv(STANDBY, None), stdin=True)
+    def spare(self, name: str) -> LocalHandle:
+        return self.start(name, 0, self.worker_argv(name, None), stdin=True)
 
     def adopt(self, spare: Handle, name: str, incarnation: int) -> LocalHandle | None:
         assert isinstance(spare, LocalHandle) and spare.proc is not None

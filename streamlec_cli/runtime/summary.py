@@ -128,6 +128,7 @@ def summarise(
         "latency_ms": sink.get("latency_ms"),
         "latency_around_first_failure": around,
         "failures": seen.failures,
+        **tolerance_restored(seen.failures),
         "failures_not_done": [
             failure.to_dict()
             for index, failure in enumerate(spec.failures)
@@ -236,6 +237,19 @@ def batch_tolerance(plan, path: Path) -> dict:
         "most_missing_at_once": len(worst),
         "most_missing_batch": worst_batch,
         "most_missing_slots": worst,
+    }
+
+
+def tolerance_restored(failures: list[dict]) -> dict:
+    """Median and maximum over the failures of the seconds until every processor slot was
+    live and heard from again (None without such a failure), and how many never got there
+    (the run ended first, or nothing restarts)."""
+    times = [f["time_to_full_tolerance_s"] for f in failures]
+    restored = [t for t in times if t is not None]
+    return {
+        "time_to_full_tolerance_median_s": float(np.median(restored)) if restored else None,
+        "time_to_full_tolerance_max_s": max(restored) if restored else None,
+        "failures_not_restored": len(times) - len(restored),
     }
 
 

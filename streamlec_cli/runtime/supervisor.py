@@ -5,10 +5,14 @@ out the spec's failures with SIGKILL, and is the one component that decides a pr
 failed: its ``Membership`` hears every processor's hello and heartbeats (a ROUTER at
 ``plan.address("supervisor")``) and learns of every exit from the launcher's handles. Each
 verdict is written to the events, told to the sink (``DIED``) and, on silence, enforced by
-fencing the silent incarnation with SIGKILL; the slot is then refilled (by the warm spare when
-there is one). It samples every worker's memory and CPU, and at the end stops the workers in
-stages (end of stream, SIGTERM, SIGKILL) and writes ``summary.json`` (``summary.py``). Nothing
-it measured is lost if it is interrupted. It never touches a pid or ``/proc`` itself.
+fencing the silent incarnation with SIGKILL; the slot is then refilled by a warm spare when one
+is ready. It keeps as many spares as its scheme tolerates failures at once (``standby-1``,
+``standby-2``, ...), watches them like processors (a spare that dies, stops or falls silent is
+replaced and never given a slot), and records for each failure the time until every slot was
+live and heard from again (its time to full tolerance). It samples every worker's memory and
+CPU, and at the end stops the workers in stages (end of stream, SIGTERM, SIGKILL) and writes
+``summary.json`` (``summary.py``). Nothing it measured is lost if it is interrupted. It never
+touches a pid or ``/proc`` itself.
 """
 
 from __future__ import annotations
@@ -29,16 +33,21 @@ from ..spec import Spec
 from . import wire
 from .control import signal_name, user_signal
 from .interrupt import SIGNALS, Interrupted
-from .launch import STANDBY, ExitWatch, Handle, Launcher, LocalLauncher
+from .launch import ExitWatch, Handle, Launcher, LocalLauncher
 from .membership import Membership, Verdict
 from .plan import base_port, free_ports, make_plan, new_run_token, taken_ports
 from .registry import LiveRun
 from .summary import Observed, summarise, write_meta, write_resolved_spec
+from .worker import STANDBY, is_spare
 
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 3.0
 STALL_TIMEOUT = 60.0  # no progress for this long (closed loop) means the run is stuck
 WAKE_S = 0.1  # longest sleep of the supervisor's loop (stall check, failure detection)
+SPARE_STARTUP = 30.0  # a spare that has not said hello this long after its start is replaced
+WARM_JOIN = 5.0  # a ready spare given a slot says hello within this, or is fenced
+COLD_JOIN = 30.0  # the same for a replacement started from scratch
+REFILL_AFTER = 0.5  # spares are started again once the group is whole, or this long after
 
 
 class _Done(Exception):
@@ -88,7 +97,11 @@ class Supervisor:
         self.progress = progress or (lambda state: None)
         self.launcher: Launcher = LocalLauncher(self.run_dir, self.run_dir / "spec.yaml")
         self.children: dict[str, Handle] = {}  # worker -> its current incarnation
-        self.standby: Handle | None = None  # a processor-to-be, imported and waiting
+        self.spares: list[Handle] = []  # processors-to-be, imported and waiting for a slot
+        self.spares_started = 0  # numbers their names: standby-1, standby-2, ...
+        self.refill_by: float | None = None  # the pool is to be filled again by then
+        self.spare_watch = Membership(spec.runtime.failure_timeout)  # the spares' heartbeats
+        self.awaiting_whole: list[dict] = []  # failures after which the group is not whole yet
         self.incarnations: dict[str, int] = {}  # worker -> incarnations placed so far
         self.membership = Membership(spec.runtime.failure_timeout)
         self.killed: set[tuple[str, int]] = set()  # (worker, incarnation) the spec killed
@@ -133,36 +146,90 @@ class Supervisor:
         took = time.monotonic() - began
         self.event("staged", f"{rows} rows in {took:.1f} s to {datasets.STAGED_FILE}")
 
-    def spawn(self, name: str) -> None:
+    def spawn(self, name: str, expect_by: float | None = None) -> None:
         """Start the next incarnation of ``name`` from scratch."""
         handle = self.launcher.spawn(name, self.incarnations.get(name, 0) + 1)
-        self.place(handle, "spawned" if handle.incarnation == 1 else "restarted", "")
+        event = "spawned" if handle.incarnation == 1 else "restarted"
+        self.place(handle, event, "", expect_by)
 
-    def place(self, handle: Handle, event: str, how: str) -> None:
-        """``handle`` now fills its worker's slot."""
+    def place(self, handle: Handle, event: str, how: str, expect_by: float | None = None) -> None:
+        """``handle`` now fills its worker's slot (``expect_by``: see ``Membership.placed``)."""
         name = handle.worker
         self.children[name] = handle
         self.incarnations[name] = handle.incarnation
         if name.startswith("processor-"):
-            self.membership.placed(name, handle.incarnation)
+            self.membership.placed(name, handle.incarnation, expect_by)
         detail = f"pid {handle.pid}{how}, incarnation {handle.incarnation} on {handle.host}"
         self.event(event, detail, name)
 
-    def spawn_spare(self) -> None:
-        if self.spec.runtime.restart and self.spec.runtime.standby:
-            self.standby = self.launcher.spare()
+    def spares_wanted(self) -> int:
+        """Warm spares kept waiting: one per failure the scheme absorbs at once (r per EC
+        group, c-1 per rep group), at least one; a scheme that recovers by replay keeps one."""
+        runtime = self.spec.runtime
+        if not (runtime.restart and runtime.standby):
+            return 0
+        scheme = self.plan.scheme
+        return 1 if scheme.replay is not None else max(1, scheme.tolerates_at_once)
+
+    def fill_spares(self) -> None:
+        """Start spares until the pool is full. Each pays for Python and its imports (about a
+        second of a core) now, while nothing waits for it, so that a slot never does."""
+        self.refill_by = None
+        while len(self.spares) < self.spares_wanted():
+            self.spares_started += 1
+            name = f"{STANDBY}-{self.spares_started}"
+            spare = self.launcher.spare(name)
+            self.spares.append(spare)
+            self.spare_watch.placed(name, 0, expect_by=time.monotonic() + SPARE_STARTUP)
+            self.event("spawned", f"pid {spare.pid}, a warm spare on {spare.host}", name)
+
+    def retire_spare(self, spare: Handle, event: str, detail: str) -> None:
+        """Take a spare that died, stopped or fell silent out of the pool, for good."""
+        self.spares.remove(spare)
+        self.spare_watch.forget(spare.worker)
+        spare.signal(signal.SIGKILL)  # no-op when it has ended
+        self.event(event, detail, spare.worker)
+
+    def adopt_spare(self, name: str, incarnation: int) -> Handle | None:
+        """The first spare that runs (those already heard from first) takes ``name``'s slot;
+        None when no spare can. A stopped spare is fenced instead: it would hold the slot."""
+        self.spares.sort(key=lambda spare: not self.spare_watch.heard_from(spare.worker))
+        while self.spares:
+            spare = self.spares[0]
+            if spare.stopped():
+                self.retire_spare(spare, "fenced", f"SIGKILL pid {spare.pid}: stopped, not adopted")
+                continue
+            ready = self.spare_watch.heard_from(spare.worker)
+            self.spares.remove(spare)
+            self.spare_watch.forget(spare.worker)
+            handle = self.launcher.adopt(spare, name, incarnation)
+            if handle is None:
+                self.event("exited", f"pid {spare.pid}, before it could be adopted", spare.worker)
+                continue
+            how = f" (warm spare {spare.worker}{'' if ready else ', still starting'})"
+            due = time.monotonic() + (WARM_JOIN if ready else COLD_JOIN)
+            self.place(handle, "restarted", how, expect_by=due)
+            return handle
+        return None
 
     def replace(self, name: str) -> None:
-        """Put a processor back in its slot: the warm standby takes it over (it has already
-        paid for starting Python and importing), else a fresh process is started."""
-        spare, self.standby = self.standby, None
-        incarnation = self.incarnations[name] + 1
-        handle = None if spare is None else self.launcher.adopt(spare, name, incarnation)
-        if handle is None:
-            self.spawn(name)
-        else:
-            self.place(handle, "restarted", " (warm standby)")
-        self.spawn_spare()
+        """Put a processor back in its slot: a warm spare takes it over (it has already paid
+        for starting Python and importing), else a fresh process is started; then the pool
+        of spares is filled again for the next failure."""
+        if self.adopt_spare(name, self.incarnations[name] + 1) is None:
+            self.spawn(name, expect_by=time.monotonic() + COLD_JOIN)
+        # Starting spares takes the CPU the replacements need for their first steps: the
+        # pool is filled again once they are all back (``refill``), or soon in any case.
+        self.refill_by = self.refill_by or time.monotonic() + REFILL_AFTER
+
+    def refill(self) -> None:
+        """Fill the pool of spares when a replacement used it and the group is whole again
+        (or that is taking longer than ``REFILL_AFTER``)."""
+        if self.refill_by is not None and (
+            self.membership.whole() or time.monotonic() >= self.refill_by
+        ):
+            self.fill_spares()
+            self.update_registry()
 
     def event(self, event: str, detail: str = "", worker: str = "supervisor") -> None:
         with contextlib.suppress(OSError):  # a full disk must not stop the shutdown
@@ -181,8 +248,7 @@ class Supervisor:
     def update_registry(self) -> None:
         """Each worker's launcher, host, pid, incarnation and state, for ``ps``/``kill-worker``."""
         workers = dict(self.children)
-        if self.standby is not None:  # the warm spare that takes the next crashed slot
-            workers[STANDBY] = self.standby
+        workers.update((spare.worker, spare) for spare in self.spares)  # the next slots' takers
         self.live.workers = {}
         for name, handle in workers.items():
             if handle.poll() is not None:
@@ -190,7 +256,7 @@ class Supervisor:
             elif (name, handle.incarnation) in self.fenced:
                 state = "fenced"
             else:
-                state = "spare" if name == STANDBY else "running"
+                state = "spare" if is_spare(name) else "running"
             self.live.workers[name] = {**handle.record(), "state": state}
         self.live.save()
 
@@ -220,7 +286,7 @@ class Supervisor:
             self.spawn("source")
             for i in range(self.spec.processors):
                 self.spawn(f"processor-{i}")
-            self.spawn_spare()
+            self.fill_spares()
             self.update_registry()
             self.loop(sink_sock, beats)
         except KeyboardInterrupt as exc:  # Interrupted; plain when no handler is installed
@@ -269,13 +335,11 @@ class Supervisor:
         exits = ExitWatch(sink_sock, beats)
         try:
             while True:
-                live = list(self.children.values())
-                if self.standby is not None:
-                    live.append(self.standby)
-                exits.follow(live)
+                exits.follow([*self.children.values(), *self.spares])
                 ready = exits.wait(self.next_wake(next_sample))
                 if beats in ready:
                     self.hear(beats)
+                    self.restored()
                 if sink_sock in ready and self.from_sink(sink_sock):
                     self.sample(memory)
                     return
@@ -300,6 +364,9 @@ class Supervisor:
                         return
                 for verdict in self.membership.expire(time.monotonic()):
                     self.failed(verdict, sink_sock)
+                for verdict in self.spare_watch.expire(time.monotonic()):
+                    self.spare_failed(verdict)
+                self.refill()
                 now = time.monotonic()
                 if now >= next_sample:
                     next_sample = now + 0.5
@@ -340,7 +407,8 @@ class Supervisor:
                 return True
 
     def hear(self, beats: zmq.Socket) -> None:
-        """Every processor's HELLO and HEARTBEAT (meta ``incarnation``) go to the membership."""
+        """Every processor's HELLO and HEARTBEAT (meta ``incarnation``) go to the membership,
+        every spare's to the spares' own."""
         now = time.monotonic()
         while True:
             try:
@@ -348,7 +416,30 @@ class Supervisor:
             except zmq.Again:
                 return
             if msg.kind in (wire.HELLO, wire.HEARTBEAT) and "incarnation" in msg.meta:
-                self.membership.heard(msg.sender, int(msg.meta["incarnation"]), now)
+                members = self.spare_watch if is_spare(msg.sender or "") else self.membership
+                members.heard(msg.sender, int(msg.meta["incarnation"]), now)
+
+    def restored(self) -> None:
+        """Once every failed incarnation has a successor and every slot's current incarnation
+        is alive and heard from, the group is whole: each failure since gets its time to full
+        tolerance. (A kill is recorded before its exit is seen: until then the membership
+        still counts the killed incarnation, so the successors are checked too.)"""
+        refilled = all(
+            (self.membership.current(failure["worker"]) or 0) > failure["incarnation"]
+            for failure in self.awaiting_whole
+        )
+        if not self.awaiting_whole or not refilled or not self.membership.whole():
+            return
+        now = time.time()
+        for failure in self.awaiting_whole:
+            took = now - failure["time"]
+            failure["time_to_full_tolerance_s"] = round(took, 4)
+            detail = (
+                f"every processor slot live and heard from {took:.3f} s after the failure of "
+                f"incarnation {failure['incarnation']}"
+            )
+            self.event("whole", detail, failure["worker"])
+        self.awaiting_whole = []
 
     def next_wake(self, next_sample: float) -> float:
         """Seconds the loop may sleep: until the next memory sample or time-scheduled
@@ -414,19 +505,20 @@ class Supervisor:
             sig, now = "SIGKILL", time.time()
         else:
             sig, now = signal_name(handle.poll()), time.time()
-        self.seen.failures.append(
-            {
-                "worker": handle.worker,
-                "pid": handle.pid,
-                "incarnation": handle.incarnation,
-                "time": now,
-                "elapsed_s": now - (self.seen.started_at or now),
-                "after_batch": self.last_batch,
-                "by": by,
-                "signal": sig,
-                "fenced": (handle.worker, handle.incarnation) in self.fenced,
-            }
-        )
+        failure = {
+            "worker": handle.worker,
+            "pid": handle.pid,
+            "incarnation": handle.incarnation,
+            "time": now,
+            "elapsed_s": now - (self.seen.started_at or now),
+            "after_batch": self.last_batch,
+            "by": by,
+            "signal": sig,
+            "fenced": (handle.worker, handle.incarnation) in self.fenced,
+            "time_to_full_tolerance_s": None,  # set once the group is whole again
+        }
+        self.seen.failures.append(failure)
+        self.awaiting_whole.append(failure)
 
     def failed(self, verdict: Verdict, sink_sock: zmq.Socket) -> None:
         """Carry out a verdict: record it, tell the sink, and fence a silent incarnation."""
@@ -439,6 +531,14 @@ class Supervisor:
             handle.signal(signal.SIGKILL)  # its exit then replaces it like any crash
             detail = f"SIGKILL pid {handle.pid}, incarnation {handle.incarnation}"
             self.event("fenced", detail, handle.worker)
+            self.update_registry()
+
+    def spare_failed(self, verdict: Verdict) -> None:
+        """A spare fell silent (stopped, hung): fence it and start another."""
+        spare = next((s for s in self.spares if s.worker == verdict.worker), None)
+        if spare is not None:
+            self.retire_spare(spare, "fenced", f"SIGKILL pid {spare.pid}: {verdict.how}")
+            self.fill_spares()
             self.update_registry()
 
     def done_after_exit(self, sink_sock: zmq.Socket) -> bool:
@@ -457,9 +557,11 @@ class Supervisor:
         return user_signal(self.run_dir, pid) is not None
 
     def watch(self, sink_sock: zmq.Socket) -> None:
-        if self.standby is not None and (code := self.standby.poll()) is not None:
-            self.event("exited", f"pid {self.standby.pid}, code {code}", STANDBY)
-            self.spawn_spare()
+        ended = [spare for spare in self.spares if spare.poll() is not None]
+        for spare in ended:
+            self.retire_spare(spare, "exited", f"pid {spare.pid}, code {spare.poll()}")
+        if ended:
+            self.fill_spares()
             self.update_registry()
         for name, handle in list(self.children.items()):
             code = handle.poll()
@@ -511,10 +613,10 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """End of stream already told the workers to stop; then SIGTERM, then SIGKILL."""
-        if self.standby is not None:  # a spare told that no slot will come ends by itself
-            self.launcher.dismiss(self.standby)
-            self.children[STANDBY] = self.standby
-            self.standby = None
+        for spare in self.spares:  # a spare told that no slot will come ends by itself
+            self.launcher.dismiss(spare)
+            self.children[spare.worker] = spare
+        self.spares = []
         names = list(self.children)
         if self.wait_for_exit(names, STOP_GRACE):
             return

@@ -12,9 +12,10 @@ Topology (``endpoint`` builds the addresses):
   announcements flow in; models, recovery requests, acks and progress flow out.
 * the source binds a ROUTER at ``source``; every processor connects a DEALER with its name as
   identity and receives its tasks there.
-* the supervisor binds a ROUTER at ``supervisor``; every processor connects a DEALER with its
-  name as identity and sends HELLO (pid, incarnation) once, then a HEARTBEAT (incarnation)
-  every ``runtime.heartbeat_interval``: the supervisor alone decides that a processor failed.
+* the supervisor binds a ROUTER at ``supervisor``; every processor (and every warm spare
+  while it waits, as ``standby-N`` with incarnation 0) connects a DEALER with its name as
+  identity and sends HELLO (pid, incarnation) once, then a HEARTBEAT (incarnation) every
+  ``runtime.heartbeat_interval``: the supervisor alone decides that a processor failed.
 
 ROUTER sockets are mandatory-routing with handover: a message to a dead worker fails at once
 (the sender skips it and never blocks) and a restarted worker takes its name over.
@@ -46,7 +47,7 @@ from ..schemes import SlotOutput
 
 # Message kinds -------------------------------------------------------------------------------
 HELLO = "hello"  # worker -> sink/source/supervisor: I am up (meta: pid, incarnation)
-HEARTBEAT = "heartbeat"  # processor -> supervisor: I am alive (meta: incarnation)
+HEARTBEAT = "heartbeat"  # processor or spare -> supervisor: I am alive (meta: incarnation)
 TASK = "task"  # source -> processor: rows of one batch for one slot (meta: batch, role)
 BATCH = "batch"  # source -> sink: a batch was ingested (meta: batch, offset, count, t0, t1)
 END = "end"  # source -> sink: the stream is over (meta: batches, items)

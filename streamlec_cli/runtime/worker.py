@@ -2,9 +2,11 @@
 [--incarnation N] [--startup-timeout S]``.
 
 The local launcher starts every worker this way, and a user can start any worker by hand
-on another host (with ``transport: tcp`` and ``hosts`` in the spec). The warm spare
-(``standby``) imports everything, then reads its slot from its standard input as one line
-``"<worker> <incarnation>"`` (an empty line or end of file: no slot will come, it ends).
+on another host (with ``transport: tcp`` and ``hosts`` in the spec). A warm spare
+(``standby-N``) imports everything, then reads its slot from its standard input as one line
+``"<worker> <incarnation>"`` (an empty line or end of file: no slot will come, it ends); while
+it waits it says hello and heartbeats (incarnation 0) to the supervisor, which replaces a
+spare that falls silent (stopped, hung) before it is needed.
 
 A worker started by hand (no supervisor in its environment) creates its run directory and
 stops on Ctrl-C (exit code 130) or SIGTERM (143). When it is the sink it writes the run's
@@ -18,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import select
 import signal
 import sys
 import time
@@ -31,9 +34,15 @@ if TYPE_CHECKING:  # the launcher imports this module: ``ps`` must not pay for t
     from .plan import Plan
 
 SUPERVISOR_ENV = "STREAMLEC_SUPERVISOR_PID"
+STANDBY = "standby"  # a warm spare's name is "standby-N" until it is given a slot
 #: A directory: every worker runs under cProfile and writes ``<worker>-<pid>.prof`` there at exit.
 PROFILE_ENV = "STREAMLEC_PROFILE"
 _PR_SET_PDEATHSIG = 1
+
+
+def is_spare(name: str) -> bool:
+    """Whether ``name`` is a warm spare's (``standby`` or ``standby-N``)."""
+    return name == STANDBY or name.startswith(f"{STANDBY}-")
 
 
 def _die_with_supervisor() -> None:
@@ -110,15 +119,16 @@ def _run_worker(
 
     plan = make_plan(spec, run_dir)
     wire.use_run(plan.token)
-    if name == "standby":
+    if is_spare(name):
         # A warm spare: everything imported, waiting for the supervisor to name its slot.
         from .processor import run_processor
 
-        assigned = sys.stdin.readline().split()
+        assigned = _wait_for_slot(plan, name)
         if not assigned:
             return
+        spare = name
         name, incarnation = assigned[0], int(assigned[1])
-        print(f"pid {os.getpid()}: standby becomes {name} ({incarnation})", flush=True)
+        print(f"pid {os.getpid()}: {spare} becomes {name} ({incarnation})", flush=True)
         run_processor(plan, name, incarnation, startup_timeout)
         return
     if name == "source":
@@ -168,3 +178,23 @@ def _run_sink_by_hand(plan: Plan, startup_timeout: float | None) -> None:
             tell("sink", f"the model {match} the single-process reference; summary in {where}")
         elif error is None:  # a start-up give-up is told by the command line
             tell("sink", f"stopped before the end of the stream; results so far in {where}")
+
+
+def _wait_for_slot(plan: Plan, name: str) -> list[str]:
+    """A spare's wait: heartbeats to the supervisor until its slot comes on standard input;
+    the line's words (none: no slot will come)."""
+    import zmq
+
+    from . import wire
+
+    ctx = zmq.Context()
+    try:
+        sock = wire.dealer(ctx, plan.address("supervisor"), name)
+        beat = {"pid": os.getpid(), "incarnation": 0}
+        wire.send(sock, wire.HELLO, beat, block=False)
+        interval = plan.spec.runtime.heartbeat_interval
+        while not select.select([sys.stdin], [], [], interval)[0]:
+            wire.send(sock, wire.HEARTBEAT, beat, block=False)
+    finally:
+        ctx.destroy(linger=0)
+    return sys.stdin.readline().split()

@@ -235,6 +235,12 @@ class Scheme(ABC):
         """Whether losing these slots' outputs of one batch loses no item."""
         return not failed
 
+    @property
+    def tolerates_at_once(self) -> int:
+        """The most slots that may fail together (in one batch) without losing an item: how
+        many replacements the runtime keeps ready. None by default."""
+        return 0
+
     def describe(self) -> str:
         """The label of summaries and the console, e.g. ``ec(4,2)-linear`` or ``rep-3x``."""
         return self.label(self.settings, "scheme")

@@ -153,6 +153,10 @@ class ErasureCoded(Scheme):
             per_group[slot // self.n] = per_group.get(slot // self.n, 0) + 1
         return all(n <= self.r for n in per_group.values())
 
+    @property
+    def tolerates_at_once(self) -> int:
+        return self.r * self.groups
+
 
 class _Group:
     """Sink-side state of one group of one batch."""

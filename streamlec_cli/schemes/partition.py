@@ -43,6 +43,10 @@ class Partitioned(Scheme):
             hit[self.group_of(slot)] = hit.get(self.group_of(slot), 0) + 1
         return all(n < self.copies for n in hit.values())
 
+    @property
+    def tolerates_at_once(self) -> int:
+        return (self.copies - 1) * self.groups
+
 
 class PartitionAssembler(Assembler):
     def __init__(self, scheme: Partitioned, algorithm: Algorithm, model: np.ndarray, count: int):
@@ -131,3 +135,7 @@ class Reactive(Partitioned):
 
     def tolerates(self, failed) -> bool:
         return True  # every crash is recovered by replay
+
+    @property
+    def tolerates_at_once(self) -> int:
+        return self.processors
