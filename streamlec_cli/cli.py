@@ -180,6 +180,7 @@ def worker(
 ) -> None:
     """Start one worker of a run by hand (source, sink or processor-N), in any order."""
     from .runtime.startup import StartupTimeout
+    from .runtime.wire import CannotListen
     from .runtime.worker import is_spare, run_worker
 
     runs = _load_runs(spec_file, ())
@@ -196,6 +197,9 @@ def worker(
     except StartupTimeout as exc:
         click.echo(f"error: {exc.advice(spec_file, run_dir)}", err=True)
         raise click.exceptions.Exit(1) from None
+    except CannotListen as exc:
+        click.echo(f"error: {worker}: {exc}", err=True)
+        raise click.exceptions.Exit(2) from None
 
 
 @main.command("ps")

@@ -277,9 +277,8 @@ class Supervisor:
                 self.stage()
             try:
                 beats = wire.router(ctx, self.plan.address("supervisor"))
-            except zmq.ZMQError as exc:
-                msg = f"cannot listen at {self.plan.address('supervisor')}: {exc}"
-                raise RunFailed(msg) from None
+            except wire.CannotListen as exc:
+                raise RunFailed(str(exc), exit_code=2) from None
             self.spawn("sink")
             sink_sock = wire.dealer(ctx, self.plan.address("sink"), "supervisor")
             wire.send(sink_sock, wire.HELLO, {"pid": os.getpid()})

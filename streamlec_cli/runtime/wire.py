@@ -30,6 +30,7 @@ name over, and nothing of ours reaches it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -241,7 +242,12 @@ RCV_HWM = 4096  # messages queued at a receiver before its senders are held back
 COPY_THRESHOLD = 1 << 18
 
 
+class CannotListen(RuntimeError):
+    """A worker cannot bind its address (most often: another run or program holds the port)."""
+
+
 def router(ctx: zmq.Context, address: str) -> zmq.Socket:
+    """A ROUTER bound at ``address``; ``CannotListen`` says why it could not be."""
     if address.startswith("ipc://"):
         Path(address[len("ipc://") :]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     sock = ctx.socket(zmq.ROUTER)
@@ -251,7 +257,18 @@ def router(ctx: zmq.Context, address: str) -> zmq.Socket:
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
     sock.setsockopt(zmq.SNDHWM, HWM)
     sock.setsockopt(zmq.RCVHWM, RCV_HWM)
-    sock.bind(bind_address(address))
+    where = bind_address(address)
+    try:
+        sock.bind(where)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = (
+                "; another run or program listens on this port: stop it, or give the spec "
+                "another `port:` (the sink uses port, the source port+1, the supervisor port+2)"
+            )
+        raise CannotListen(f"cannot listen at {where}: {exc.strerror}{hint}") from None
     return sock
 
 

@@ -153,6 +153,7 @@ def _run_sink_by_hand(plan: Plan, startup_timeout: float | None) -> None:
     from .sink import run_sink
     from .startup import StartupTimeout, tell
     from .summary import Observed, summarise, write_meta, write_resolved_spec
+    from .wire import CannotListen
 
     run_dir = plan.run_dir
     if not (run_dir / "spec.yaml").exists():  # never overwrite a file the user keeps there
@@ -162,7 +163,7 @@ def _run_sink_by_hand(plan: Plan, startup_timeout: float | None) -> None:
     error = None
     try:
         run_sink(plan, startup_timeout=startup_timeout, by_hand=True)
-    except StartupTimeout as exc:
+    except (StartupTimeout, CannotListen) as exc:
         error = str(exc)
         raise
     except (SystemExit, KeyboardInterrupt):
@@ -176,7 +177,7 @@ def _run_sink_by_hand(plan: Plan, startup_timeout: float | None) -> None:
             ref = summary["reference"]
             match = "matches" if ref.get("matches") else "DIFFERS from"
             tell("sink", f"the model {match} the single-process reference; summary in {where}")
-        elif error is None:  # a start-up give-up is told by the command line
+        elif error is None:  # a give-up or a taken port is told by the command line
             tell("sink", f"stopped before the end of the stream; results so far in {where}")
 
 

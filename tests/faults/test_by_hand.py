@@ -174,6 +174,25 @@ def test_a_worker_whose_peers_never_come_gives_up_with_a_clear_message(
         assert (run_dir / "meta.json").exists()
 
 
+@pytest.mark.parametrize(("worker", "offset"), [("sink", 0), ("source", 1)])
+def test_a_worker_whose_port_is_taken_says_so_in_one_paragraph(tmp_path, worker, offset):
+    port = free_port_below_ephemeral()
+    spec = write_spec(tmp_path, transport="tcp", port=port)
+    with socket.socket() as holder:  # another program listens on the worker's port
+        holder.bind(("", port + offset))
+        holder.listen()
+        said = finish(
+            {worker: start_worker(spec, worker, tmp_path / "run", "--startup-timeout", "5")}, 60
+        )
+    code, out, err = said[worker]
+    assert code == 2, out + err
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    paragraph = err.strip()
+    assert "\n" not in paragraph, err
+    assert f"cannot listen at tcp://*:{port + offset}" in paragraph
+    assert "port" in paragraph.split(":", 3)[-1]  # says what to do: another port
+
+
 # -- kill-worker on a supervised run ------------------------------------------------------------
 
 
