@@ -321,14 +321,7 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> list[Spec]:
     except (OSError, UnicodeDecodeError) as exc:
         msg = f"spec file '{path}' cannot be read: {exc}"
         raise SpecError(msg) from exc
-    try:
-        raw = _load_yaml(text)
-    except yaml.YAMLError as exc:
-        msg = f"spec file '{path}' is not valid YAML: {_yaml_problem(exc)}"
-        raise SpecError(msg) from exc
-    except SpecError as exc:
-        msg = f"spec file '{path}': {exc}"
-        raise SpecError(msg) from None
+    raw = _parse_yaml(text, f"spec file '{path}'", " is not valid YAML")
     if raw is None:
         msg = f"spec file '{path}' is empty: a spec is a mapping with at least name and processors"
         raise SpecError(msg)
@@ -410,14 +403,9 @@ def apply_override(raw: dict, assignment: str) -> dict:
     if not sep or not key or any(not part for part in key.split(".")):
         msg = f"--set {assignment!r} is not allowed: write dotted.key=value"
         raise SpecError(msg)
-    try:
-        value = _load_yaml(text)
-    except yaml.YAMLError as exc:
-        msg = f"--set {assignment!r} is not allowed: the value is not valid YAML"
-        raise SpecError(msg) from exc
-    except SpecError as exc:
-        msg = f"--set {assignment!r} is not allowed: {exc}"
-        raise SpecError(msg) from None
+    value = _parse_yaml(
+        text, f"--set {assignment!r} is not allowed", ": the value is not valid YAML"
+    )
     result = copy.deepcopy(dict(raw))
     _assign(result, key, value, f"--set {assignment!r}")
     return result
@@ -978,6 +966,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: str, where: str, invalid: str) -> Any:
+    """``text`` as YAML data. A problem is a SpecError starting with ``where``: ``invalid``
+    and the parser's complaint for text that is not YAML, else what ``_load_yaml`` refused
+    (an alias bomb, a node too deep)."""
+    try:
+        return _load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{where}{invalid}: {_yaml_problem(exc)}") from exc
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
 
 
 def _load_yaml(text: str) -> object:
