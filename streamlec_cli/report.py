@@ -171,13 +171,16 @@ def throughput_row(runs: list[Run], other: str, paper: str) -> Row:
     """EC(4,2) throughput over ``other``'s, from failure-free closed-loop runs."""
     claim = f"throughput, EC(4,2) / {_scheme_name(other)}"
     pairs = []
-    for setting, by_family in _normal_settings(runs).items():
+    settings = _normal_settings(runs)
+    for setting, by_family in settings.items():
         ec, variant = _ec_runs(by_family)
         if ec and by_family.get(other) and _mean_throughput(by_family[other]) > 0:
             ratio = _mean_throughput(ec) / _mean_throughput(by_family[other])
             if ratio > 0:
                 pairs.append((setting, ratio, len(ec), len(by_family[other]), variant))
-    preferred = [pair for pair in pairs if pair[0][0].name == PREFERRED_THROUGHPUT_SPEC]
+    preferred = [
+        pair for pair in pairs if _spec_name(settings[pair[0]]) == PREFERRED_THROUGHPUT_SPEC
+    ]
     pairs = preferred or pairs
     if not pairs:
         basis = (
@@ -187,7 +190,7 @@ def throughput_row(runs: list[Run], other: str, paper: str) -> Row:
         return Row(claim, paper, NOT_MEASURED, basis)
     ratios = [ratio for _, ratio, *_ in pairs]
     runs_used = sum(n_ec + n_other for _, _, n_ec, n_other, _ in pairs)
-    specs = sorted({setting[0].name for setting, *_ in pairs})
+    specs = sorted({_spec_name(settings[setting]) for setting, *_ in pairs})
     variants = sorted({variant for *_, variant in pairs})
     if len(pairs) == 1:
         ((setting, _, n_ec, n_other, _),) = pairs
@@ -216,9 +219,9 @@ def throughput_records(runs: list[Run]) -> list[Record]:
     records = []
     for setting in sorted(settings, key=lambda s: tuple(natural_key(str(part)) for part in s)):
         by_family = settings[setting]
-        spec_dir, algorithm, dataset, processors, *_ = setting
+        _, algorithm, dataset, processors, *_ = setting
         record: Record = {
-            "spec": spec_dir.name,
+            "spec": _spec_name(by_family),
             "algorithm": algorithm,
             "dataset": dataset,
             "processors": processors,
@@ -269,6 +272,12 @@ def _normal_settings(runs: list[Run]) -> dict[tuple, dict[str, list[Run]]]:
     return settings
 
 
+def _spec_name(by_family: dict[str, list[Run]]) -> str:
+    """The name of the spec a setting's runs ran (a by-hand run's directory is the user's,
+    named after nothing, so it is not read from the path)."""
+    return str(next(iter(by_family.values()))[0]["spec_name"])
+
+
 def _ec_runs(by_family: dict[str, list[Run]]) -> tuple[list[Run], str]:
     """The EC(4,2) runs of a setting: the full StreamLEC variant if there, else any."""
     runs = by_family.get(EC, [])
@@ -305,7 +314,7 @@ def cpu_records(runs: list[Run]) -> list[Record]:
     ]
     # Like the throughput ratios: the throughput spec's runs alone when there are any, so
     # workloads of other specs (more processors, heavier models) are not pooled in.
-    preferred = [run for run in normal if run["spec_dir"].name == PREFERRED_THROUGHPUT_SPEC]
+    preferred = [run for run in normal if run["spec_name"] == PREFERRED_THROUGHPUT_SPEC]
     for run in preferred or normal:
         cpu, items = run["cpu_seconds_during_stream"], run["items_out"]
         per_million = 1e6 / items
@@ -318,7 +327,7 @@ def cpu_records(runs: list[Run]) -> list[Record]:
                 run.get("machine_idle_during_stream"),
             )
         )
-    specs = ", ".join(sorted({run["spec_dir"].name for run in preferred or normal}))
+    specs = ", ".join(sorted({run["spec_name"] for run in preferred or normal}))
     order = {family: i for i, family in enumerate(FAMILY_ORDER)}
     records = []
     for variant in sorted(by_variant, key=lambda v: (order.get(v.split()[0], 99), v)):
@@ -390,7 +399,7 @@ def latency_row(runs: list[Run], family: str, killed: int, paper: str) -> Row:
     grouped = "delivered" if by == {"delivery"} else "arriving" if by == {"arrival"} else "seen"
     rates = sorted({_rate(run) for run, *_ in measured})
     kills = sorted({_kill_times(run) for run, *_ in measured})
-    specs = sorted({run["spec_dir"].name for run, *_ in measured})
+    specs = sorted({run["spec_name"] for run, *_ in measured})
     many = f"geometric mean of {len(measured)} runs" if len(measured) > 1 else "1 run"
     basis = (
         f"p99 latency of items {grouped} {seconds:g} s after the first kill / "

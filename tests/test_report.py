@@ -412,3 +412,19 @@ def test_tables_as_csv_and_json_for_pandas(tmp_path: Path) -> None:
         from_csv = pd.read_csv(tables / f"{name}.csv")
         assert list(from_json.columns) == list(from_csv.columns)
         assert len(from_json) == len(from_csv)
+
+
+def test_a_run_directory_of_any_name_is_labelled_by_its_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sink started by hand writes into the user's ``--run-dir`` (here ``hand/run``), not
+    ``<spec name>/<run id>``: the tables name the spec the run ran, never the folder above."""
+    written = write_summary(tmp_path / "results", "byhand", "ec42", 1000.0)
+    (tmp_path / "hand").mkdir()
+    written.rename(tmp_path / "hand" / "run")
+    monkeypatch.chdir(tmp_path / "hand")
+    row = "| byhand | logreg | higgs | 6 | 1,000 |"
+    for path in (Path("run"), tmp_path / "hand" / "run"):
+        _, result = report(path)
+        assert result.exit_code == 0, result.output
+        assert row in result.stdout
