@@ -22,12 +22,6 @@ RUN_TIMEOUT = 240  # seconds; two runs share 2 cores with whatever else the mach
 ITEMS = 48_000
 
 
-@pytest.fixture(autouse=True)
-def private_registry(tmp_path, monkeypatch):
-    """Every command of a test sees only that test's live runs."""
-    monkeypatch.setenv("STREAMLEC_RUNTIME_DIR", str(tmp_path / "registry"))
-
-
 def write_spec(tmp_path: Path, **overrides) -> Path:
     spec = {
         "name": "kept",
