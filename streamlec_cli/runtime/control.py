@@ -38,6 +38,12 @@ def user_signal(run_dir: Path, pid: int) -> tuple[str, float] | None:
     return sent[-1] if sent and sent[-1][0] != "SIGCONT" else None
 
 
+def _killable(worker: str) -> bool:
+    """Whether SIGKILL is a fault the run absorbs: a processor's (replaced in its slot) or a
+    warm spare's (``standby-N``, replaced by a new spare), never the source's or the sink's."""
+    return worker.startswith(("processor-", "standby"))
+
+
 def signal_name(code: int | None) -> str | None:
     """``SIGSEGV`` for an exit status of -11; None for an exit code or a living process."""
     if code is None or code >= 0:
@@ -82,10 +88,12 @@ def kill_worker(run_name: str | None, worker: str, sig: str = "KILL") -> str:
             run.workers
         )
         raise KillError(msg)
-    if not worker.startswith("processor-") and sig == "KILL":
+    if not _killable(worker) and sig == "KILL":
         msg = (
-            f"worker {worker!r} is the run's {worker}: only processors can be killed "
-            f"(choose one of {', '.join(w for w in run.workers if w.startswith('processor-'))})"
+            f"the {worker} cannot be SIGKILLed: that ends the run instead of testing its fault "
+            "tolerance; only processors and warm spares can (choose one of "
+            f"{', '.join(w for w in run.workers if _killable(w))}), and the {worker} takes "
+            "--signal STOP, CONT or TERM"
         )
         raise KillError(msg)
     handle = handle_from_record(worker, run.workers[worker])

@@ -555,6 +555,13 @@ class Supervisor:
         """Whether ``streamlec kill-worker`` sent this pid a signal (and did not resume it)."""
         return user_signal(self.run_dir, pid) is not None
 
+    def how_it_ended(self, name: str, handle: Handle, code: int) -> str:
+        """How the source or sink ended, naming the signal ``kill-worker`` sent it if any
+        (its own handler may exit with code 0 after SIGTERM, which alone reads as a bug)."""
+        sent = user_signal(self.run_dir, handle.pid)
+        ended = f"the {name} exited with code {code}"
+        return f"{ended} after kill-worker sent it {sent[0]}" if sent else ended
+
     def watch(self, sink_sock: zmq.Socket) -> None:
         ended = [spare for spare in self.spares if spare.poll() is not None]
         for spare in ended:
@@ -571,7 +578,7 @@ class Supervisor:
                     raise _Done
                 log = self.run_dir / "logs" / f"{name}.log"
                 last = last_log_line(log)
-                msg = f"the {name} exited with code {code}" + (f": {last}" if last else "")
+                msg = self.how_it_ended(name, handle, code) + (f": {last}" if last else "")
                 msg += f" (log: {log})"
                 raise RunFailed(msg, exit_code=2 if code == 2 else 1)
             how = f"signal {-code}" if code < 0 else f"exit code {code}"

@@ -1,0 +1,51 @@
+"""``kill-worker`` as the README's first-time user tries it, with real processes and signals.
+
+A warm spare (``standby-N``, listed by ``streamlec ps``) is SIGKILLed like a processor and the
+run starts a new one; the source or sink cannot be SIGKILLed (a clear error says what can), and a
+source ended by a signal from ``kill-worker`` is reported with that signal's name rather than
+as a bare "exited with code 0".
+"""
+
+from __future__ import annotations
+
+from test_runtime import events, live_run, streamlec
+
+from .test_replacement import (
+    assert_exact,
+    finish,
+    signal_worker,
+    wait_for_event,
+    worker_pids,
+)
+
+ITEMS = {"name": "higgs", "items": 240_000, "seed": 5}
+RATE = 30_000  # about 8 s of stream: time for a second shell's commands on a busy machine
+
+
+def test_a_spare_is_sigkilled_like_a_processor_and_replaced(tmp_path):
+    with live_run(tmp_path, dataset=ITEMS, rate=RATE) as (run, env, out):
+        refused = streamlec("kill-worker", "sink", env=env)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.startswith("error: the sink cannot be SIGKILLed")
+        assert "processor-0" in refused.stderr and "standby-1" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        spares = [w for w in worker_pids(env) if w.startswith("standby")]
+        killed = {spare: signal_worker(env, spare) for spare in spares}  # the default, KILL
+        wait_for_event(out, f"standby-{2 * len(spares)}", "spawned", timeout=30)
+        summary, run_dir, stderr = finish(run, out)
+    assert run.returncode == 0, stderr
+    assert_exact(summary, ITEMS["items"])
+    log = events(run_dir)
+    for spare, pid in killed.items():
+        assert any(
+            e["worker"] == spare and e["event"] == "exited" and e["detail"] == f"pid {pid}, code -9"
+            for e in log
+        ), log
+
+
+def test_a_source_ended_by_kill_worker_names_the_signal(tmp_path):
+    with live_run(tmp_path, dataset=ITEMS, rate=RATE) as (run, env, _):
+        signal_worker(env, "source", "TERM")
+        _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stderr
+    assert "the source exited with code 0 after kill-worker sent it SIGTERM" in stderr, stderr
