@@ -161,16 +161,18 @@ def _run_sink_by_hand(plan: Plan, startup_timeout: float | None) -> None:
     write_meta(plan.spec, run_dir)
     interrupted = False
     error = None
+    code = 0  # the worker's own exit code, which its summary.json records
     try:
         run_sink(plan, startup_timeout=startup_timeout, by_hand=True)
     except (StartupTimeout, CannotListen) as exc:
         error = str(exc)
         raise
-    except (SystemExit, KeyboardInterrupt):
+    except (SystemExit, KeyboardInterrupt) as exc:  # Ctrl-C (130) or SIGTERM (143)
         interrupted = True
+        code = exc.code if isinstance(exc, SystemExit) else 130
         raise
     finally:
-        seen = Observed(supervised=False, exit_code=1 if error else 0)
+        seen = Observed(supervised=False, exit_code=1 if error else code)
         summary = summarise(plan, run_dir, seen, interrupted, error)
         where = run_dir / "summary.json"
         if summary["complete"]:

@@ -343,5 +343,6 @@ def test_a_by_hand_sink_stopped_with_ctrl_c_keeps_its_results_and_stops_the_othe
         assert said[name][0] == 0 and "stopped by the sink" in said[name][1], said[name]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["complete"] is False and summary["supervised"] is False
+    assert summary["exit_code"] == 130  # as the sink exited, like a run stopped by Ctrl-C
     assert summary["items_out"] >= 4 * 3_000  # what was finished is kept
     assert (run_dir / "meta.json").exists()
