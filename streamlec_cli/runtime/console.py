@@ -177,7 +177,10 @@ def table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-_KEPT = "every worker stopped; results so far are kept"
+_KEPT = (
+    "every worker stopped; results so far are kept, and the same command with --resume "
+    "runs only the runs that did not finish"
+)
 
 #: Exit code of ``streamlec run`` when every run finished but one lost items (failures beyond
 #: its scheme's tolerance) or does not match the single-process reference.

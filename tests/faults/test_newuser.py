@@ -1,12 +1,15 @@
-"""``kill-worker`` as the README's first-time user tries it, with real processes and signals.
+"""The fault model as the README's first-time user tries it, with real processes and signals.
 
 A warm spare (``standby-N``, listed by ``streamlec ps``) is SIGKILLed like a processor and the
 run starts a new one; the source or sink cannot be SIGKILLed (a clear error says what can), and a
 source ended by a signal from ``kill-worker`` is reported with that signal's name rather than
-as a bare "exited with code 0".
+as a bare "exited with code 0". A sweep stopped by Ctrl-C says that ``--resume`` goes on with
+the runs that did not finish, and it does.
 """
 
 from __future__ import annotations
+
+import signal
 
 from test_runtime import events, live_run, streamlec
 
@@ -49,3 +52,16 @@ def test_a_source_ended_by_kill_worker_names_the_signal(tmp_path):
         _, stderr = run.communicate(timeout=120)
     assert run.returncode == 1, stderr
     assert "the source exited with code 0 after kill-worker sent it SIGTERM" in stderr, stderr
+
+
+def test_an_interrupted_sweep_says_how_to_go_on_and_that_works(tmp_path):
+    sweep = {"batch": [6_000, 4_000]}
+    with live_run(tmp_path, dataset=ITEMS, rate=RATE, sweep=sweep) as (run, env, out):
+        run.send_signal(signal.SIGINT)  # Ctrl-C in the first of the two runs
+        _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr
+    assert "the same command with --resume runs only the runs that did not finish" in stderr
+    again = streamlec("run", *run.args[4:], "--resume", env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("spec:") == 2, again.stderr  # the interrupted run ran again
+    assert len(list(out.rglob("summary.json"))) == 3  # and the interrupted one is kept
