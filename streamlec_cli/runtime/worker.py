@@ -181,6 +181,10 @@ def _run_sink_by_hand(plan: Plan, startup_timeout: float | None) -> None:
             tell("sink", f"the model {match} the single-process reference; summary in {where}")
         elif error is None:  # a give-up or a taken port is told by the command line
             tell("sink", f"stopped before the end of the stream; results so far in {where}")
+    if summary["complete"] and (summary["items_lost"] or not summary["reference"].get("matches")):
+        from .console import EXIT_LOST
+
+        raise SystemExit(EXIT_LOST)  # as `streamlec run` exits: a script sees the loss
 
 
 def _wait_for_slot(plan: Plan, name: str) -> list[str]:

@@ -9,10 +9,14 @@ the runs that did not finish, and it does.
 
 from __future__ import annotations
 
+import json
 import signal
+import time
 
 from test_runtime import events, live_run, streamlec
 
+from .test_by_hand import committed, free_port_below_ephemeral, start_worker, write_spec
+from .test_by_hand import finish as finish_workers
 from .test_replacement import (
     assert_exact,
     finish,
@@ -65,3 +69,29 @@ def test_an_interrupted_sweep_says_how_to_go_on_and_that_works(tmp_path):
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("spec:") == 2, again.stderr  # the interrupted run ran again
     assert len(list(out.rglob("summary.json"))) == 3  # and the interrupted one is kept
+
+
+def test_a_by_hand_sink_that_lost_items_exits_3_like_a_run(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        transport="tcp",
+        port=free_port_below_ephemeral(),
+        scheme={"name": "none"},
+        dataset={"name": "higgs", "items": 120_000, "seed": 5},
+        rate=30_000,  # about 4 s of stream: the crash comes in the middle of it
+    )
+    run_dir = tmp_path / "run"
+    names = ["sink", "source", "processor-0", "processor-1", "processor-2"]
+    procs = {name: start_worker(spec, name, run_dir) for name in names}
+    deadline = time.monotonic() + 60
+    while committed(run_dir) < 4:
+        if time.monotonic() > deadline:
+            finish_workers(procs, 1)
+        time.sleep(0.05)
+    procs["processor-1"].kill()  # nobody replaces it: its tasks are lost
+    said = finish_workers(procs, 120)
+    code, out, err = said["sink"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["complete"] and summary["items_lost"] > 0, summary
+    assert code == 3 and "Traceback" not in err, out + err
+    assert "DIFFERS" in out
