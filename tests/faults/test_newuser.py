@@ -4,7 +4,8 @@ A warm spare (``standby-N``, listed by ``streamlec ps``) is SIGKILLed like a pro
 run starts a new one; the source or sink cannot be SIGKILLed (a clear error says what can), and a
 source ended by a signal from ``kill-worker`` is reported with that signal's name rather than
 as a bare "exited with code 0". A sweep stopped by Ctrl-C says that ``--resume`` goes on with
-the runs that did not finish, and it does.
+the runs that did not finish, and it does. A sink started by hand whose run lost items exits
+with 3, as ``streamlec run`` does.
 """
 
 from __future__ import annotations
