@@ -181,13 +181,13 @@ def worker(
     """Start one worker of a run by hand (source, sink or processor-N), in any order."""
     from .runtime.startup import StartupTimeout
     from .runtime.wire import CannotListen
-    from .runtime.worker import is_spare, run_worker
+    from .runtime.worker import is_spare, run_worker, supervised
 
     runs = _load_runs(spec_file, ())
     if not 0 <= run_index < len(runs):
         raise click.UsageError(f"--run-index {run_index}: the spec has runs 0..{len(runs) - 1}")
     chosen = runs[run_index]
-    if worker not in chosen.workers and not is_spare(worker):
+    if worker not in chosen.workers and not (is_spare(worker) and supervised()):
         names = f"source, sink, processor-0..processor-{chosen.processors - 1}"
         raise click.UsageError(f"worker {worker!r} is not part of this run: choose one of {names}")
     try:

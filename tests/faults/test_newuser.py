@@ -96,3 +96,12 @@ def test_a_by_hand_sink_that_lost_items_exits_3_like_a_run(tmp_path):
     assert summary["complete"] and summary["items_lost"] > 0, summary
     assert code == 3 and "Traceback" not in err, out + err
     assert "DIFFERS" in out
+
+
+def test_a_warm_spare_cannot_be_started_by_hand(tmp_path):
+    """A spare waits for its slot from a supervisor; started by hand it would wait for nothing
+    (or leave at once, silently, with code 0), so the command says what can be started."""
+    spec = write_spec(tmp_path)
+    started = streamlec("worker", str(spec), "standby-1", "--run-dir", str(tmp_path / "run"))
+    assert started.returncode == 2, started.stderr
+    assert "'standby-1' is not part of this run: choose one of source, sink" in started.stderr
