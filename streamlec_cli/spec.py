@@ -837,6 +837,13 @@ def _cluster(value: object, processors: int) -> ClusterSpec | None:
         if len(set(hosts_raw)) < len(hosts_raw):
             _reject("cluster.hosts", hosts_raw, "a host may be named only once")
         hosts = tuple(hosts_raw)
+    if launcher == "local" and hosts and emulate is None:
+        msg = (
+            "cluster.hosts: not allowed with launcher local without emulate: the local "
+            "launcher runs every worker on this host (emulate hosts with cluster.emulate, or "
+            "choose launcher ssh or slurm)"
+        )
+        raise SpecError(msg)
     if launcher == "ssh" and not hosts:
         msg = "cluster.hosts: missing: launcher ssh needs the hosts to start workers on"
         raise SpecError(msg)
