@@ -25,6 +25,7 @@ from .emulate import (
     EmulatedCluster,
     EmulationError,
     cgroup_version,
+    signals_held,
 )
 
 
@@ -52,8 +53,16 @@ def capabilities() -> list[Check]:
     if not root:
         checks.append(Check("namespaces", False, "not probed (needs root)"))
         return checks
+    with signals_held():
+        checks += _probe_kernel()
+    return checks
+
+
+def _probe_kernel() -> list[Check]:
+    """Namespaces, bridge, veth, tbf, netem: made for real in a throw-away namespace."""
     from pyroute2 import NetNS, netns
 
+    checks: list[Check] = []
     name = f"streamlec-{os.getpid()}-h0"  # the name clean_leftovers knows
     try:
         netns.create(name)

@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,17 @@ _CGROUP_NAME = re.compile(r"streamlec-(\d+)")
 
 class EmulationError(RuntimeError):
     """The emulated cluster cannot be made here (not root, no namespaces, another one up)."""
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Stop signals (SIGINT, SIGTERM, SIGHUP) wait until the block is done, then arrive."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def host_address(index: int) -> str:
@@ -133,6 +145,12 @@ class EmulatedCluster:
     # -- set-up and tear-down -------------------------------------------------------------
 
     def create(self) -> None:
+        """Make the bridge, the hosts, their shaping and CPU groups (stop signals are held
+        meanwhile: netlink interrupted half-way leaves pyroute2 hung)."""
+        with signals_held():
+            self._create()
+
+    def _create(self) -> None:
         require_root()
         if self.emulate.cpu is not None and cgroup_version() is None:
             msg = "cluster.emulate.cpu: this machine has no cgroup cpu controller (v1 or v2)"
@@ -208,7 +226,8 @@ class EmulatedCluster:
         if not self.created:
             return []
         self.created = False
-        return remove_owned(self.owner)
+        with signals_held():
+            return remove_owned(self.owner)
 
     def __enter__(self) -> EmulatedCluster:
         self.create()
@@ -455,7 +474,8 @@ def clean_leftovers() -> str | None:
     for owner in sorted(owned()):
         if _owner_alive(owner):
             continue
-        removed = remove_owned(owner)
+        with signals_held():
+            removed = remove_owned(owner)
         if removed:
             lines.append(
                 f"cleaned up the emulated cluster of pid {owner} (gone): {len(removed)} "
