@@ -52,6 +52,17 @@ def streamlec(tmp_path: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "streamlec_cli", *args]
 
 
+def start_run(tmp_path: Path, spec: Path, out: Path) -> subprocess.Popen:
+    """``streamlec run`` in the background, with the test's own registry of live runs."""
+    return subprocess.Popen(
+        streamlec(tmp_path, "run", str(spec), "--out", str(out), "--quiet"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_of(tmp_path),
+    )
+
+
 def env_of(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")}
 
@@ -101,13 +112,7 @@ def test_ec42_over_9_emulated_hosts_with_two_kills_loses_nothing_and_leaves_noth
         ],
     )
     out = tmp_path / "results"
-    proc = subprocess.Popen(
-        streamlec(tmp_path, "run", str(spec), "--out", str(out), "--quiet"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env_of(tmp_path),
-    )
+    proc = start_run(tmp_path, spec, out)
     stdout, stderr = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 0, stdout + stderr
     (run_dir,) = [p.parent for p in out.rglob("summary.json")]
@@ -162,13 +167,7 @@ def test_ec42_over_9_emulated_hosts_with_two_kills_loses_nothing_and_leaves_noth
 def test_the_next_command_removes_the_emulated_hosts_of_a_killed_supervisor(tmp_path):
     spec = spec_file(tmp_path, dataset={"name": "higgs", "items": 400_000, "seed": 5}, rate=20_000)
     out = tmp_path / "results"
-    proc = subprocess.Popen(
-        streamlec(tmp_path, "run", str(spec), "--out", str(out), "--quiet"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env_of(tmp_path),
-    )
+    proc = start_run(tmp_path, spec, out)
     deadline = time.monotonic() + 120
     run_dir = None
     while time.monotonic() < deadline and proc.poll() is None:
