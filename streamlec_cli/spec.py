@@ -501,9 +501,12 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
     _check_group(scheme, processors)
     cluster = _cluster(raw.get("cluster"), processors)
     transport = _choice("transport", raw.get("transport", "ipc"), TRANSPORTS)
-    if cluster is not None and cluster.emulate is not None:
+    if cluster is not None and (cluster.emulate is not None or cluster.launcher != "local"):
         if "transport" in raw and transport != "tcp":
-            msg = "transport: ipc is not allowed with cluster.emulate: emulated hosts talk tcp"
+            msg = (
+                "transport: ipc is not allowed with workers on several hosts (cluster.emulate, "
+                "or launcher ssh or slurm): hosts talk tcp"
+            )
             raise SpecError(msg)
         transport = "tcp"
     if cluster is not None and raw.get("hosts"):
@@ -880,9 +883,9 @@ def _emulate(value: object) -> EmulateSpec | None:
     cpu = None
     if value.get("cpu") is not None:
         cores = os.cpu_count() or 1
-        cpu = _real("cluster.emulate.cpu", value["cpu"], positive=True, minimum=0.0)
+        why = f"cpu must be a share of cores from 0.01 to {cores} (this machine's cores)"
+        cpu = _real("cluster.emulate.cpu", value["cpu"], positive=True, minimum=0.0, why=why)
         if not 0.01 <= cpu <= cores:
-            why = f"cpu must be a share of cores from 0.01 to {cores} (this machine's cores)"
             _reject("cluster.emulate.cpu", value["cpu"], why)
     return EmulateSpec(hosts, link, cpu)
 
