@@ -466,6 +466,9 @@ def _remove_cgroup(group: Path) -> bool:
     return True
 
 
+_WHAT = {"cgroup": "CPU group(s)", "netns": "network namespace(s)", "link": "link(s)"}
+
+
 def clean_leftovers() -> str | None:
     """Remove the emulated clusters whose owner is gone; one line saying what, or None."""
     if os.geteuid() != 0:
@@ -477,10 +480,9 @@ def clean_leftovers() -> str | None:
         with signals_held():
             removed = remove_owned(owner)
         if removed:
-            lines.append(
-                f"cleaned up the emulated cluster of pid {owner} (gone): {len(removed)} "
-                f"namespaces, links and cgroups removed"
-            )
+            kinds = [entry.split()[0] for entry in removed]
+            said = ", ".join(f"{kinds.count(kind)} {_WHAT[kind]}" for kind in dict.fromkeys(kinds))
+            lines.append(f"cleaned up the emulated cluster of pid {owner} (gone): {said} removed")
     return "\n".join(lines) or None
 
 

@@ -4,6 +4,8 @@
   lost, 0 duplicated, the reference matched, the kills and replacements in ``events.csv``,
   every worker on its placed host, what was asked and measured in ``meta.json``, the results
   directory readable by ``plot`` and ``report``, and nothing left behind;
+* ``ps`` and ``kill-worker`` from another shell name the emulated hosts and reach the workers
+  there, and the killed one is replaced;
 * a SIGKILLed supervisor's emulated hosts are removed by the next ``streamlec`` command.
 
 They need root; without it they skip, saying so.
@@ -180,6 +182,29 @@ def test_the_next_command_removes_the_emulated_hosts_of_a_killed_supervisor(tmp_
         proc.kill()
         pytest.fail("the run never got its workers up:\n" + "".join(proc.communicate()))
     assert kernel_leftovers(proc.pid) != ""
+    # ps and kill-worker from another shell work as in a local run
+    listed = subprocess.run(
+        streamlec(tmp_path, "ps"), capture_output=True, text=True, env=env_of(tmp_path), timeout=60
+    )
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert rows["sink"].endswith("local on h1") and rows["processor-2"].endswith("local on h5")
+    killed = subprocess.run(
+        streamlec(tmp_path, "kill-worker", "processor-2"),
+        capture_output=True,
+        text=True,
+        env=env_of(tmp_path),
+        timeout=60,
+    )
+    assert killed.returncode == 0, killed.stdout + killed.stderr
+    assert "on h5" in killed.stdout
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+        e["event"] == "restarted" and e["worker"] == "processor-2" for e in events_of(run_dir)
+    ):
+        time.sleep(0.05)
+    replaced = [e for e in events_of(run_dir) if e["event"] == "restarted"]
+    assert [e["worker"] for e in replaced] == ["processor-2"], events_of(run_dir)
     proc.kill()  # SIGKILL: the supervisor removes nothing
     proc.communicate(timeout=TIMEOUT)
     assert kernel_leftovers(proc.pid) != ""
