@@ -108,6 +108,7 @@ def worker_pids(run_dir: Path) -> set[int]:
 def test_ec42_over_9_emulated_hosts_with_two_kills_loses_nothing_and_leaves_nothing(tmp_path):
     spec = spec_file(
         tmp_path,
+        rate=20_000,  # 50 ms a batch: each kill lands at its batch, not after the stream
         failures=[
             {"at_batch": 8, "kill": "processor-1"},
             {"at_batch": 20, "kill": "processor-4"},
