@@ -210,7 +210,9 @@ class EmulatedCluster:
         assert cpu is not None
         group.mkdir(exist_ok=True)
         quota = max(1000, round(cpu * PERIOD_US))
-        if group.parent == CGROUP_ROOT:  # v2: the cpu controller for the children
+        if group.parent == CGROUP_ROOT:  # v2: the cpu controller down to the hosts' groups
+            with contextlib.suppress(OSError):  # already on where the root gives it out
+                (CGROUP_ROOT / "cgroup.subtree_control").write_text("+cpu")
             (group / "cgroup.subtree_control").write_text("+cpu")
         for host in self.hosts:
             path = group / host
