@@ -102,7 +102,7 @@ def test_a_1gbit_link_and_a_host_given_0_2_cpu_measure_as_asked():
     assert got["asked"] == {"hosts": 2, "link_bit_s": 1e9, "cpu": 0.2}
     measured = got["measured"]
     assert 0.9e9 <= measured["link_bit_s"] <= 1.1e9, measured
-    assert measured["link_between"] == "h2 -> h1"
+    assert measured["link_between"] == "h2 -> h1" and len(measured["link_transfers_bit_s"]) == 2
     assert 0.17 <= measured["cpu"] <= 0.23, measured
     assert nothing_left(os.getpid())
 
