@@ -172,7 +172,7 @@ class Supervisor:
             self.run_dir,
             "cluster",
             {
-                "launcher": "local",
+                "launcher": self.launcher.kind,
                 "emulated": True,
                 **measured,
                 "addresses": addresses,
