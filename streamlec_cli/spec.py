@@ -825,8 +825,13 @@ def _cluster(value: object, processors: int) -> ClusterSpec | None:
                 f"h1 .. h{emulate.hosts}"
             )
             raise SpecError(msg)
-        if launcher == "slurm":
-            msg = "cluster.emulate: not allowed with launcher slurm (use local or ssh)"
+        if launcher != "local":
+            msg = (
+                f"cluster.emulate: not allowed with launcher {launcher}: the run makes emulated "
+                f"hosts for the local launcher only (for {launcher}, start the hosts and their "
+                f"{'sshd' if launcher == 'ssh' else 'slurmd'} first and name them in "
+                "cluster.hosts)"
+            )
             raise SpecError(msg)
         hosts = tuple(f"h{i}" for i in range(1, emulate.hosts + 1))
     elif hosts_raw is None:

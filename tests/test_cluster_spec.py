@@ -42,6 +42,7 @@ def build(cluster: dict, processors: int = 6, **settings) -> spec.Spec:
         ({"emulate": {"link": "1gbit"}}, "cluster.emulate.hosts: missing"),
         ({"emulate": {"hosts": 3}, "hosts": ["a"]}, "the emulated hosts are named h1 .. h3"),
         ({"launcher": "ssh"}, "launcher ssh needs the hosts"),
+        ({"launcher": "slurm", "emulate": {"hosts": 2}}, "start the hosts and their slurmd"),
         ({"hosts": ["a", "b"]}, "not allowed with launcher local without emulate"),
         ({"emulate": {"hosts": 3}, "colour": 1}, "unknown key 'cluster.colour'"),
     ],
