@@ -15,8 +15,9 @@ host (ssh, slurm) is one new pair of classes. Every handle offers:
   in another process (it can signal and sample, not wait).
 
 ``spawn`` and ``spare`` take the ``host`` the placement gives (``placement.py``; None: this
-one). Warm spares: ``Launcher.spare(name)`` starts a worker (``standby-N``) that imports everything
-and waits; ``Launcher.adopt(spare, name, incarnation)`` gives it a slot (``None`` if it has
+one), and ``Launcher.for_run`` makes the launcher a run's ``cluster.launcher`` names. Warm
+spares: ``Launcher.spare(name)`` starts a worker (``standby-N``) that imports everything and
+waits; ``Launcher.adopt(spare, name, incarnation)`` gives it a slot (``None`` if it has
 died).
 
 ``local`` is a child process on this host: ``python -m streamlec_cli worker ...`` in its own

@@ -102,6 +102,9 @@ class Supervisor:
         #: The emulated hosts (made in ``run``, removed at its end), if the spec asks for them.
         self.emulated = None if emulate is None else EmulatedCluster(emulate)
         kind = "local" if cluster is None else cluster.launcher
+        if kind not in LAUNCHERS:
+            msg = f"cluster.launcher: {kind} is not available here (known: {', '.join(LAUNCHERS)})"
+            raise RunFailed(msg, exit_code=2)
         self.launcher: Launcher = LAUNCHERS[kind].for_run(spec, self.run_dir, self.emulated)
         self.children: dict[str, Handle] = {}  # worker -> its current incarnation
         self.spares: list[Handle] = []  # processors-to-be, imported and waiting for a slot
