@@ -11,7 +11,7 @@ from . import __version__, codec, spec
 from .data.formats import DatasetError
 
 #: Commands that first clean up after runs whose supervisor died (``runtime/leftovers.py``).
-_CLEANING = frozenset({"run", "ps", "kill-worker", "plot", "report", "validate"})
+_CLEANING = frozenset({"run", "ps", "kill-worker", "plot", "report", "validate", "cluster"})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,6 +28,11 @@ def main(ctx: click.Context) -> None:
 
             for live in stale:
                 click.echo(clean_up(live, ctx.invoked_subcommand), err=True)
+        from .runtime.leftovers import clean_emulations
+
+        cleaned = clean_emulations()  # emulated hosts of a run whose supervisor died
+        if cleaned:
+            click.echo(cleaned, err=True)
 
 
 @main.command("code-info")
@@ -332,6 +337,32 @@ def _dataset_failure(exc: Exception) -> click.exceptions.Exit:
     """Print a data problem as one ``error:`` paragraph; raise the result (exit code 2)."""
     click.echo(f"error: {exc}", err=True)
     return click.exceptions.Exit(2)
+
+
+@main.group("cluster")
+def cluster_group() -> None:
+    """Hosts to run on: what this machine can emulate, whether a spec's hosts answer."""
+
+
+@cluster_group.command("check")
+@click.argument("spec_file", required=False, type=click.Path(exists=True, path_type=Path))
+def cluster_check(spec_file: Path | None) -> None:
+    """What this machine can emulate and, given SPEC_FILE, whether each of its hosts is
+    reachable and runs this version of streamlec. Exit code 1 when a host is not."""
+    from .runtime.clustercheck import capabilities, check_hosts
+
+    click.echo("this machine:")
+    for check in capabilities():
+        click.echo("  " + check.line())
+    if spec_file is None:
+        return
+    runs = _load_runs(spec_file, ())
+    checks = check_hosts(runs[0])
+    click.echo(f"hosts of {spec_file}:")
+    for check in checks:
+        click.echo("  " + check.line())
+    if not all(check.ok for check in checks):
+        raise click.exceptions.Exit(1)
 
 
 @main.group("datasets")

@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -51,12 +52,25 @@ TOP_LEVEL_KEYS = (
     "port",
     "hosts",
     "runtime",
+    "cluster",
 )
 _NOT_SWEPT = ("name", "sweep", "repeat")
 _DATASET_KEYS = ("name", "items", "seed", "path", "format", "stage")
 _FAILURE_KEYS = ("at", "at_batch", "kill")
 _RUNTIME_KEYS = ("heartbeat_interval", "failure_timeout", "grace", "warmup", "restart", "standby")
 _RUNTIME_DURATIONS = _RUNTIME_KEYS[:4]
+LAUNCHER_KINDS = ("local", "ssh", "slurm")
+_CLUSTER_KEYS = ("launcher", "hosts", "place", "emulate", "ssh")
+_EMULATE_KEYS = ("hosts", "link", "cpu", "delay")
+_SSH_KEYS = ("user", "port", "identity", "options")
+#: Most emulated hosts: their addresses are 198.18.0.11 .. 198.18.0.(10+N) in one /24.
+MAX_EMULATED_HOSTS = 200
+#: Link rates an emulated host may be given, bits per second (tbf's useful range here).
+LINK_RATE_RANGE = (100e3, 40e9)
+_LINK_RATE = re.compile(
+    r"(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>[kmg]?bit)?"
+)
+_LINK_UNITS = {"bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, None: 1.0}
 _DEFAULT_SECTIONS = {"dataset": "higgs", "algorithm": "logreg", "scheme": "none"}
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _DURATION = re.compile(
@@ -229,6 +243,39 @@ class RuntimeSpec:
 
 
 @dataclass(frozen=True)
+class EmulateSpec:
+    """Emulated hosts ``h1 .. hN`` on this machine: ``link`` bits per second each way, ``cpu``
+    cores of CPU time each."""
+
+    hosts: int
+    link: float | None = None
+    cpu: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"hosts": self.hosts, "link": self.link, "cpu": self.cpu}
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """Where the workers run: the launcher, its hosts, the placement asked for, emulation."""
+
+    launcher: str = "local"
+    hosts: tuple[str, ...] = ()
+    place: tuple[tuple[str, str], ...] = ()
+    emulate: EmulateSpec | None = None
+    ssh: tuple[tuple[str, object], ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        resolved: dict[str, object] = {"launcher": self.launcher}
+        if self.emulate is None:  # emulated hosts are named by their count
+            resolved["hosts"] = list(self.hosts)
+        resolved["place"] = dict(self.place)
+        resolved["emulate"] = None if self.emulate is None else self.emulate.to_dict()
+        resolved["ssh"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.ssh}
+        return resolved
+
+
+@dataclass(frozen=True)
 class Spec:
     """One run: a fully resolved, validated experiment configuration."""
 
@@ -246,6 +293,7 @@ class Spec:
     port: int | None = None
     hosts: tuple[tuple[str, str], ...] = ()
     runtime: RuntimeSpec = field(default_factory=RuntimeSpec)
+    cluster: ClusterSpec | None = None
     run_index: int = 0
     sweep_values: tuple[tuple[str, object], ...] = ()
 
@@ -275,7 +323,7 @@ class Spec:
         ``run_index`` and ``sweep_values`` are not part of it: ``parse(d)[spec.run_index]``
         gives back this run's configuration.
         """
-        return {
+        resolved = {
             "name": self.name,
             "dataset": {f.name: getattr(self.dataset, f.name) for f in fields(self.dataset)},
             "algorithm": {"name": self.algorithm.name, **self.algorithm.kwargs()},
@@ -291,6 +339,9 @@ class Spec:
             "hosts": dict(self.hosts),
             "runtime": self.runtime.to_dict(),
         }
+        if self.cluster is not None:
+            resolved["cluster"] = self.cluster.to_dict()
+        return resolved
 
     def describe(self) -> str:
         """One line: run id, scheme, algorithm, dataset, processors, batch, rate, failures."""
@@ -448,7 +499,22 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
     scheme = _scheme(raw.get("scheme"))
     processors = _processors(raw["processors"], scheme)
     _check_group(scheme, processors)
+    cluster = _cluster(raw.get("cluster"), processors)
     transport = _choice("transport", raw.get("transport", "ipc"), TRANSPORTS)
+    if cluster is not None and (cluster.emulate is not None or cluster.launcher != "local"):
+        if "transport" in raw and transport != "tcp":
+            msg = (
+                "transport: ipc is not allowed with workers on several hosts (cluster.emulate, "
+                "or launcher ssh or slurm): hosts talk tcp"
+            )
+            raise SpecError(msg)
+        transport = "tcp"
+    if cluster is not None and raw.get("hosts"):
+        msg = (
+            "hosts: not allowed beside cluster: say where workers run with cluster.place "
+            "(sink, source and processors are placed on cluster.hosts)"
+        )
+        raise SpecError(msg)
     rate_raw = raw.get("rate", "max")
     rate: float | None = None
     if not (rate_raw is None or (isinstance(rate_raw, str) and rate_raw.strip() == "max")):
@@ -479,6 +545,7 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
         port=_port(raw.get("port")),
         hosts=_hosts(raw.get("hosts"), processors, transport),
         runtime=_runtime(raw.get("runtime")),
+        cluster=cluster,
         sweep_values=sweep_values,
     )
 
@@ -711,17 +778,25 @@ def _port(value: object) -> int | None:
     return port
 
 
+def _worker_mapping(key: str, value: object, processors: int, *, spares: bool = False) -> Mapping:
+    """``value`` as a mapping whose keys are workers of the run (``spares``: or standby-N)."""
+    if not isinstance(value, Mapping):
+        _reject(key, value, f"{_leaf(key)} must map worker names to host names")
+    workers = ("source", *_processor_names(processors), "sink")
+    for worker in value:
+        if worker not in workers and not (spares and re.fullmatch(r"standby-\d+", str(worker))):
+            known = f"source, {_name_range(_processor_names(processors))}, sink"
+            known += ", standby-N" if spares else ""
+            msg = f"{key}.{worker}: {worker} does not exist ({known})"
+            raise SpecError(msg)
+    return value
+
+
 def _hosts(value: object, processors: int, transport: str) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
-    if not isinstance(value, Mapping):
-        _reject("hosts", value, "hosts must map worker names to host names")
     workers = ("source", *_processor_names(processors), "sink")
-    for worker, host in value.items():
-        if worker not in workers:
-            known = f"source, {_name_range(_processor_names(processors))}, sink"
-            msg = f"hosts.{worker}: {worker} does not exist ({known})"
-            raise SpecError(msg)
+    for worker, host in _worker_mapping("hosts", value, processors).items():
         if not isinstance(host, str) or not host.strip() or any(c.isspace() for c in host):
             _reject(f"hosts.{worker}", host, "a host must be a host name or address")
     if transport == "ipc" and len(set(value.values())) > 1:
@@ -731,6 +806,121 @@ def _hosts(value: object, processors: int, transport: str) -> tuple[tuple[str, s
         )
         raise SpecError(msg)
     return tuple((worker, value[worker]) for worker in workers if worker in value)
+
+
+def _cluster(value: object, processors: int) -> ClusterSpec | None:
+    """``cluster``: the launcher, its hosts, placement and emulation (see ``ClusterSpec``)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        _reject("cluster", value, f"cluster must be a mapping of {', '.join(_CLUSTER_KEYS)}")
+    _check_keys(value, _CLUSTER_KEYS, "cluster")
+    launcher = _choice("cluster.launcher", value.get("launcher", "local"), LAUNCHER_KINDS)
+    emulate = _emulate(value.get("emulate"))
+    hosts_raw = value.get("hosts") or None
+    if emulate is not None:
+        if hosts_raw is not None:
+            msg = (
+                "cluster.hosts: not allowed with cluster.emulate: the emulated hosts are named "
+                f"h1 .. h{emulate.hosts}"
+            )
+            raise SpecError(msg)
+        if launcher != "local":
+            msg = (
+                f"cluster.emulate: not allowed with launcher {launcher}: the run makes emulated "
+                f"hosts for the local launcher only (for {launcher}, start the hosts and their "
+                f"{'sshd' if launcher == 'ssh' else 'slurmd'} first and name them in "
+                "cluster.hosts)"
+            )
+            raise SpecError(msg)
+        hosts = tuple(f"h{i}" for i in range(1, emulate.hosts + 1))
+    elif hosts_raw is None:
+        hosts = ()
+    else:
+        if not isinstance(hosts_raw, list) or not hosts_raw:
+            _reject("cluster.hosts", hosts_raw, "hosts must be a list of host names")
+        for host in hosts_raw:
+            if not isinstance(host, str) or not host.strip() or any(c.isspace() for c in host):
+                _reject("cluster.hosts", host, "a host must be a host name or address")
+        if len(set(hosts_raw)) < len(hosts_raw):
+            _reject("cluster.hosts", hosts_raw, "a host may be named only once")
+        hosts = tuple(hosts_raw)
+    if launcher == "local" and hosts and emulate is None:
+        msg = (
+            "cluster.hosts: not allowed with launcher local without emulate: the local "
+            "launcher runs every worker on this host (emulate hosts with cluster.emulate, or "
+            "choose launcher ssh or slurm)"
+        )
+        raise SpecError(msg)
+    if launcher == "ssh" and not hosts:
+        msg = "cluster.hosts: missing: launcher ssh needs the hosts to start workers on"
+        raise SpecError(msg)
+    place = _place(value.get("place"), processors, hosts)
+    ssh = value.get("ssh")
+    if ssh is not None:
+        if not isinstance(ssh, Mapping):
+            _reject("cluster.ssh", ssh, f"ssh must be a mapping of {', '.join(_SSH_KEYS)}")
+        _check_keys(ssh, _SSH_KEYS, "cluster.ssh")
+    ssh_items = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in (ssh or {}).items())
+    return ClusterSpec(launcher, hosts, place, emulate, ssh_items)
+
+
+def _emulate(value: object) -> EmulateSpec | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        _reject("cluster.emulate", value, "emulate must be a mapping of hosts, link, cpu")
+    _check_keys(value, _EMULATE_KEYS, "cluster.emulate")
+    if value.get("delay") not in (None, 0, "0", "0ms"):
+        msg = (
+            f"cluster.emulate.delay: {_show(value['delay'])} is not allowed: this kernel has "
+            "no netem (the qdisc that delays packets), so a link delay cannot be emulated "
+            "here; leave delay out (the links are shaped in rate only, with tbf)"
+        )
+        raise SpecError(msg)
+    if "hosts" not in value:
+        msg = "cluster.emulate.hosts: missing: how many hosts to emulate (e.g. hosts: 9)"
+        raise SpecError(msg)
+    hosts = _integer("cluster.emulate.hosts", value["hosts"], 1)
+    if hosts > MAX_EMULATED_HOSTS:
+        _reject("cluster.emulate.hosts", hosts, f"at most {MAX_EMULATED_HOSTS} hosts")
+    link = None if value.get("link") is None else link_rate(value["link"])
+    cpu = None
+    if value.get("cpu") is not None:
+        cores = os.cpu_count() or 1
+        why = f"cpu must be a share of cores from 0.01 to {cores} (this machine's cores)"
+        cpu = _real("cluster.emulate.cpu", value["cpu"], positive=True, minimum=0.0, why=why)
+        if not 0.01 <= cpu <= cores:
+            _reject("cluster.emulate.cpu", value["cpu"], why)
+    return EmulateSpec(hosts, link, cpu)
+
+
+def link_rate(value: object) -> float:
+    """A link rate in bits per second from ``1gbit``, ``100mbit``, ``500kbit`` or a number."""
+    low, high = LINK_RATE_RANGE
+    why = (
+        "link must be a rate such as 1gbit, 100mbit or 500kbit (bits per second), from "
+        f"{low / 1e3:g}kbit to {high / 1e9:g}gbit"
+    )
+    number = _number(value)
+    if number is None and isinstance(value, str):
+        match = _LINK_RATE.fullmatch(value.strip().lower())
+        if match:
+            number = float(match["number"]) * _LINK_UNITS[match["unit"]]
+    if number is None or not low <= number <= high:
+        _reject("cluster.emulate.link", value, why)
+    return float(number)
+
+
+def _place(value: object, processors: int, hosts: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    for worker, host in _worker_mapping("cluster.place", value, processors, spares=True).items():
+        if host not in hosts:
+            known = ", ".join(hosts) if hosts else "none: give cluster.hosts or cluster.emulate"
+            msg = f"cluster.place.{worker}: {_show(host)} is not one of the hosts ({known})"
+            raise SpecError(msg)
+    return tuple((str(worker), str(host)) for worker, host in value.items())
 
 
 def _runtime(value: object) -> RuntimeSpec:

@@ -14,15 +14,18 @@ host (ssh, slurm) is one new pair of classes. Every handle offers:
 * ``record()``: what the registry keeps, from which ``handle_from_record`` rebuilds a handle
   in another process (it can signal and sample, not wait).
 
-Warm spares: ``Launcher.spare(name)`` starts a worker (``standby-N``) that imports everything
-and waits; ``Launcher.adopt(spare, name, incarnation)`` gives it a slot (``None`` if it has
+``spawn`` and ``spare`` take the ``host`` the placement gives (``placement.py``; None: this
+one), and ``Launcher.for_run`` makes the launcher a run's ``cluster.launcher`` names. Warm
+spares: ``Launcher.spare(name)`` starts a worker (``standby-N``) that imports everything and
+waits; ``Launcher.adopt(spare, name, incarnation)`` gives it a slot (``None`` if it has
 died).
 
 ``local`` is a child process on this host: ``python -m streamlec_cli worker ...`` in its own
 session (a terminal's Ctrl-C reaches only the supervisor), one BLAS thread, its output in
 ``logs/<worker>.log``; its exit is seen through a pidfd (Linux 5.3 or later), its memory and
 CPU read from ``/proc``. It dies with the supervisor (``worker.py`` asks for a parent-death
-signal).
+signal). Given an emulated cluster (``emulate.py``), it starts each worker inside the
+worker's emulated host (its namespace and CPU group), still a child of the supervisor.
 """
 
 from __future__ import annotations
@@ -36,11 +39,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 
 from ..provenance import PACKAGE
 from .worker import SUPERVISOR_ENV
+
+if TYPE_CHECKING:
+    from ..spec import Spec
+    from .emulate import EmulatedCluster
 
 POLL_MS = 5  # without exit fds: how often the workers are looked at
 
@@ -102,13 +110,20 @@ class Launcher(ABC):
 
     kind: str
 
-    @abstractmethod
-    def spawn(self, name: str, incarnation: int) -> Handle:
-        """Start worker ``name`` as incarnation ``incarnation``."""
+    @classmethod
+    def for_run(cls, spec: Spec, run_dir: Path, cluster: EmulatedCluster | None) -> Launcher:
+        """The launcher of one run (its resolved spec is ``run_dir/spec.yaml``); ``cluster``:
+        the emulated hosts, when the spec asks for them."""
+        return cls(run_dir, run_dir / "spec.yaml")  # type: ignore[call-arg]
 
     @abstractmethod
-    def spare(self, name: str) -> Handle:
-        """Start warm spare ``name``: a processor-to-be, imported and waiting for its slot."""
+    def spawn(self, name: str, incarnation: int, host: str | None = None) -> Handle:
+        """Start worker ``name`` as incarnation ``incarnation`` on ``host`` (None: this one)."""
+
+    @abstractmethod
+    def spare(self, name: str, host: str | None = None) -> Handle:
+        """Start warm spare ``name`` on ``host``: a processor-to-be, imported and waiting for
+        its slot."""
 
     @abstractmethod
     def adopt(self, spare: Handle, name: str, incarnation: int) -> Handle | None:
@@ -139,12 +154,17 @@ class LocalHandle(Handle):
     kind = "local"
 
     def __init__(
-        self, worker: str, incarnation: int, pid: int, proc: subprocess.Popen | None = None
+        self,
+        worker: str,
+        incarnation: int,
+        pid: int,
+        proc: subprocess.Popen | None = None,
+        host: str | None = None,
     ) -> None:
         self.worker = worker
         self.incarnation = incarnation
         self.pid = pid
-        self.host = socket.gethostname()
+        self.host = host or socket.gethostname()
         self.proc = proc
 
     def exit_fd(self) -> int | None:
@@ -201,9 +221,16 @@ class LocalLauncher(Launcher):
 
     kind = "local"
 
-    def __init__(self, run_dir: Path, spec_file: Path) -> None:
+    def __init__(
+        self, run_dir: Path, spec_file: Path, cluster: EmulatedCluster | None = None
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.spec_file = Path(spec_file)
+        self.cluster = cluster  # emulated hosts to start the workers in, if any
+
+    @classmethod
+    def for_run(cls, spec: Spec, run_dir: Path, cluster: EmulatedCluster | None) -> Launcher:
+        return cls(run_dir, run_dir / "spec.yaml", cluster)
 
     def worker_argv(self, name: str, incarnation: int | None) -> list[str]:
         argv = [sys.executable, "-m", "streamlec_cli", "worker", str(self.spec_file), name]
@@ -213,10 +240,18 @@ class LocalLauncher(Launcher):
         return argv
 
     def start(
-        self, name: str, incarnation: int, argv: list[str], stdin: bool = False
+        self,
+        name: str,
+        incarnation: int,
+        argv: list[str],
+        stdin: bool = False,
+        host: str | None = None,
     ) -> LocalHandle:
         """Run ``argv`` as worker ``name`` (the seam ``spawn`` and ``spare`` share; tests
-        start any command through it). ``stdin``: keep a pipe to its standard input."""
+        start any command through it). ``stdin``: keep a pipe to its standard input.
+        ``host``: an emulated host of ``cluster`` to run it in."""
+        if host is not None and self.cluster is not None:
+            argv = [*self.cluster.enter_argv(host), *argv]
         env = dict(os.environ)
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = "1"  # one core per worker: the workers are the parallelism
@@ -240,13 +275,13 @@ class LocalLauncher(Launcher):
                 env=env,
                 start_new_session=True,
             )
-        return LocalHandle(name, incarnation, proc.pid, proc)
+        return LocalHandle(name, incarnation, proc.pid, proc, host if self.cluster else None)
 
-    def spawn(self, name: str, incarnation: int) -> LocalHandle:
-        return self.start(name, incarnation, self.worker_argv(name, incarnation))
+    def spawn(self, name: str, incarnation: int, host: str | None = None) -> LocalHandle:
+        return self.start(name, incarnation, self.worker_argv(name, incarnation), host=host)
 
-    def spare(self, name: str) -> LocalHandle:
-        return self.start(name, 0, self.worker_argv(name, None), stdin=True)
+    def spare(self, name: str, host: str | None = None) -> LocalHandle:
+        return self.start(name, 0, self.worker_argv(name, None), stdin=True, host=host)
 
     def adopt(self, spare: Handle, name: str, incarnation: int) -> LocalHandle | None:
         assert isinstance(spare, LocalHandle) and spare.proc is not None
@@ -257,7 +292,7 @@ class LocalLauncher(Launcher):
             spare.proc.stdin.close()
         except OSError:
             return None
-        return LocalHandle(name, incarnation, spare.pid, spare.proc)
+        return LocalHandle(name, incarnation, spare.pid, spare.proc, spare.host)
 
     def dismiss(self, spare: Handle) -> None:
         assert isinstance(spare, LocalHandle) and spare.proc is not None
@@ -275,7 +310,8 @@ class LocalLauncher(Launcher):
 
     @classmethod
     def handle(cls, worker: str, record: dict) -> LocalHandle:
-        return LocalHandle(worker, int(record["incarnation"]), int(record["pid"]))
+        incarnation, pid = int(record["incarnation"]), int(record["pid"])
+        return LocalHandle(worker, incarnation, pid, host=record.get("host"))
 
 
 LAUNCHERS: dict[str, type[Launcher]] = {"local": LocalLauncher}

@@ -5,7 +5,10 @@ files, its registry entry, the staged rows (``stream.f64``) and the write-ahead 
 (``wal.bin``) stay: the next ``streamlec`` command finds the entry of a dead supervisor and
 removes them, says so in one line, and writes a ``summary.json`` marked as written after the
 fact (``complete: false``) when the run has none, so that the run is not taken for one that
-finished. Results (summary, events, batches, logs, model) are never touched.
+finished. Results (summary, events, batches, logs, model) are never touched. The emulated
+hosts of a dead supervisor (namespaces, links, bridge, qdiscs, cgroups; ``emulate.py``) are
+found by the owner's pid in their names, whether or not its registry entry survived, and
+removed by ``clean_emulations``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,13 @@ def clean_up(run: LiveRun, command: str) -> str:
     return f"cleaned up after run {run.run} (supervisor pid {run.supervisor} gone): " + ", ".join(
         removed
     )
+
+
+def clean_emulations() -> str | None:
+    """Remove the emulated clusters whose owner died; one line each saying so, or None."""
+    from .emulate import clean_leftovers
+
+    return clean_leftovers()
 
 
 def _kill_orphans(run: LiveRun) -> int:

@@ -17,6 +17,8 @@ from ..algorithms import Algorithm, make_algorithm
 from ..schemes import Scheme, make_scheme
 from ..spec import Spec
 from . import wire
+from .emulate import BRIDGE_ADDRESS, host_address, host_index
+from .placement import host_of
 
 #: Batches the source may have in flight beyond the last acknowledged one (closed loop).
 DEFAULT_WINDOW = 2
@@ -38,15 +40,27 @@ class Plan:
         return max(self.spec.pipeline_depth + 1, DEFAULT_WINDOW)
 
     def address(self, name: str) -> str:
-        """Address of the ``sink``, ``source`` or ``supervisor`` ROUTER for this run."""
-        hosts = dict(self.spec.hosts)
+        """Address of the ``sink``, ``source`` or ``supervisor`` ROUTER for this run: on the
+        host the placement gives (``cluster``), else the one top-level ``hosts`` names."""
         return wire.endpoint(
             self.run_dir,
             name,
             self.spec.transport,
-            host=hosts.get(name, "127.0.0.1"),
+            host=self.host_address(name),
             base_port=self.spec.port or base_port(self.run_dir),
         )
+
+    def host_address(self, name: str) -> str:
+        """Where ``name`` (sink, source, supervisor) listens, as the others reach it."""
+        cluster = self.spec.cluster
+        if cluster is None:
+            return dict(self.spec.hosts).get(name, "127.0.0.1")
+        if cluster.emulate is not None:  # the supervisor sits on the bridge
+            host = host_of(self.spec, name)
+            return BRIDGE_ADDRESS if host is None else host_address(host_index(host))
+        if name == "supervisor":  # on the host that runs ``streamlec run``
+            return socket.gethostname()
+        return host_of(self.spec, name) or "127.0.0.1"
 
     @cached_property
     def token(self) -> str:

@@ -176,6 +176,14 @@ def write_meta(spec: Spec, run_dir: Path) -> None:
     write_json(run_dir / "meta.json", meta)
 
 
+def add_meta(run_dir: Path, key: str, value: object) -> None:
+    """Add ``key`` to the run's ``meta.json`` (what was learned after it was written)."""
+    path = run_dir / "meta.json"
+    meta = json.loads(path.read_text())
+    meta[key] = value
+    write_json(path, meta)
+
+
 def resolved_spec(spec: Spec) -> dict:
     """What a run directory's ``spec.yaml`` holds: the one run's spec with every default
     filled in, without sweep or repeat (``--resume`` compares it with an earlier run's)."""

@@ -32,12 +32,14 @@ from ..results import append_event, last_log_line, new_run_directory
 from ..spec import Spec
 from . import wire
 from .control import signal_name, user_signal
+from .emulate import EmulatedCluster, EmulationError
 from .interrupt import SIGNALS, Interrupted
-from .launch import ExitWatch, Handle, Launcher, LocalLauncher
+from .launch import LAUNCHERS, ExitWatch, Handle, Launcher
 from .membership import Membership, Verdict
+from .placement import host_of
 from .plan import base_port, free_ports, make_plan, new_run_token, taken_ports
 from .registry import LiveRun
-from .summary import Observed, summarise, write_meta, write_resolved_spec
+from .summary import Observed, add_meta, summarise, write_meta, write_resolved_spec
 from .worker import STANDBY, is_spare
 
 STARTUP_TIMEOUT = 60.0
@@ -95,7 +97,15 @@ class Supervisor:
         self.spec = spec
         self.run_dir = run_directory(out, spec)
         self.progress = progress or (lambda state: None)
-        self.launcher: Launcher = LocalLauncher(self.run_dir, self.run_dir / "spec.yaml")
+        cluster = spec.cluster
+        emulate = None if cluster is None else cluster.emulate
+        #: The emulated hosts (made in ``run``, removed at its end), if the spec asks for them.
+        self.emulated = None if emulate is None else EmulatedCluster(emulate)
+        kind = "local" if cluster is None else cluster.launcher
+        if kind not in LAUNCHERS:
+            msg = f"cluster.launcher: {kind} is not available here (known: {', '.join(LAUNCHERS)})"
+            raise RunFailed(msg, exit_code=2)
+        self.launcher: Launcher = LAUNCHERS[kind].for_run(spec, self.run_dir, self.emulated)
         self.children: dict[str, Handle] = {}  # worker -> its current incarnation
         self.spares: list[Handle] = []  # processors-to-be, imported and waiting for a slot
         self.spares_started = 0  # numbers their names: standby-1, standby-2, ...
@@ -135,6 +145,44 @@ class Supervisor:
         if problem:
             raise RunFailed(problem, exit_code=2)
 
+    def emulate(self) -> None:
+        """Make the emulated hosts, measure what one link and one host give, and record both
+        beside what was asked in ``meta.json`` (``cluster``)."""
+        assert self.emulated is not None
+        began = time.monotonic()
+        try:
+            self.emulated.create()
+            measured = self.emulated.measure()
+        except EmulationError as exc:
+            raise RunFailed(str(exc), exit_code=2) from None
+        took = time.monotonic() - began
+        got = measured["measured"]
+        said = ", ".join(
+            part
+            for part in (
+                f"link {got['link_bit_s'] / 1e6:.0f} Mbit/s" if "link_bit_s" in got else "",
+                f"cpu {got['cpu']:.3f}" if "cpu" in got else "",
+            )
+            if part
+        )
+        hosts = self.emulated.hosts
+        self.event("emulated", f"{len(hosts)} hosts in {took:.1f} s; measured {said or 'nothing'}")
+        addresses = {host: self.emulated.address(host) for host in hosts}
+        placed = {
+            worker: host_of(self.spec, worker) for worker in ("sink", "source", *self.spec.workers)
+        }
+        add_meta(
+            self.run_dir,
+            "cluster",
+            {
+                "launcher": self.launcher.kind,
+                "emulated": True,
+                **measured,
+                "addresses": addresses,
+                "placement": placed,
+            },
+        )
+
     def stage(self) -> None:
         """``dataset.stage``: write the rows to the run directory before any worker starts,
         so that generating or parsing them is not part of the measured stream."""
@@ -148,7 +196,8 @@ class Supervisor:
 
     def spawn(self, name: str, expect_by: float | None = None) -> None:
         """Start the next incarnation of ``name`` from scratch."""
-        handle = self.launcher.spawn(name, self.incarnations.get(name, 0) + 1)
+        incarnation = self.incarnations.get(name, 0) + 1
+        handle = self.launcher.spawn(name, incarnation, host=host_of(self.spec, name))
         event = "spawned" if handle.incarnation == 1 else "restarted"
         self.place(handle, event, "", expect_by)
 
@@ -178,7 +227,7 @@ class Supervisor:
         while len(self.spares) < self.spares_wanted():
             self.spares_started += 1
             name = f"{STANDBY}-{self.spares_started}"
-            spare = self.launcher.spare(name)
+            spare = self.launcher.spare(name, host=host_of(self.spec, name))
             self.spares.append(spare)
             self.spare_watch.placed(name, 0, expect_by=time.monotonic() + SPARE_STARTUP)
             self.event("spawned", f"pid {spare.pid}, a warm spare on {spare.host}", name)
@@ -273,6 +322,8 @@ class Supervisor:
             SIGNALS.arm()  # the first stop signal now raises Interrupted here (interrupt.py)
             self.register()  # before staging: a killed supervisor's rows are found
             self.check_ports()
+            if self.emulated is not None:
+                self.emulate()
             if self.spec.dataset.stage:
                 self.stage()
             try:
@@ -308,6 +359,8 @@ class Supervisor:
             self.shutdown()
             ctx.destroy(linger=0)
             wire.remove_socket_files(self.run_dir)
+            if self.emulated is not None:
+                self.emulated.destroy()
             if hasattr(self, "live"):
                 self.live.remove()
         wal = self.run_dir / "wal.bin"

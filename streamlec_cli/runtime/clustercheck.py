@@ -1,0 +1,171 @@
+"""``streamlec cluster check``: what this machine can emulate, and whether a spec's hosts answer.
+
+``capabilities`` probes for real (as root): it makes a throw-away network namespace and, inside
+it only, a bridge, a veth pair, a ``tbf`` and a ``netem`` qdisc, then removes the namespace.
+``check_hosts`` asks each host of a spec to run this streamlec and say its version over the
+network; the launchers fill ``HOST_CHECKS`` (``emulate`` here; ``ssh`` and ``slurm`` register
+theirs from their own modules).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import __version__
+from ..spec import Spec
+from .emulate import (
+    BRIDGE_ADDRESS,
+    EmulatedCluster,
+    EmulationError,
+    cgroup_version,
+    signals_held,
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: what was checked, whether it holds, and what was seen."""
+
+    what: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok ' if self.ok else 'no '} {self.what}: {self.detail}"
+
+
+def capabilities() -> list[Check]:
+    """Root, namespaces, veth and bridge, tbf, netem, and the cgroup cpu controller."""
+    root = os.geteuid() == 0
+    checks = [
+        Check("root", root, "yes" if root else f"no (uid {os.geteuid()}): emulation needs root")
+    ]
+    version = cgroup_version()
+    cpu = {1: "v1 cpu controller (cpu.cfs_quota_us)", 2: "v2 cpu controller (cpu.max)"}
+    checks.append(Check("cgroup cpu", version is not None, cpu.get(version, "none found")))
+    if not root:
+        checks.append(Check("namespaces", False, "not probed (needs root)"))
+        return checks
+    with signals_held():
+        checks += _probe_kernel()
+    return checks
+
+
+def _probe_kernel() -> list[Check]:
+    """Namespaces, bridge, veth, tbf, netem: made for real in a throw-away namespace."""
+    from pyroute2 import NetNS, netns
+
+    checks: list[Check] = []
+    name = f"streamlec-{os.getpid()}-h0"  # the name clean_leftovers knows
+    try:
+        netns.create(name)
+    except OSError as exc:
+        checks.append(Check("network namespaces", False, f"cannot create one: {exc}"))
+        return checks
+    checks.append(Check("network namespaces", True, "created and removed one"))
+    try:
+        with NetNS(name) as ns:
+            checks.append(_probe(ns, "bridge", lambda: ns.link("add", ifname="b0", kind="bridge")))
+            veth = _probe(
+                ns, "veth", lambda: ns.link("add", ifname="v0", kind="veth", peer={"ifname": "v1"})
+            )
+            checks.append(veth)
+            if veth.ok:
+                v0, v1 = ns.link_lookup(ifname="v0")[0], ns.link_lookup(ifname="v1")[0]
+                tbf = _probe(
+                    ns,
+                    "tbf",
+                    lambda: ns.tc("add", "tbf", v0, rate="1gbit", burst=70000, latency="50ms"),
+                )
+                checks.append(tbf)
+                netem = _probe(ns, "netem", lambda: ns.tc("add", "netem", v1, delay=1000))
+                if not netem.ok:
+                    netem = Check(
+                        "netem", False, "absent: link delay and loss cannot be emulated here"
+                    )
+                checks.append(netem)
+    finally:
+        with contextlib.suppress(OSError):
+            netns.remove(name)
+    return checks
+
+
+def _probe(ns, what: str, action: Callable[[], object]) -> Check:
+    try:
+        action()
+    except Exception as exc:  # a netlink error: the kernel lacks it
+        return Check(what, False, f"refused by the kernel ({exc})")
+    return Check(what, True, "works")
+
+
+def check_emulated(spec: Spec) -> list[Check]:
+    """Make the spec's emulated hosts, ask each to run this streamlec and send its version to
+    the bridge over TCP, then remove them."""
+    assert spec.cluster is not None and spec.cluster.emulate is not None
+    cluster = EmulatedCluster(spec.cluster.emulate)
+    try:
+        cluster.create()
+    except EmulationError as exc:
+        return [Check("emulated hosts", False, str(exc))]
+    checks = []
+    try:
+        with socket.create_server((BRIDGE_ADDRESS, 0)) as server:
+            server.settimeout(30)
+            port = server.getsockname()[1]
+            for host in cluster.hosts:
+                checks.append(_ask(cluster, host, server, port))
+    finally:
+        cluster.destroy()
+    return checks
+
+
+_REPORT = """
+import json, socket, sys
+import streamlec_cli
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as c:
+    c.sendall(json.dumps({"version": streamlec_cli.__version__}).encode())
+"""
+
+
+def _ask(cluster: EmulatedCluster, host: str, server: socket.socket, port: int) -> Check:
+    where = f"{host} ({cluster.address(host)})"
+    argv = [*cluster.enter_argv(host), sys.executable, "-c", _REPORT, BRIDGE_ADDRESS, str(port)]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    try:
+        conn, peer = server.accept()
+        with conn:
+            said = json.loads(conn.recv(4096) or b"{}")
+    except (OSError, ValueError) as exc:
+        proc.kill()
+        _, err = proc.communicate()
+        return Check(where, False, f"did not answer ({exc}): {err.strip()[-300:]}")
+    proc.wait(timeout=30)
+    if peer[0] != cluster.address(host):
+        return Check(where, False, f"answered from {peer[0]}, not its own address")
+    version = said.get("version")
+    same = version == __version__
+    return Check(
+        where, same, f"reachable, streamlec {version}" + ("" if same else f" (here {__version__})")
+    )
+
+
+#: Host checks by launcher; each gives one ``Check`` per host of the spec.
+HOST_CHECKS: dict[str, Callable[[Spec], list[Check]]] = {"emulate": check_emulated}
+
+
+def check_hosts(spec: Spec) -> list[Check]:
+    """Whether every host of ``spec`` is reachable and runs the same streamlec."""
+    cluster = spec.cluster
+    if cluster is None:
+        return [Check("hosts", True, "no cluster section: every worker runs on this host")]
+    kind = "emulate" if cluster.emulate is not None else cluster.launcher
+    if kind not in HOST_CHECKS:
+        return [Check(f"{kind} hosts", False, f"no check for launcher {kind} here")]
+    return HOST_CHECKS[kind](spec)

@@ -1,0 +1,44 @@
+"""Which host each worker of a run goes to (``cluster.hosts``, or the emulated ``h1 .. hN``).
+
+By default the sink and the source each get a host of their own (the first two), then the
+processors go one per host over the rest, round robin, and the warm spares continue that round
+robin; with fewer than three hosts every worker goes round robin over all of them.
+``cluster.place`` overrides any of it, worker by worker. Without a ``cluster`` section there is
+no placement (every worker runs on this host).
+"""
+
+from __future__ import annotations
+
+from ..spec import Spec
+
+
+def _rest(hosts: tuple[str, ...]) -> tuple[str, ...]:
+    """The hosts processors and spares take turns on."""
+    return hosts[2:] if len(hosts) >= 3 else hosts
+
+
+def host_of(spec: Spec, worker: str) -> str | None:
+    """The host ``worker`` (sink, source, processor-I, standby-N) runs on; None: this one
+    (the supervisor always runs here)."""
+    cluster = spec.cluster
+    if cluster is None or not cluster.hosts or worker == "supervisor":
+        return None
+    place = dict(cluster.place)
+    if worker in place:
+        return place[worker]
+    hosts = cluster.hosts
+    if worker == "sink":
+        return hosts[0]
+    if worker == "source":
+        return hosts[1 % len(hosts)]
+    number = int(worker.rsplit("-", 1)[1])
+    turn = number if worker.startswith("processor-") else spec.processors + number - 1
+    rest = _rest(hosts)
+    offset = 0 if len(hosts) >= 3 else 2
+    return rest[(turn + offset) % len(rest)]
+
+
+def placement(spec: Spec) -> dict[str, str]:
+    """``{worker: host}`` for the sink, the source and the processors (empty: all here)."""
+    placed = {worker: host_of(spec, worker) for worker in ("sink", "source", *spec.workers)}
+    return {worker: host for worker, host in placed.items() if host is not None}

@@ -1,0 +1,104 @@
+"""The ``cluster`` section of a spec: its errors, the default placement and the addresses."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamlec_cli import spec
+from streamlec_cli.runtime.placement import host_of, placement
+from streamlec_cli.runtime.plan import make_plan
+
+
+def build(cluster: dict, processors: int = 6, **settings) -> spec.Spec:
+    raw = {
+        "name": "c",
+        "dataset": {"name": "higgs", "items": 1000},
+        "scheme": {"name": "ec", "k": 4, "r": 2},
+        "processors": processors,
+        "cluster": cluster,
+        **settings,
+    }
+    return spec.parse(raw)[0]
+
+
+@pytest.mark.parametrize(
+    ("cluster", "expected"),
+    [
+        ({"launcher": "kubernetes"}, "cluster.launcher: 'kubernetes' is not allowed: choose one"),
+        (
+            {"launcher": "ssh", "hosts": ["a", "b"], "place": {"sink": "c"}},
+            "cluster.place.sink: 'c' is not one of the hosts (a, b)",
+        ),
+        (
+            {"emulate": {"hosts": 3}, "place": {"processor-9": "h1"}},
+            "cluster.place.processor-9: processor-9 does not exist",
+        ),
+        ({"emulate": {"hosts": 3, "delay": "10ms"}}, "this kernel has no netem"),
+        ({"emulate": {"hosts": 3, "link": "10tbit"}}, "link must be a rate such as 1gbit"),
+        ({"emulate": {"hosts": 3, "link": "50bit"}}, "from 100kbit to 40gbit"),
+        ({"emulate": {"hosts": 3, "cpu": 0}}, "cpu must be a share of cores from 0.01"),
+        ({"emulate": {"hosts": 3, "cpu": 999}}, "cpu must be a share of cores from 0.01"),
+        ({"emulate": {"hosts": 0}}, "cluster.emulate.hosts: 0 is not allowed"),
+        ({"emulate": {"link": "1gbit"}}, "cluster.emulate.hosts: missing"),
+        ({"emulate": {"hosts": 3}, "hosts": ["a"]}, "the emulated hosts are named h1 .. h3"),
+        ({"launcher": "ssh"}, "launcher ssh needs the hosts"),
+        ({"launcher": "slurm", "emulate": {"hosts": 2}}, "start the hosts and their slurmd"),
+        ({"hosts": ["a", "b"]}, "not allowed with launcher local without emulate"),
+        ({"emulate": {"hosts": 3}, "colour": 1}, "unknown key 'cluster.colour'"),
+    ],
+)
+def test_a_bad_cluster_section_is_one_clear_error(cluster, expected):
+    with pytest.raises(spec.SpecError) as err:
+        build(cluster)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_emulation_implies_tcp_and_refuses_ipc():
+    assert build({"emulate": {"hosts": 3}}).transport == "tcp"
+    with pytest.raises(spec.SpecError, match="hosts talk tcp"):
+        build({"emulate": {"hosts": 3}}, transport="ipc")
+
+
+def test_link_rates_read_like_tc():
+    assert spec.link_rate("1gbit") == 1e9
+    assert spec.link_rate("100mbit") == 100e6
+    assert spec.link_rate("500kbit") == 500e3
+    assert spec.link_rate(2_000_000) == 2e6
+
+
+def test_the_cluster_section_survives_the_resolved_spec():
+    one = build({"emulate": {"hosts": 9, "link": "1gbit", "cpu": 0.2}, "place": {"sink": "h9"}})
+    again = spec.parse(one.to_dict())[0]
+    assert again.cluster == one.cluster and again.transport == "tcp"
+    ssh = build({"launcher": "ssh", "hosts": ["n1", "n2"], "ssh": {"user": "me", "options": []}})
+    assert spec.parse(ssh.to_dict())[0].cluster == ssh.cluster
+
+
+def test_default_placement_gives_sink_and_source_hosts_of_their_own_then_round_robin():
+    nine = build({"emulate": {"hosts": 9}})
+    assert placement(nine) == {
+        "sink": "h1",
+        "source": "h2",
+        **{f"processor-{i}": f"h{3 + i}" for i in range(6)},
+    }
+    assert host_of(nine, "standby-1") == "h9"  # the spares continue the round robin
+    assert host_of(nine, "standby-2") == "h3"
+    five = build({"emulate": {"hosts": 5}})
+    assert [host_of(five, f"processor-{i}") for i in range(6)] == ["h3", "h4", "h5"] * 2
+    two = build({"emulate": {"hosts": 2}})
+    assert host_of(two, "sink") == "h1" and host_of(two, "source") == "h2"
+    assert {host_of(two, f"processor-{i}") for i in range(6)} == {"h1", "h2"}
+    placed = build({"emulate": {"hosts": 9}, "place": {"sink": "h5", "standby-1": "h1"}})
+    assert host_of(placed, "sink") == "h5" and host_of(placed, "standby-1") == "h1"
+    assert host_of(build({}), "sink") is None  # no hosts: everything here
+
+
+def test_addresses_follow_the_placement(tmp_path):
+    plan = make_plan(build({"emulate": {"hosts": 9}, "place": {"source": "h7"}}), tmp_path)
+    (tmp_path / "port").write_text("27100")
+    assert plan.address("sink") == "tcp://198.18.0.11:27100"
+    assert plan.address("source") == "tcp://198.18.0.17:27101"
+    assert plan.address("supervisor") == "tcp://198.18.0.1:27102"
+    ssh = make_plan(build({"launcher": "ssh", "hosts": ["n1", "n2", "n3"]}), tmp_path)
+    assert ssh.address("sink") == "tcp://n1:27100" and ssh.address("source") == "tcp://n2:27101"
