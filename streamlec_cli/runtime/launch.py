@@ -122,6 +122,10 @@ class Launcher(ABC):
     def machine_ticks(self) -> tuple[int, int]:
         """(idle, total) CPU time of the workers' machine so far, in clock ticks."""
 
+    def collect(self) -> None:  # noqa: B027 (not abstract: most launchers have nothing to do)
+        """After the workers ended: bring back to the run directory what they wrote on other
+        hosts, and let go of the hosts (local: nothing to do)."""
+
     @classmethod
     @abstractmethod
     def handle(cls, worker: str, record: dict) -> Handle:
@@ -347,3 +351,6 @@ class ExitWatch:
 
     def close(self) -> None:
         self.follow([])
+
+
+from . import launch_ssh  # noqa: E402, F401  (registers "ssh" in LAUNCHERS)

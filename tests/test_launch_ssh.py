@@ -1,0 +1,184 @@
+"""The ssh launcher against a real sshd on loopback: what the supervisor, ``ps`` and
+``kill-worker`` rely on from a handle (the exit seen at once through the channel, signals
+that arrive, memory and CPU read from the host, a handle rebuilt from its record), the warm
+spare's hand-over, the worker's lifeline, the run's files sent and brought back, and
+``check_host``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sshd import HOSTS, sshd
+
+from streamlec_cli.runtime.launch import handle_from_record
+from streamlec_cli.runtime.launch_ssh import SshHandle, SshLauncher, SshSettings, check_host
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> SshSettings:
+    with sshd(tmp_path_factory.mktemp("sshd")) as reached:
+        yield reached
+
+
+@pytest.fixture
+def launcher(tmp_path, settings):
+    run_dir = tmp_path / "results" / "it" / "run-1"
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / "spec.yaml").write_text("name: it\n")
+    (run_dir / "token").write_text("0123456789abcdef")
+    settings = SshSettings(**{**settings.to_mapping(), "dir": str(tmp_path / "remote")})
+    launcher = SshLauncher(run_dir, run_dir / "spec.yaml", HOSTS, settings)
+    yield launcher
+    launcher.close()  # the channels end with their master connections, and their workers
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (the "hosts" are this machine) and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def wait_for_exit(handle: SshHandle, timeout: float = 10.0) -> int | None:
+    fd = handle.exit_fd()
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return handle.poll()
+
+
+def test_a_killed_worker_is_seen_at_once_through_its_channel(launcher):
+    began = time.monotonic()
+    first = launcher.start("processor-0", 1, SLEEPER, host=HOSTS[2])
+    connected = time.monotonic() - began  # with the host's master connection and files
+    began = time.monotonic()
+    handle = launcher.start("processor-1", 1, SLEEPER, host=HOSTS[2])
+    started = time.monotonic() - began  # through the master connection
+    assert first.pid != handle.pid
+    assert handle.host == HOSTS[2] and alive(handle.pid)
+    assert handle.poll() is None
+    fd = handle.exit_fd()
+    try:
+        assert select.select([fd], [], [], 0.2)[0] == []
+        began = time.monotonic()
+        assert handle.signal(signal.SIGKILL)
+        assert select.select([fd], [], [], 10)[0] == [fd]
+        seen = time.monotonic() - began
+    finally:
+        os.close(fd)
+    assert handle.poll() == -signal.SIGKILL
+    assert not alive(handle.pid)
+    assert not handle.signal(signal.SIGTERM)  # gone: nothing is sent to a pid reused since
+    print(
+        f"\nssh: first worker on a host running after {connected * 1000:.0f} ms, the next "
+        f"after {started * 1000:.0f} ms; kill to exit seen {seen * 1000:.0f} ms"
+    )
+
+
+def test_a_workers_own_exit_status_comes_back(launcher):
+    handle = launcher.start("processor-1", 1, [sys.executable, "-c", "raise SystemExit(3)"])
+    assert wait_for_exit(handle) == 3
+
+
+def test_stop_continue_and_samples_are_read_on_the_host(launcher):
+    handle = launcher.start("processor-0", 1, SLEEPER)
+    sample = handle.sample()
+    assert sample is not None and sample.rss_kb > 1000 and sample.peak_kb >= sample.rss_kb
+    assert not handle.stopped()
+    assert handle.signal(signal.SIGSTOP)
+    assert handle.stopped()
+    assert handle.poll() is None  # stopped is not ended
+    assert handle.signal(signal.SIGCONT)
+    assert not handle.stopped()
+    assert handle.signal(signal.SIGTERM)
+    assert wait_for_exit(handle) == -signal.SIGTERM
+    assert handle.sample() is None
+
+
+def test_a_handle_rebuilt_from_its_record_reaches_the_same_worker(launcher):
+    handle = launcher.start("source", 1, SLEEPER)
+    record = json.loads(json.dumps({**handle.record(), "state": "running"}))
+    assert record["launcher"] == "ssh" and record["host"] == handle.host
+    rebuilt = handle_from_record("source", record)  # through the run's master connection
+    assert isinstance(rebuilt, SshHandle)
+    assert (rebuilt.pid, rebuilt.host, rebuilt.incarnation) == (handle.pid, handle.host, 1)
+    assert rebuilt.sample() is not None
+    # Without the master connection (its socket gone), it connects on its own.
+    rebuilt = handle_from_record("source", {**record, "control": str(launcher.run_dir / "no")})
+    assert rebuilt.signal(signal.SIGSTOP) and rebuilt.stopped()
+    assert rebuilt.signal(signal.SIGKILL)
+    assert wait_for_exit(handle) == -signal.SIGKILL
+
+
+def test_a_spare_gets_its_slot_through_the_channel_and_keeps_its_lifeline(launcher):
+    spare_argv = [
+        sys.executable,
+        "-c",
+        "import sys, time; print('got', sys.stdin.readline().strip(), flush=True); time.sleep(60)",
+    ]
+    spare = launcher.start("standby-1", 0, spare_argv, spare=True)
+    adopted = launcher.adopt(spare, "processor-3", 2)
+    assert adopted is not None and (adopted.worker, adopted.incarnation) == ("processor-3", 2)
+    assert adopted.pid == spare.pid and adopted.host == spare.host
+    log = launcher.run_dir / "logs" / "standby-1.log"
+    deadline = time.monotonic() + 10
+    while "got processor-3 2" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "got processor-3 2" in log.read_text()
+    assert alive(adopted.pid)  # the slot line did not end its lifeline
+    adopted.proc.kill()  # the supervisor's side of the channel is gone: the worker ends
+    deadline = time.monotonic() + 10
+    while alive(adopted.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not alive(adopted.pid)
+
+
+def test_the_runs_files_go_to_the_host_and_what_the_worker_wrote_comes_back(launcher):
+    (launcher.run_dir / "stream.f64").write_bytes(b"\0" * 64)
+    writes = [
+        sys.executable,
+        "-c",
+        "import pathlib; t = pathlib.Path('token').read_text(); "
+        "pathlib.Path('sink.json').write_text(t); "
+        "pathlib.Path('staged').write_text(str(pathlib.Path('stream.f64').exists()))",
+    ]
+    sink = launcher.start("sink", 1, writes)
+    source = launcher.start("source", 1, writes)
+    assert (sink.host, source.host) == (HOSTS[0], HOSTS[1])  # each on a host of its own
+    assert wait_for_exit(sink) == 0 and wait_for_exit(source) == 0
+    (launcher.run_dir / "staged").write_text("kept")  # a local file is never overwritten
+    remote = [Path(launcher.remote_dir(host)) for host in (sink.host, source.host)]
+    assert all(path.is_dir() for path in remote)
+    launcher.collect()
+    assert (launcher.run_dir / "sink.json").read_text() == "0123456789abcdef"
+    assert (launcher.run_dir / "staged").read_text() == "kept"
+    assert (launcher.run_dir / "stream.f64").stat().st_size == 64
+    assert not any(path.exists() for path in remote)  # nothing left on the hosts
+    assert not launcher.masters and not launcher.control_dir.exists()
+
+
+def test_check_host_says_reachable_with_the_same_version(settings):
+    ok, message = check_host(settings, HOSTS[1])
+    assert ok, message
+    assert message.startswith(f"{HOSTS[1]}: reachable in ")
+
+
+def test_check_host_says_why_a_host_cannot_be_used(settings):
+    ok, message = check_host(SshSettings(**{**settings.to_mapping(), "port": 1}), HOSTS[0])
+    assert not ok and "unreachable by ssh" in message
+    python = SshSettings(**{**settings.to_mapping(), "python": "/bin/false"})
+    ok, message = check_host(python, HOSTS[0])
+    assert not ok and "/bin/false has no streamlec" in message
