@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 from sshd import HOSTS, sshd
+from test_runtime import events, leftover_processes, write_spec
 
 from streamlec_cli.runtime.launch import handle_from_record
 from streamlec_cli.runtime.launch_ssh import SshHandle, SshLauncher, SshSettings, check_host
+from streamlec_cli.runtime.supervisor import Supervisor
+from streamlec_cli.spec import load
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -52,7 +55,10 @@ def alive(pid: int) -> bool:
 
 
 def wait_for_exit(handle: SshHandle, timeout: float = 10.0) -> int | None:
-    fd = handle.exit_fd()
+    try:
+        fd = handle.exit_fd()
+    except ProcessLookupError:  # ended and reaped already
+        return handle.poll()
     try:
         select.select([fd], [], [], timeout)
     finally:
@@ -93,19 +99,29 @@ def test_a_workers_own_exit_status_comes_back(launcher):
     assert wait_for_exit(handle) == 3
 
 
+def eventually(check, timeout: float = 10.0):
+    """``check()`` once it is true (the sampler reads the hosts every half second)."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def test_stop_continue_and_samples_are_read_on_the_host(launcher):
     handle = launcher.start("processor-0", 1, SLEEPER)
-    sample = handle.sample()
+    sample = eventually(handle.sample)
     assert sample is not None and sample.rss_kb > 1000 and sample.peak_kb >= sample.rss_kb
+    idle, total = launcher.machine_ticks()
+    assert 0 < idle < total
     assert not handle.stopped()
     assert handle.signal(signal.SIGSTOP)
-    assert handle.stopped()
+    assert eventually(handle.stopped)
     assert handle.poll() is None  # stopped is not ended
     assert handle.signal(signal.SIGCONT)
-    assert not handle.stopped()
+    assert eventually(lambda: not handle.stopped())
     assert handle.signal(signal.SIGTERM)
     assert wait_for_exit(handle) == -signal.SIGTERM
-    assert handle.sample() is None
+    assert eventually(lambda: handle.sample() is None)
 
 
 def test_a_handle_rebuilt_from_its_record_reaches_the_same_worker(launcher):
@@ -182,3 +198,34 @@ def test_check_host_says_why_a_host_cannot_be_used(settings):
     python = SshSettings(**{**settings.to_mapping(), "python": "/bin/false"})
     ok, message = check_host(python, HOSTS[0])
     assert not ok and "/bin/false has no streamlec" in message
+
+
+def test_a_supervised_run_through_ssh_absorbs_two_kills_exactly(tmp_path, settings, monkeypatch):
+    """EC(4,2) logistic regression, every worker on a "host" reached through sshd, two
+    processors SIGKILLed at different batches: nothing lost or twice, the reference matched,
+    the kills and replacements in events.csv, the sink's files brought back, nothing left
+    running and nothing left on the hosts. (The supervisor is given the ssh launcher here;
+    ``streamlec run`` chooses it from the spec's ``cluster`` section.)"""
+    monkeypatch.setenv("STREAMLEC_RUNTIME_DIR", str(tmp_path / "registry"))
+    kills = [{"at_batch": 8, "kill": ["processor-1"]}, {"at_batch": 16, "kill": ["processor-4"]}]
+    # Open loop, 6 s of stream: the kills come mid-stream however long the spawns took.
+    spec = load(write_spec(tmp_path, transport="tcp", rate=24_000, failures=kills))[0]
+    supervisor = Supervisor(spec, tmp_path / "results")
+    remote = tmp_path / "remote"
+    settings = SshSettings(**{**settings.to_mapping(), "dir": str(remote)})
+    run_dir = supervisor.run_dir
+    supervisor.launcher = SshLauncher(run_dir, run_dir / "spec.yaml", HOSTS, settings)
+    summary = supervisor.run()
+    context = json.dumps(summary, indent=1)
+    assert summary["complete"] and summary["items_in"] == 144_000, context
+    assert summary["items_lost"] == 0 and summary["items_duplicated"] == 0, context
+    assert summary["reference"]["matches"], context
+    assert summary["reference"]["max_rel_err"] <= 1e-9, context
+    assert sorted(f["worker"] for f in summary["failures"]) == ["processor-1", "processor-4"]
+    seen = [(e["event"], e["worker"]) for e in events(run_dir)]
+    for worker in ("processor-1", "processor-4"):
+        assert ("kill", worker) in seen and ("restarted", worker) in seen, seen
+    for name in ("batches.csv", "timeline.csv", "sink.json", "summary.json"):
+        assert (run_dir / name).exists(), name
+    assert "processor-0" in (run_dir / "logs" / "processor-0.log").read_text()
+    assert not leftover_processes(remote) and not any(remote.rglob("*.*"))

@@ -20,8 +20,10 @@ child, and the local ``ssh`` process of the channel is the handle's process:
 * the channel's stdin is the worker's lifeline: when it closes (the supervisor ended, however,
   or the connection broke) the guard kills the worker, which has asked for a parent-death
   signal from the guard. A spare's slot line goes through it to the spare;
-* ``sample()`` and ``stopped()`` read ``/proc/<pid>/status|stat`` on the host over the master
-  connection, at most once every ``SAMPLE_EVERY`` seconds.
+* ``sample()`` and ``stopped()`` give what a thread of the launcher (``Sampler``) last read of
+  ``/proc/<pid>/status|stat`` on the hosts, one ssh command per host every ``SAMPLE_EVERY``
+  seconds, so the supervisor's loop never waits on ssh for them; a handle rebuilt in another
+  process (``ps``) reads them when asked.
 
 No shared filesystem is assumed: before a host's first worker starts, the run's resolved
 ``spec.yaml``, ``token`` and ``port`` files (and, for the source, the staged rows) are copied
@@ -41,6 +43,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,15 +184,11 @@ def _remote(
     )
 
 
-def _proc_of(text: str) -> tuple[Sample | None, str]:
-    """A sample and the state letter from ``getconf CLK_TCK`` then ``/proc/<pid>/status``
-    then ``/proc/<pid>/stat`` as printed on the host ("": the process is gone)."""
-    lines = text.splitlines()
-    if len(lines) < 3:
-        return None, ""
-    ticks = int(lines[0]) if lines[0].isdigit() else 100
+def _proc_of(ticks: int, lines: list[str]) -> tuple[Sample | None, str]:
+    """A sample and the state letter from ``/proc/<pid>/status`` then ``/proc/<pid>/stat`` as
+    printed on the host ((None, ""): the process is gone)."""
     rss = hwm = 0
-    for line in lines[1:-1]:
+    for line in lines[:-1]:
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1])
         elif line.startswith("VmHWM:"):
@@ -202,6 +201,85 @@ def _proc_of(text: str) -> tuple[Sample | None, str]:
     if not rss:  # a zombie: it has ended
         return None, ""
     return Sample(rss, hwm, cpu), state
+
+
+def read_procs(
+    settings: SshSettings, host: str, control: str | None, pids: list[int]
+) -> tuple[dict[int, tuple[Sample | None, str]], tuple[int, int] | None]:
+    """Each pid's sample and state on ``host``, and the host's (idle, total) CPU ticks, read
+    with one ssh command (None for the ticks: the host could not be read)."""
+    command = "getconf CLK_TCK; head -n1 /proc/stat" + "".join(
+        f"; echo @@ {pid}; cat /proc/{pid}/status /proc/{pid}/stat 2>/dev/null" for pid in pids
+    )
+    gone: tuple[Sample | None, str] = (None, "")
+    try:
+        done = _remote(settings, host, command, control, timeout=10.0)
+    except subprocess.TimeoutExpired:
+        return dict.fromkeys(pids, gone), None
+    chunks = done.stdout.decode(errors="replace").split("@@ ")
+    head = chunks[0].splitlines()
+    try:
+        ticks = [int(x) for x in head[1].split()[1:9]]
+        per_second = int(head[0])
+    except (IndexError, ValueError):
+        return dict.fromkeys(pids, gone), None
+    found = {}
+    for chunk in chunks[1:]:
+        lines = chunk.splitlines()
+        found[int(lines[0])] = _proc_of(per_second, lines[1:]) if len(lines) > 2 else gone
+    return found, (ticks[3] + ticks[4], sum(ticks))
+
+
+class Sampler:
+    """Reads the workers' ``/proc`` on their hosts every ``SAMPLE_EVERY`` seconds in a thread
+    of its own (one ssh command per host), so that the supervisor's loop never waits on ssh
+    for a sample: ``latest`` answers from what was last read."""
+
+    def __init__(self, settings: SshSettings, controls: dict[str, str]) -> None:
+        self.settings = settings
+        self.controls = controls
+        self.handles: dict[tuple[str, int], SshHandle] = {}
+        self.seen: dict[tuple[str, int], tuple[Sample | None, str]] = {}
+        self.ticks: dict[str, tuple[int, int]] = {}
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def follow(self, handle: SshHandle) -> None:
+        self.handles[(handle.host, handle.pid)] = handle
+        if self.thread is None:
+            self.thread = threading.Thread(target=self.run, name="ssh-sampler", daemon=True)
+            self.thread.start()
+
+    def latest(self, host: str, pid: int) -> tuple[Sample | None, str]:
+        return self.seen.get((host, pid), (None, ""))
+
+    def run(self) -> None:
+        while True:
+            self.read()
+            if self.done.wait(SAMPLE_EVERY):
+                return
+
+    def read(self) -> None:
+        hosts: dict[str, list[int]] = {}
+        for (host, pid), handle in list(self.handles.items()):
+            if handle.proc is not None and handle.proc.poll() is not None:
+                del self.handles[(host, pid)]
+                self.seen[(host, pid)] = (None, "")
+            else:
+                hosts.setdefault(host, []).append(pid)
+        for host in set(self.ticks) | set(hosts):
+            found, ticks = read_procs(
+                self.settings, host, self.controls.get(host), hosts.get(host, [])
+            )
+            for pid, seen in found.items():
+                self.seen[(host, pid)] = seen
+            if ticks is not None:
+                self.ticks[host] = ticks
+
+    def close(self) -> None:
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join(15)
 
 
 class SshHandle(Handle):
@@ -220,6 +298,7 @@ class SshHandle(Handle):
         control: str | None = None,
         proc: subprocess.Popen | None = None,
         log: Path | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         self.worker = worker
         self.incarnation = incarnation
@@ -230,7 +309,10 @@ class SshHandle(Handle):
         self.proc = proc
         self.log = log
         self.code: int | None = None
+        self.sampler = sampler  # the launcher's, in the supervisor; None: read when asked
         self.seen: tuple[float, Sample | None, str] | None = None  # (when, sample, state)
+        if sampler is not None:
+            sampler.follow(self)
 
     def exit_fd(self) -> int | None:
         if self.proc is None or not hasattr(os, "pidfd_open"):
@@ -270,18 +352,17 @@ class SshHandle(Handle):
         return done.returncode == 0
 
     def read_proc(self) -> tuple[Sample | None, str]:
-        """The worker's /proc on its host, read at most once every ``SAMPLE_EVERY`` s."""
+        """The worker's /proc on its host: the sampler's latest reading, or (a handle rebuilt
+        in another process) read now, at most once every ``SAMPLE_EVERY`` s."""
+        if self.sampler is not None:
+            return self.sampler.latest(self.host, self.pid)
         now = time.monotonic()
         if self.seen is not None and now - self.seen[0] < SAMPLE_EVERY:
             return self.seen[1], self.seen[2]
         if self.proc is not None and self.proc.poll() is not None:
             return None, ""
-        command = f"getconf CLK_TCK; cat /proc/{self.pid}/status /proc/{self.pid}/stat"
-        try:
-            done = _remote(self.settings, self.host, command, self.control, timeout=10.0)
-        except subprocess.TimeoutExpired:
-            return None, ""
-        sample, state = _proc_of(done.stdout.decode(errors="replace"))
+        found, _ = read_procs(self.settings, self.host, self.control, [self.pid])
+        sample, state = found.get(self.pid, (None, ""))
         self.seen = (now, sample, state)
         return sample, state
 
@@ -323,6 +404,7 @@ class SshLauncher(Launcher):
         self.controls: dict[str, str] = {}  # host -> the master's socket
         self.ready: dict[str, set[str]] = {}  # host -> the files copied there
         self.placed = 0  # processors and spares placed without a host so far
+        self.sampler = Sampler(self.settings, self.controls)
 
     # -- where ---------------------------------------------------------------------------
 
@@ -431,6 +513,7 @@ class SshLauncher(Launcher):
 
     def close(self) -> None:
         """End the master connections (their channels' workers end with them)."""
+        self.sampler.close()
         for master in self.masters.values():
             if master.poll() is None:
                 master.terminate()
@@ -483,7 +566,9 @@ class SshLauncher(Launcher):
                 preexec_fn=_die_with_parent,
             )
         pid = self.read_pid(proc, host, log)
-        return SshHandle(name, incarnation, host, pid, self.settings, control, proc, log)
+        return SshHandle(
+            name, incarnation, host, pid, self.settings, control, proc, log, self.sampler
+        )
 
     @staticmethod
     def read_pid(proc: subprocess.Popen, host: str, log: Path) -> int:
@@ -518,7 +603,15 @@ class SshLauncher(Launcher):
         except OSError:
             return None
         return SshHandle(
-            name, incarnation, spare.host, spare.pid, spare.settings, spare.control, spare.proc
+            name,
+            incarnation,
+            spare.host,
+            spare.pid,
+            spare.settings,
+            spare.control,
+            spare.proc,
+            spare.log,
+            self.sampler,
         )
 
     def dismiss(self, spare: Handle) -> None:
@@ -529,20 +622,10 @@ class SshLauncher(Launcher):
                 spare.proc.stdin.flush()
 
     def machine_ticks(self) -> tuple[int, int]:
-        """Idle and total CPU ticks summed over the hosts that run workers."""
-        idle = total = 0
-        for host in self.masters:
-            try:
-                done = _remote(
-                    self.settings, host, "head -n1 /proc/stat", self.control(host), timeout=10.0
-                )
-                ticks = [int(x) for x in done.stdout.split()[1:9]]
-            except (OSError, ValueError, subprocess.TimeoutExpired):
-                continue
-            if len(ticks) == 8:
-                idle += ticks[3] + ticks[4]
-                total += sum(ticks)
-        return idle, total
+        """Idle and total CPU ticks summed over the hosts that run workers (as the sampler
+        last read them)."""
+        readings = list(self.sampler.ticks.values())
+        return sum(idle for idle, _ in readings), sum(total for _, total in readings)
 
     @classmethod
     def handle(cls, worker: str, record: dict) -> SshHandle:
