@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from sshd import HOSTS, sshd
-from test_runtime import events, leftover_processes, write_spec
+from test_runtime import events, write_spec
 
 from streamlec_cli.runtime.launch import handle_from_record
 from streamlec_cli.runtime.launch_ssh import SshHandle, SshLauncher, SshSettings, check_host
@@ -178,12 +178,29 @@ def test_the_runs_files_go_to_the_host_and_what_the_worker_wrote_comes_back(laun
     (launcher.run_dir / "staged").write_text("kept")  # a local file is never overwritten
     remote = [Path(launcher.remote_dir(host)) for host in (sink.host, source.host)]
     assert all(path.is_dir() for path in remote)
-    launcher.collect()
+    launcher.finish()
     assert (launcher.run_dir / "sink.json").read_text() == "0123456789abcdef"
     assert (launcher.run_dir / "staged").read_text() == "kept"
     assert (launcher.run_dir / "stream.f64").stat().st_size == 64
     assert not any(path.exists() for path in remote)  # nothing left on the hosts
     assert not launcher.masters and not launcher.control_dir.exists()
+
+
+def test_named_hosts_are_reached_at_their_addresses(tmp_path, settings):
+    """Emulated hosts are named h1 .. hN: ssh goes to the address each one has."""
+    addresses = {"h1": HOSTS[0], "h2": HOSTS[1]}
+    settings = SshSettings(**{**settings.to_mapping(), "dir": str(tmp_path / "remote")})
+    launcher = SshLauncher(
+        tmp_path / "it" / "run-1", tmp_path / "spec.yaml", ["h1", "h2"], settings, addresses
+    )
+    try:
+        handle = launcher.start("processor-0", 1, SLEEPER, host="h2")
+        assert handle.host == "h2" and alive(handle.pid)
+        rebuilt = handle_from_record("processor-0", {**handle.record(), "control": None})
+        assert rebuilt.host == "h2" and rebuilt.signal(signal.SIGKILL)
+        assert wait_for_exit(handle) == -signal.SIGKILL
+    finally:
+        launcher.close()
 
 
 def test_check_host_says_reachable_with_the_same_version(settings):
@@ -228,4 +245,19 @@ def test_a_supervised_run_through_ssh_absorbs_two_kills_exactly(tmp_path, settin
     for name in ("batches.csv", "timeline.csv", "sink.json", "summary.json"):
         assert (run_dir / name).exists(), name
     assert "processor-0" in (run_dir / "logs" / "processor-0.log").read_text()
-    assert not leftover_processes(remote) and not any(remote.rglob("*.*"))
+    assert not running_in(remote) and not any(remote.rglob("*.*"))
+    assert not running_in(supervisor.launcher.control_dir)
+
+
+def running_in(where: Path) -> list[str]:
+    """Processes working in ``where`` or naming it (the "hosts" are this machine)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = os.readlink(proc / "cwd")
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if cwd.startswith(str(where)) or str(where) in args:
+            found.append(f"{proc.name}: {args}")
+    return found

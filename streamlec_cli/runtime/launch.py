@@ -122,14 +122,13 @@ class Launcher(ABC):
     def machine_ticks(self) -> tuple[int, int]:
         """(idle, total) CPU time of the workers' machine so far, in clock ticks."""
 
-    def collect(self) -> None:  # noqa: B027 (not abstract: most launchers have nothing to do)
-        """After the workers ended: bring back to the run directory what they wrote on other
-        hosts, and let go of the hosts (local: nothing to do)."""
-
     @classmethod
     @abstractmethod
     def handle(cls, worker: str, record: dict) -> Handle:
         """A handle rebuilt from a registry entry written by another process."""
+
+    def finish(self) -> None:  # noqa: B027 - most launchers have nothing to bring back
+        """After the last worker ended: bring back what the workers wrote elsewhere."""
 
 
 # -- local: a child process on this host -------------------------------------------------------
@@ -353,4 +352,4 @@ class ExitWatch:
         self.follow([])
 
 
-from . import launch_ssh  # noqa: E402, F401  (registers "ssh" in LAUNCHERS)
+from . import launch_ssh  # noqa: E402, F401  registers "ssh" in LAUNCHERS

@@ -28,7 +28,7 @@ child, and the local ``ssh`` process of the channel is the handle's process:
 No shared filesystem is assumed: before a host's first worker starts, the run's resolved
 ``spec.yaml``, ``token`` and ``port`` files (and, for the source, the staged rows) are copied
 to a run directory of its own on that host (``<dir>/<spec name>/<run>/<host>``, under the
-remote home unless ``dir`` is absolute); ``collect()`` brings back what the workers wrote
+remote home unless ``dir`` is absolute); ``finish()`` brings back what the workers wrote
 there (the sink's ``batches.csv``, ``timeline.csv``, ``events.csv``, ``sink.json``, the model,
 predictions and latencies), never over a file already in the local run directory, then
 removes the remote directories and closes the master connections.
@@ -45,7 +45,8 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .launch import LAUNCHERS, Handle, Launcher, Sample
@@ -235,8 +236,8 @@ class Sampler:
     of its own (one ssh command per host), so that the supervisor's loop never waits on ssh
     for a sample: ``latest`` answers from what was last read."""
 
-    def __init__(self, settings: SshSettings, controls: dict[str, str]) -> None:
-        self.settings = settings
+    def __init__(self, reach: Callable[[str], SshSettings], controls: dict[str, str]) -> None:
+        self.reach = reach
         self.controls = controls
         self.handles: dict[tuple[str, int], SshHandle] = {}
         self.seen: dict[tuple[str, int], tuple[Sample | None, str]] = {}
@@ -269,7 +270,7 @@ class Sampler:
                 hosts.setdefault(host, []).append(pid)
         for host in set(self.ticks) | set(hosts):
             found, ticks = read_procs(
-                self.settings, host, self.controls.get(host), hosts.get(host, [])
+                self.reach(host), host, self.controls.get(host), hosts.get(host, [])
             )
             for pid, seen in found.items():
                 self.seen[(host, pid)] = seen
@@ -391,6 +392,7 @@ class SshLauncher(Launcher):
         spec_file: Path,
         hosts: list[str],
         settings: SshSettings | None = None,
+        addresses: dict[str, str] | None = None,
     ) -> None:
         if not hosts:
             msg = "the ssh launcher needs at least one host (cluster.hosts)"
@@ -399,14 +401,32 @@ class SshLauncher(Launcher):
         self.spec_file = Path(spec_file)
         self.hosts = list(hosts)
         self.settings = settings or SshSettings()
+        self.addresses = dict(addresses or {})  # host name -> the address ssh connects to
         self.control_dir = Path(tempfile.mkdtemp(prefix="slec-ssh-"))  # short: a socket path
         self.masters: dict[str, subprocess.Popen] = {}  # host -> its master connection
         self.controls: dict[str, str] = {}  # host -> the master's socket
         self.ready: dict[str, set[str]] = {}  # host -> the files copied there
         self.placed = 0  # processors and spares placed without a host so far
-        self.sampler = Sampler(self.settings, self.controls)
+        self.sampler = Sampler(self.reach, self.controls)
+
+    @classmethod
+    def for_run(cls, spec, run_dir: Path, cluster=None) -> SshLauncher:
+        """The spec's ``cluster`` section: its ``hosts`` and ``ssh`` settings; with emulated
+        hosts (``cluster``), ssh goes to each host's address."""
+        section = spec.cluster
+        hosts = list(section.hosts)
+        addresses = {} if cluster is None else {host: cluster.address(host) for host in hosts}
+        settings = SshSettings.from_mapping(dict(section.ssh))
+        return cls(run_dir, Path(run_dir) / "spec.yaml", hosts, settings, addresses)
 
     # -- where ---------------------------------------------------------------------------
+
+    def reach(self, host: str) -> SshSettings:
+        """How ssh reaches ``host``: the settings, and its address when it has one."""
+        address = self.addresses.get(host)
+        if address is None:
+            return self.settings
+        return replace(self.settings, options=(*self.settings.options, f"HostName={address}"))
 
     def default_host(self, name: str) -> str:
         if name in ("sink", "source") and len(self.hosts) > 2:
@@ -429,7 +449,7 @@ class SshLauncher(Launcher):
             return self.controls[host]
         path = str(self.control_dir / str(len(self.masters)))
         self.controls[host] = path
-        argv = ssh_argv(self.settings, host)
+        argv = ssh_argv(self.reach(host), host)
         argv[1:1] = ["-M", "-S", path, "-N", "-o", "ControlPersist=no"]
         master = subprocess.Popen(
             argv,
@@ -455,29 +475,32 @@ class SshLauncher(Launcher):
 
     def send(self, host: str, names: list[str]) -> None:
         """Copy these files of the run directory to the host's run directory (once each)."""
+        first = host not in self.ready  # its run directory is made then
         done = self.ready.setdefault(host, set())
         names = [n for n in names if n not in done and (self.run_dir / n).exists()]
-        if not names and done:
+        if not names and not first:
             return
         where = shlex.quote(self.remote_dir(host))
-        command = f"mkdir -p {where}/logs && tar -C {where} -xf -"
+        command = f"mkdir -p {where}/logs" + (f" && tar -C {where} -xf -" if names else "")
         tar = subprocess.Popen(
-            ["tar", "-C", str(self.run_dir), "-cf", "-", *names], stdout=subprocess.PIPE
+            ["tar", "-C", str(self.run_dir), "-cf", "-", *names] if names else ["true"],
+            stdout=subprocess.PIPE,
         )
         copy = subprocess.run(
-            [*ssh_argv(self.settings, host, self.control(host)), command],
+            [*ssh_argv(self.reach(host), host, self.control(host)), command],
             stdin=tar.stdout,
             capture_output=True,
             check=False,
         )
         tar.wait()
+        tar.stdout.close()
         if copy.returncode or tar.returncode:
             why = copy.stderr.decode(errors="replace").strip()
             msg = f"cannot copy the run's files to host {host!r}: {why}"
             raise OSError(msg)
         done.update(names)
 
-    def collect(self) -> None:
+    def finish(self) -> None:
         """Bring back what the workers wrote on every host (no local file is overwritten),
         then remove the hosts' run directories and close the connections."""
         try:
@@ -489,7 +512,7 @@ class SshLauncher(Launcher):
                     shlex.quote(str(p)) for p in list(Path(where).parents)[:2] if str(p) != "."
                 )
                 command = f"rm -rf {shlex.quote(where)}; rmdir {parents} 2>/dev/null; true"
-                _remote(self.settings, host, command, self.control(host))
+                _remote(self.reach(host), host, command, self.control(host))
         finally:
             self.close()
 
@@ -498,7 +521,7 @@ class SshLauncher(Launcher):
         leave = " ".join(f"--exclude=./{name}" for name in left_on_hosts())
         command = f"cd {where} 2>/dev/null && tar {leave} -cf - ."
         fetch = subprocess.Popen(
-            [*ssh_argv(self.settings, host, self.control(host)), command],
+            [*ssh_argv(self.reach(host), host, self.control(host)), command],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -559,7 +582,7 @@ class SshLauncher(Launcher):
         log = self.run_dir / "logs" / f"{name}.log"
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                [*ssh_argv(self.settings, host, control), command],
+                [*ssh_argv(self.reach(host), host, control), command],
                 stdin=subprocess.PIPE,
                 stdout=out,
                 stderr=subprocess.PIPE,
@@ -567,7 +590,7 @@ class SshLauncher(Launcher):
             )
         pid = self.read_pid(proc, host, log)
         return SshHandle(
-            name, incarnation, host, pid, self.settings, control, proc, log, self.sampler
+            name, incarnation, host, pid, self.reach(host), control, proc, log, self.sampler
         )
 
     @staticmethod
