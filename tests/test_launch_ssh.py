@@ -12,12 +12,13 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from sshd import HOSTS, sshd
-from test_runtime import events, write_spec
+from test_runtime import events, streamlec, write_spec
 
 from streamlec_cli.runtime.launch import handle_from_record
 from streamlec_cli.runtime.launch_ssh import SshHandle, SshLauncher, SshSettings, check_host
@@ -232,21 +233,44 @@ def test_a_supervised_run_through_ssh_absorbs_two_kills_exactly(tmp_path, settin
     settings = SshSettings(**{**settings.to_mapping(), "dir": str(remote)})
     run_dir = supervisor.run_dir
     supervisor.launcher = SshLauncher(run_dir, run_dir / "spec.yaml", HOSTS, settings)
+    # Meanwhile, from another shell: ``ps`` shows the workers on their hosts, and
+    # ``kill-worker`` kills a third processor through a handle rebuilt from the registry.
+    seen_by_ps: list[str] = []
+    user = threading.Thread(target=ps_then_kill, args=("processor-2", seen_by_ps), daemon=True)
+    user.start()
     summary = supervisor.run()
+    user.join(30)
+    assert any("processor-2" in line and "ssh on 127.0.0.3" in line for line in seen_by_ps)
+    assert "sent SIGKILL" in seen_by_ps[-1], seen_by_ps
     context = json.dumps(summary, indent=1)
     assert summary["complete"] and summary["items_in"] == 144_000, context
     assert summary["items_lost"] == 0 and summary["items_duplicated"] == 0, context
     assert summary["reference"]["matches"], context
     assert summary["reference"]["max_rel_err"] <= 1e-9, context
-    assert sorted(f["worker"] for f in summary["failures"]) == ["processor-1", "processor-4"]
+    killed = sorted(f["worker"] for f in summary["failures"])
+    assert killed == ["processor-1", "processor-2", "processor-4"], context
     seen = [(e["event"], e["worker"]) for e in events(run_dir)]
     for worker in ("processor-1", "processor-4"):
         assert ("kill", worker) in seen and ("restarted", worker) in seen, seen
+    assert ("restarted", "processor-2") in seen, seen
     for name in ("batches.csv", "timeline.csv", "sink.json", "summary.json"):
         assert (run_dir / name).exists(), name
     assert "processor-0" in (run_dir / "logs" / "processor-0.log").read_text()
     assert not running_in(remote) and not any(remote.rglob("*.*"))
     assert not running_in(supervisor.launcher.control_dir)
+
+
+def ps_then_kill(worker: str, said: list[str], timeout: float = 60) -> None:
+    """``streamlec ps`` until ``worker`` runs, then ``streamlec kill-worker`` it (what was
+    printed goes to ``said``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = streamlec("ps").stdout.splitlines()
+        if any(line.split()[:1] == [worker] and " running " in line for line in lines):
+            said.extend(lines)
+            said.append(streamlec("kill-worker", worker).stdout)
+            return
+        time.sleep(0.2)
 
 
 def running_in(where: Path) -> list[str]:
