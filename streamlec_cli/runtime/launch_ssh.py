@@ -15,8 +15,10 @@ child, and the local ``ssh`` process of the channel is the handle's process:
   OpenSSH's client does not pass on a remote signal exit (it exits 255), hence the guard;
 * the worker's output comes back on the channel's stdout, straight into the local
   ``logs/<worker>.log``, while it runs;
-* signals go as ``kill -s SIG <pid>`` over the same master connection (OpenSSH's server
-  honours channel ``signal`` requests only since 7.9 and its client cannot send them);
+* signals go through the channel too, as a line ``signal N`` to the guard, which sends it on
+  at once (OpenSSH's client cannot send channel ``signal`` requests); a handle rebuilt in
+  another process (``kill-worker``) runs ``kill -s SIG <pid>`` on the host instead, through
+  the run's master connection while it is there;
 * the channel's stdin is the worker's lifeline: when it closes (the supervisor ended, however,
   or the connection broke) the guard kills the worker, which has asked for a parent-death
   signal from the guard. A spare's slot line goes through it to the spare;
@@ -58,8 +60,9 @@ PID_LINE = "streamlec-pid "
 EXIT_LINE = "streamlec-exit "
 
 #: Runs on the host as ``python -c _GUARD MODE ARGV...``: starts ARGV (the worker) in a session
-#: of its own, says its pid, passes the first line of its stdin to a spare (MODE ``spare``),
-#: kills the worker when its stdin closes, and says the worker's exit status.
+#: of its own, says its pid, sends it signal N for each line ``signal N`` on its stdin, passes
+#: the first other line to a spare (MODE ``spare``), kills the worker when its stdin closes,
+#: and says the worker's exit status.
 _GUARD = r"""
 import os, signal, subprocess, sys, threading
 spare = sys.argv[1] == "spare"
@@ -69,16 +72,23 @@ worker = subprocess.Popen(sys.argv[2:], env=env, start_new_session=True,
                           stdin=subprocess.PIPE if spare else subprocess.DEVNULL)
 os.write(2, b"PID_LINE%d\n" % worker.pid)
 def lifeline():
-    line = b""
+    buf = b""
     while True:
         chunk = os.read(0, 4096)
         if not chunk:
             break
-        if worker.stdin is not None and not worker.stdin.closed:
-            line += chunk
-            if b"\n" in line:
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            if line.startswith(b"signal "):
+                if worker.returncode is None:
+                    try:
+                        os.kill(worker.pid, int(line[7:]))
+                    except (OSError, ValueError):
+                        pass
+            elif worker.stdin is not None and not worker.stdin.closed:
                 try:
-                    worker.stdin.write(line[: line.index(b"\n") + 1])
+                    worker.stdin.write(line + b"\n")
                     worker.stdin.close()
                 except OSError:
                     pass
@@ -345,10 +355,19 @@ class SshHandle(Handle):
         return self.code
 
     def signal(self, sig: int) -> bool:
+        """Through the worker's own channel (its guard sends it on at once); a handle rebuilt
+        in another process, which has no channel, runs ``kill`` on the host."""
         if self.proc is not None and self.proc.poll() is not None:
             return False  # ended: its pid may belong to another process by now
-        name = signal.Signals(sig).name.removeprefix("SIG")
         self.seen = None
+        if self.proc is not None and self.proc.stdin is not None:
+            try:
+                self.proc.stdin.write(f"signal {int(sig)}\n".encode())
+                self.proc.stdin.flush()
+            except OSError:
+                return False
+            return True
+        name = signal.Signals(sig).name.removeprefix("SIG")
         done = _remote(self.settings, self.host, f"kill -s {name} {self.pid}", self.control)
         return done.returncode == 0
 
