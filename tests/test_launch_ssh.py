@@ -22,6 +22,7 @@ from test_runtime import events, streamlec, write_spec
 
 from streamlec_cli.runtime.launch import handle_from_record
 from streamlec_cli.runtime.launch_ssh import SshHandle, SshLauncher, SshSettings, check_host
+from streamlec_cli.runtime.registry import live_runs
 from streamlec_cli.runtime.supervisor import Supervisor
 from streamlec_cli.spec import load
 
@@ -169,6 +170,7 @@ def test_the_runs_files_go_to_the_host_and_what_the_worker_wrote_comes_back(laun
         sys.executable,
         "-c",
         "import pathlib; t = pathlib.Path('token').read_text(); "
+        "pathlib.Path('events.csv').write_text('time,worker,event,detail\\n2.5,sink,b,\\n'); "
         "pathlib.Path('sink.json').write_text(t); "
         "pathlib.Path('staged').write_text(str(pathlib.Path('stream.f64').exists()))",
     ]
@@ -177,11 +179,14 @@ def test_the_runs_files_go_to_the_host_and_what_the_worker_wrote_comes_back(laun
     assert (sink.host, source.host) == (HOSTS[0], HOSTS[1])  # each on a host of its own
     assert wait_for_exit(sink) == 0 and wait_for_exit(source) == 0
     (launcher.run_dir / "staged").write_text("kept")  # a local file is never overwritten
+    (launcher.run_dir / "events.csv").write_text("time,worker,event,detail\n1.0,a,a,\n3.0,c,c,\n")
     remote = [Path(launcher.remote_dir(host)) for host in (sink.host, source.host)]
     assert all(path.is_dir() for path in remote)
     launcher.finish()
     assert (launcher.run_dir / "sink.json").read_text() == "0123456789abcdef"
     assert (launcher.run_dir / "staged").read_text() == "kept"
+    happened = [line.split(",")[2] for line in (launcher.run_dir / "events.csv").open()]
+    assert happened == ["event", "a", "b", "b", "c"]  # both hosts' events, in time order
     assert (launcher.run_dir / "stream.f64").stat().st_size == 64
     assert not any(path.exists() for path in remote)  # nothing left on the hosts
     assert not launcher.masters and not launcher.control_dir.exists()
@@ -226,22 +231,22 @@ def test_a_supervised_run_through_ssh_absorbs_two_kills_exactly(tmp_path, settin
     ``streamlec run`` chooses it from the spec's ``cluster`` section.)"""
     monkeypatch.setenv("STREAMLEC_RUNTIME_DIR", str(tmp_path / "registry"))
     kills = [{"at_batch": 8, "kill": ["processor-1"]}, {"at_batch": 16, "kill": ["processor-4"]}]
-    # Open loop, 6 s of stream: the kills come mid-stream however long the spawns took.
-    spec = load(write_spec(tmp_path, transport="tcp", rate=24_000, failures=kills))[0]
+    # Open loop, 9 s of stream: the kills come mid-stream however long the spawns took.
+    spec = load(write_spec(tmp_path, transport="tcp", rate=16_000, failures=kills))[0]
     supervisor = Supervisor(spec, tmp_path / "results")
     remote = tmp_path / "remote"
     settings = SshSettings(**{**settings.to_mapping(), "dir": str(remote)})
     run_dir = supervisor.run_dir
     supervisor.launcher = SshLauncher(run_dir, run_dir / "spec.yaml", HOSTS, settings)
-    # Meanwhile, from another shell: ``ps`` shows the workers on their hosts, and
-    # ``kill-worker`` kills a third processor through a handle rebuilt from the registry.
+    # Meanwhile, from another shell: ``kill-worker`` kills a third processor through a handle
+    # rebuilt from the registry, and ``ps`` shows the workers on their hosts.
     seen_by_ps: list[str] = []
-    user = threading.Thread(target=ps_then_kill, args=("processor-2", seen_by_ps), daemon=True)
+    user = threading.Thread(target=kill_then_ps, args=("processor-2", seen_by_ps), daemon=True)
     user.start()
     summary = supervisor.run()
     user.join(30)
-    assert any("processor-2" in line and "ssh on 127.0.0.3" in line for line in seen_by_ps)
-    assert "sent SIGKILL" in seen_by_ps[-1], seen_by_ps
+    assert seen_by_ps[0].startswith("sent SIGKILL to processor-2"), seen_by_ps
+    assert any("processor-" in line and "ssh on 127.0.0.3" in line for line in seen_by_ps)
     context = json.dumps(summary, indent=1)
     assert summary["complete"] and summary["items_in"] == 144_000, context
     assert summary["items_lost"] == 0 and summary["items_duplicated"] == 0, context
@@ -253,6 +258,9 @@ def test_a_supervised_run_through_ssh_absorbs_two_kills_exactly(tmp_path, settin
     for worker in ("processor-1", "processor-4"):
         assert ("kill", worker) in seen and ("restarted", worker) in seen, seen
     assert ("restarted", "processor-2") in seen, seen
+    assert ("all workers up", "sink") in seen and ("finished", "sink") in seen, seen  # the sink's
+    times = [float(e["time"]) for e in events(run_dir)]
+    assert times == sorted(times)
     for name in ("batches.csv", "timeline.csv", "sink.json", "summary.json"):
         assert (run_dir / name).exists(), name
     assert "processor-0" in (run_dir / "logs" / "processor-0.log").read_text()
@@ -260,17 +268,17 @@ def test_a_supervised_run_through_ssh_absorbs_two_kills_exactly(tmp_path, settin
     assert not running_in(supervisor.launcher.control_dir)
 
 
-def ps_then_kill(worker: str, said: list[str], timeout: float = 60) -> None:
-    """``streamlec ps`` until ``worker`` runs, then ``streamlec kill-worker`` it (what was
-    printed goes to ``said``)."""
+def kill_then_ps(worker: str, said: list[str], timeout: float = 60) -> None:
+    """Once the run lists ``worker``: ``streamlec kill-worker`` it, then ``streamlec ps``
+    (what they printed goes to ``said``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        lines = streamlec("ps").stdout.splitlines()
-        if any(line.split()[:1] == [worker] and " running " in line for line in lines):
-            said.extend(lines)
-            said.append(streamlec("kill-worker", worker).stdout)
+        if any(worker in run.workers for run in live_runs()):
+            sent = streamlec("kill-worker", worker)
+            said.append(sent.stdout + sent.stderr)
+            said.extend(streamlec("ps").stdout.splitlines())
             return
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def running_in(where: Path) -> list[str]:

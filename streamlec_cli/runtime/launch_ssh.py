@@ -32,8 +32,9 @@ No shared filesystem is assumed: before a host's first worker starts, the run's 
 to a run directory of its own on that host (``<dir>/<spec name>/<run>/<host>``, under the
 remote home unless ``dir`` is absolute); ``finish()`` brings back what the workers wrote
 there (the sink's ``batches.csv``, ``timeline.csv``, ``events.csv``, ``sink.json``, the model,
-predictions and latencies), never over a file already in the local run directory, then
-removes the remote directories and closes the master connections.
+predictions and latencies), never over a file already in the local run directory (the
+events recorded there join the local ``events.csv`` in time order), then removes the remote
+directories and closes the master connections.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -293,6 +295,22 @@ class Sampler:
             self.thread.join(15)
 
 
+def merge_events(here: Path, there: Path) -> None:
+    """Add the events of ``there`` to ``here``, every line in time order (one header)."""
+    header, *mine = here.read_text().splitlines(keepends=True)
+    theirs = there.read_text().splitlines(keepends=True)[1:]
+
+    def when(line: str) -> float:
+        try:
+            return float(line.split(",", 1)[0])
+        except ValueError:
+            return 0.0
+
+    merged = here.with_name(here.name + ".merging")
+    merged.write_text(header + "".join(sorted([*mine, *theirs], key=when)))
+    os.replace(merged, here)
+
+
 class SshHandle(Handle):
     """A worker on a host, behind its own ssh channel (``proc``: the local ``ssh``), or one
     rebuilt from a record (no channel: it can signal and sample, not wait)."""
@@ -536,22 +554,35 @@ class SshLauncher(Launcher):
             self.close()
 
     def bring_back(self, host: str) -> None:
+        """The host's run directory into the local one: files not there yet move in, the
+        events the workers recorded there join ``events.csv`` in time order, and no other
+        local file is overwritten."""
         where = shlex.quote(self.remote_dir(host))
         leave = " ".join(f"--exclude=./{name}" for name in left_on_hosts())
         command = f"cd {where} 2>/dev/null && tar {leave} -cf - ."
-        fetch = subprocess.Popen(
-            [*ssh_argv(self.reach(host), host, self.control(host)), command],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        subprocess.run(
-            ["tar", "-C", str(self.run_dir), "--skip-old-files", "-xf", "-"],
-            stdin=fetch.stdout,
-            stderr=subprocess.DEVNULL,
-            check=False,
-        )
-        fetch.wait()
+        with tempfile.TemporaryDirectory(prefix="slec-back-") as staging:
+            fetch = subprocess.Popen(
+                [*ssh_argv(self.reach(host), host, self.control(host)), command],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            subprocess.run(
+                ["tar", "-C", staging, "-xf", "-"],
+                stdin=fetch.stdout,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+            fetch.wait()
+            fetch.stdout.close()
+            for path in sorted(Path(staging).rglob("*")):
+                here = self.run_dir / path.relative_to(staging)
+                if path.is_dir():
+                    here.mkdir(exist_ok=True)
+                elif path.name == "events.csv" and here.exists():
+                    merge_events(here, path)
+                elif not here.exists():
+                    shutil.move(path, here)
 
     def close(self) -> None:
         """End the master connections (their channels' workers end with them)."""
