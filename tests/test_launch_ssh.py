@@ -109,6 +109,13 @@ def eventually(check, timeout: float = 10.0):
     return found
 
 
+def test_a_worker_that_cannot_start_says_why(launcher):
+    launcher.settings = SshSettings(**{**launcher.settings.to_mapping(), "python": "/no/python"})
+    with pytest.raises(OSError, match=r"cannot start a worker on host '127\.0\.0\.3'.*no/python"):
+        launcher.start("processor-0", 1, SLEEPER, host=HOSTS[2])
+    assert "/no/python" in (launcher.run_dir / "logs" / "processor-0.log").read_text()
+
+
 def test_stop_continue_and_samples_are_read_on_the_host(launcher):
     handle = launcher.start("processor-0", 1, SLEEPER)
     sample = eventually(handle.sample)

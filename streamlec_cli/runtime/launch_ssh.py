@@ -39,8 +39,10 @@ directories and closes the master connections.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -338,6 +340,7 @@ class SshHandle(Handle):
         self.proc = proc
         self.log = log
         self.code: int | None = None
+        self.said = b""  # what the guard said after the pid, read while waiting for it
         self.sampler = sampler  # the launcher's, in the supervisor; None: read when asked
         self.seen: tuple[float, Sample | None, str] | None = None  # (when, sample, state)
         if sampler is not None:
@@ -361,7 +364,7 @@ class SshHandle(Handle):
         if self.code is None:
             self.code = self.proc.returncode
             if self.proc.stderr is not None:
-                rest = self.proc.stderr.read().decode(errors="replace")
+                rest = (self.said + self.proc.stderr.read()).decode(errors="replace")
                 self.proc.stderr.close()
                 said = [line for line in rest.splitlines() if not line.startswith(EXIT_LINE)]
                 for line in rest.splitlines():
@@ -445,6 +448,7 @@ class SshLauncher(Launcher):
         self.ready: dict[str, set[str]] = {}  # host -> the files copied there
         self.placed = 0  # processors and spares placed without a host so far
         self.sampler = Sampler(self.reach, self.controls)
+        atexit.register(self.close)  # a supervisor that fails before finish() lets go too
 
     @classmethod
     def for_run(cls, spec, run_dir: Path, cluster=None) -> SshLauncher:
@@ -638,25 +642,39 @@ class SshLauncher(Launcher):
                 stderr=subprocess.PIPE,
                 preexec_fn=_die_with_parent,
             )
-        pid = self.read_pid(proc, host, log)
-        return SshHandle(
+        pid, said = self.read_pid(proc, host, log)
+        handle = SshHandle(
             name, incarnation, host, pid, self.reach(host), control, proc, log, self.sampler
         )
+        handle.said = said
+        return handle
 
     @staticmethod
-    def read_pid(proc: subprocess.Popen, host: str, log: Path) -> int:
-        """The worker's pid, the guard's first line; what ssh said instead goes to the log."""
+    def read_pid(proc: subprocess.Popen, host: str, log: Path) -> tuple[int, bytes]:
+        """The worker's pid, the guard's first line, and what came after it; what ssh said
+        instead goes to the log. Waits at most ``START_TIMEOUT``."""
         assert proc.stderr is not None
-        said = []
-        for raw in proc.stderr:
-            line = raw.decode(errors="replace").rstrip("\n")
-            if line.startswith(PID_LINE):
-                return int(line[len(PID_LINE) :])
-            said.append(line)
+        fd = proc.stderr.fileno()
+        deadline = time.monotonic() + START_TIMEOUT
+        said = b""
+        while True:
+            for line in said.splitlines(keepends=True):
+                if line.startswith(PID_LINE.encode()) and line.endswith(b"\n"):
+                    before, _, after = said.partition(line)
+                    return int(line[len(PID_LINE) :]), before + after
+            left = deadline - time.monotonic()
+            chunk = os.read(fd, 4096) if left > 0 and select.select([fd], [], [], left)[0] else b""
+            if not chunk:
+                break
+            said += chunk
+        if proc.poll() is None:  # no answer in time
+            proc.kill()
+            said += f"no answer within {START_TIMEOUT:.0f} s\n".encode()
         proc.wait()
+        lines = said.decode(errors="replace").splitlines()
         with open(log, "a") as f:
-            f.write("".join(f"ssh: {line}\n" for line in said))
-        why = "; ".join(said) or f"ssh exit {proc.returncode}"
+            f.write("".join(f"ssh: {line}\n" for line in lines))
+        why = "; ".join(lines) or f"ssh exit {proc.returncode}"
         msg = f"cannot start a worker on host {host!r}: {why}"
         raise OSError(msg)
 
@@ -675,7 +693,7 @@ class SshLauncher(Launcher):
             spare.proc.stdin.flush()
         except OSError:
             return None
-        return SshHandle(
+        adopted = SshHandle(
             name,
             incarnation,
             spare.host,
@@ -686,6 +704,8 @@ class SshLauncher(Launcher):
             spare.log,
             self.sampler,
         )
+        adopted.said = spare.said
+        return adopted
 
     def dismiss(self, spare: Handle) -> None:
         assert isinstance(spare, SshHandle) and spare.proc is not None
