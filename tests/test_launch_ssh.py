@@ -21,7 +21,13 @@ from sshd import HOSTS, sshd
 from test_runtime import events, streamlec, write_spec
 
 from streamlec_cli.runtime.launch import handle_from_record
-from streamlec_cli.runtime.launch_ssh import SshHandle, SshLauncher, SshSettings, check_host
+from streamlec_cli.runtime.launch_ssh import (
+    SshHandle,
+    SshLauncher,
+    SshSettings,
+    check_host,
+    clock_offset,
+)
 from streamlec_cli.runtime.registry import live_runs
 from streamlec_cli.runtime.supervisor import Supervisor
 from streamlec_cli.spec import load
@@ -214,6 +220,11 @@ def test_named_hosts_are_reached_at_their_addresses(tmp_path, settings):
         assert wait_for_exit(handle) == -signal.SIGKILL
     finally:
         launcher.close()
+
+
+def test_a_hosts_clock_offset_is_measured_within_its_round_trip(settings):
+    offset, rtt = clock_offset(settings, HOSTS[1])  # the same clock: no offset beyond the trip
+    assert 0 < rtt < 10 and abs(offset) <= rtt / 2
 
 
 def test_check_host_says_reachable_with_the_same_version(settings):

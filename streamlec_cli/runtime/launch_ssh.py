@@ -733,6 +733,29 @@ class SshLauncher(Launcher):
         )
 
 
+def clock_offset(
+    settings: SshSettings, host: str, control: str | None = None, tries: int = 3
+) -> tuple[float, float]:
+    """How far ``host``'s wall clock is ahead of this one's, in seconds, and the round trip
+    that bounds the error (the best of ``tries``): the host's time is taken as read halfway
+    through the round trip."""
+    best: tuple[float, float] | None = None
+    for _ in range(tries):
+        began = time.time()
+        done = _remote(settings, host, "date +%s.%N", control, timeout=10.0)
+        ended = time.time()
+        try:
+            there = float(done.stdout.decode().strip())
+        except ValueError as exc:
+            msg = f"cannot read the clock of host {host!r}: {done.stderr.decode().strip()}"
+            raise OSError(msg) from exc
+        rtt = ended - began
+        if best is None or rtt < best[1]:
+            best = (there - (began + ended) / 2, rtt)
+    assert best is not None
+    return best
+
+
 def check_host(settings: SshSettings, host: str) -> tuple[bool, str]:
     """Whether ``host`` is reachable by ssh and runs the same streamlec (its code commit) as
     this machine; the message says what was found and how long the round trip took."""
