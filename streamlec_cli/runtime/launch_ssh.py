@@ -4,7 +4,8 @@ It uses the OpenSSH client (``ssh``), not a Python ssh library: it reads the use
 ``~/.ssh/config``, agent and known hosts like any ssh the user types, reaches EC2 and
 bastion hosts the same way, and adds no dependency. One master connection per host
 (``ControlMaster``, a child of the supervisor) carries every channel, so a worker's channel
-opens in milliseconds, without a new handshake.
+opens without a new handshake (about 0.1 s on a busy two-core machine, against 0.5 s for the
+first on a host).
 
 Each worker's channel runs a small guard (``_GUARD``, ``python -c``) with the worker as its
 child, and the local ``ssh`` process of the channel is the handle's process:
