@@ -11,6 +11,7 @@ import json
 import os
 import select
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -284,6 +285,40 @@ def test_a_supervised_run_through_ssh_absorbs_two_kills_exactly(tmp_path, settin
     assert "processor-0" in (run_dir / "logs" / "processor-0.log").read_text()
     assert not running_in(remote) and not any(remote.rglob("*.*"))
     assert not running_in(supervisor.launcher.control_dir)
+
+
+#: A supervisor with the ssh launcher, in a process of its own: spec, results, settings, hosts.
+SUPERVISE = """
+import json, sys
+from pathlib import Path
+from streamlec_cli.runtime.launch_ssh import SshLauncher, SshSettings
+from streamlec_cli.runtime.supervisor import Supervisor
+from streamlec_cli.spec import load
+spec = load(sys.argv[1])[0]
+supervisor = Supervisor(spec, Path(sys.argv[2]))
+settings = SshSettings.from_mapping(json.loads(sys.argv[3]))
+run_dir = supervisor.run_dir
+hosts = json.loads(sys.argv[4])
+supervisor.launcher = SshLauncher(run_dir, run_dir / "spec.yaml", hosts, settings)
+supervisor.run()
+"""
+
+
+def test_workers_on_the_hosts_end_with_a_killed_supervisor(tmp_path, settings):
+    remote = tmp_path / "remote"
+    settings = SshSettings(**{**settings.to_mapping(), "dir": str(remote)})
+    spec = write_spec(tmp_path, transport="tcp", rate=8_000)  # 18 s of stream
+    env = {**os.environ, "STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")}
+    args = [str(spec), str(tmp_path / "results"), json.dumps(settings.to_mapping())]
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISE, *args, json.dumps(HOSTS)], env=env
+    )
+    try:
+        assert eventually(lambda: len(running_in(remote)) >= 8, timeout=60), running_in(remote)
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+    assert eventually(lambda: not running_in(remote)), running_in(remote)
 
 
 def kill_then_ps(worker: str, said: list[str], timeout: float = 60) -> None:
