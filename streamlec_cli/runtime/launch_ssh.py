@@ -544,17 +544,28 @@ class SshLauncher(Launcher):
 
     def finish(self) -> None:
         """Bring back what the workers wrote on every host (no local file is overwritten),
-        then remove the hosts' run directories and close the connections."""
+        then remove the hosts' run directories and close the connections. A host that
+        cannot be reached keeps its directory; the run goes on to its summary, saying so."""
+        brought = []
         try:
             for host in self.ready:
-                self.bring_back(host)
-            for host in self.ready:
+                try:
+                    self.bring_back(host)
+                except (OSError, subprocess.SubprocessError) as exc:
+                    where = self.remote_dir(host)
+                    print(
+                        f"warning: files of {host}:{where} not brought back: {exc}", file=sys.stderr
+                    )
+                    continue
+                brought.append(host)
+            for host in brought:
                 where = self.remote_dir(host)
                 parents = " ".join(
                     shlex.quote(str(p)) for p in list(Path(where).parents)[:2] if str(p) != "."
                 )
                 command = f"rm -rf {shlex.quote(where)}; rmdir {parents} 2>/dev/null; true"
-                _remote(self.reach(host), host, command, self.control(host))
+                with contextlib.suppress(OSError, subprocess.SubprocessError):
+                    _remote(self.reach(host), host, command, self.control(host))
         finally:
             self.close()
 
