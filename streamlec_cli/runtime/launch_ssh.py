@@ -545,7 +545,7 @@ class SshLauncher(Launcher):
     def finish(self) -> None:
         """Bring back what the workers wrote on every host (no local file is overwritten),
         then remove the hosts' run directories and close the connections. A host that
-        cannot be reached keeps its directory; the run goes on to its summary, saying so."""
+        cannot be reached keeps its directory, named in a warning on stderr."""
         brought = []
         try:
             for host in self.ready:
