@@ -31,6 +31,7 @@ from streamlec_cli.runtime.launch_ssh import (
 )
 from streamlec_cli.runtime.registry import live_runs
 from streamlec_cli.runtime.supervisor import Supervisor
+from streamlec_cli.runtime.wire import socket_dir
 from streamlec_cli.spec import load
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -293,6 +294,7 @@ import json, sys
 from pathlib import Path
 from streamlec_cli.runtime.launch_ssh import SshLauncher, SshSettings
 from streamlec_cli.runtime.supervisor import Supervisor
+from streamlec_cli.runtime.wire import socket_dir
 from streamlec_cli.spec import load
 spec = load(sys.argv[1])[0]
 supervisor = Supervisor(spec, Path(sys.argv[2]))
@@ -319,6 +321,10 @@ def test_workers_on_the_hosts_end_with_a_killed_supervisor(tmp_path, settings):
         supervisor.kill()
         supervisor.wait()
     assert eventually(lambda: not running_in(remote)), running_in(remote)
+    [run_dir] = (tmp_path / "results" / "it").iterdir()
+    assert list(socket_dir(run_dir).glob("ssh-*"))  # the master connections' sockets
+    streamlec("ps", env={"STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")})
+    assert not socket_dir(run_dir).exists()  # the next command cleans up after the dead one
 
 
 def kill_then_ps(worker: str, said: list[str], timeout: float = 60) -> None:

@@ -443,7 +443,12 @@ class SshLauncher(Launcher):
         self.hosts = list(hosts)
         self.settings = settings or SshSettings()
         self.addresses = dict(addresses or {})  # host name -> the address ssh connects to
-        self.control_dir = Path(tempfile.mkdtemp(prefix="slec-ssh-"))  # short: a socket path
+        from .wire import socket_dir  # here: ``ps`` imports this module, never a launcher
+
+        # The master connections' sockets sit with the run's ipc sockets (a short path), so
+        # they go with them after the run, or after a killed supervisor (``leftovers.py``).
+        self.control_dir = socket_dir(self.run_dir)
+        self.control_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.masters: dict[str, subprocess.Popen] = {}  # host -> its master connection
         self.controls: dict[str, str] = {}  # host -> the master's socket
         self.ready: dict[str, set[str]] = {}  # host -> the files copied there
@@ -489,7 +494,7 @@ class SshLauncher(Launcher):
         """The master connection's socket for ``host``, started on first use."""
         if host in self.masters:
             return self.controls[host]
-        path = str(self.control_dir / str(len(self.masters)))
+        path = str(self.control_dir / f"ssh-{len(self.masters)}")
         self.controls[host] = path
         argv = ssh_argv(self.reach(host), host)
         argv[1:1] = ["-M", "-S", path, "-N", "-o", "ControlPersist=no"]
@@ -614,10 +619,11 @@ class SshLauncher(Launcher):
             if master.stderr is not None:
                 master.stderr.close()
         self.masters = {}
-        with contextlib.suppress(OSError):
-            for path in self.control_dir.iterdir():
+        for path in self.control_dir.glob("ssh-*"):
+            with contextlib.suppress(OSError):
                 path.unlink()
-            self.control_dir.rmdir()
+        with contextlib.suppress(OSError):
+            self.control_dir.rmdir()  # unless the run's ipc sockets are still there
 
     # -- workers -------------------------------------------------------------------------
 
