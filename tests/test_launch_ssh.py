@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sshd import HOSTS, sshd
@@ -26,6 +27,7 @@ from streamlec_cli.runtime.launch_ssh import (
     SshHandle,
     SshLauncher,
     SshSettings,
+    check_cluster,
     check_host,
     clock_offset,
 )
@@ -233,6 +235,13 @@ def test_check_host_says_reachable_with_the_same_version(settings):
     ok, message = check_host(settings, HOSTS[1])
     assert ok, message
     assert message.startswith(f"{HOSTS[1]}: reachable in ")
+
+
+def test_check_cluster_checks_every_host_once(settings):
+    section = SimpleNamespace(hosts=(*HOSTS, HOSTS[0]), ssh=tuple(settings.to_mapping().items()))
+    found = check_cluster(SimpleNamespace(cluster=section))
+    assert [host for host, _, _ in found] == HOSTS
+    assert all(ok for _, ok, _ in found), found
 
 
 def test_check_host_says_why_a_host_cannot_be_used(settings):

@@ -800,4 +800,11 @@ def check_host(settings: SshSettings, host: str) -> tuple[bool, str]:
     return True, f"{host}: reachable in {took * 1000:.0f} ms, streamlec at commit {there}"
 
 
+def check_cluster(spec) -> list[tuple[str, bool, str]]:
+    """``streamlec cluster check`` for ``launcher: ssh``: (host, ok, message) for every host
+    of the spec's ``cluster`` section, reached with its ``cluster.ssh`` settings."""
+    settings = SshSettings.from_mapping(dict(spec.cluster.ssh))
+    return [(host, *check_host(settings, host)) for host in dict.fromkeys(spec.cluster.hosts)]
+
+
 LAUNCHERS["ssh"] = SshLauncher
