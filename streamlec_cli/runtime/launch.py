@@ -142,6 +142,9 @@ class Launcher(ABC):
     def handle(cls, worker: str, record: dict) -> Handle:
         """A handle rebuilt from a registry entry written by another process."""
 
+    def finish(self) -> None:  # noqa: B027 - most launchers have nothing to bring back
+        """After the last worker ended: bring back what the workers wrote elsewhere."""
+
 
 # -- local: a child process on this host -------------------------------------------------------
 
@@ -383,3 +386,6 @@ class ExitWatch:
 
     def close(self) -> None:
         self.follow([])
+
+
+from . import launch_ssh  # noqa: E402, F401  registers "ssh" in LAUNCHERS
