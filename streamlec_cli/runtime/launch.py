@@ -127,6 +127,28 @@ class Launcher(ABC):
     def handle(cls, worker: str, record: dict) -> Handle:
         """A handle rebuilt from a registry entry written by another process."""
 
+    def finish(self) -> None:  # noqa: B027 - most launchers have nothing to bring back
+        """After the last worker ended: bring back what the workers wrote elsewhere."""
+
+
+def worker_env(supervisor: str | None = None) -> dict[str, str]:
+    """The environment of a worker: this one, with one BLAS thread, unbuffered output, the
+    supervisor's pid (or ``supervisor``) and the supervisor's copy of the code."""
+    env = dict(os.environ)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = "1"  # one core per worker: the workers are the parallelism
+    env["PYTHONUNBUFFERED"] = "1"
+    env[SUPERVISOR_ENV] = supervisor or str(os.getpid())
+    # Workers run the supervisor's copy of the code, never a streamlec_cli that happens
+    # to sit in the working directory (``python -m`` would put it first on the path);
+    # when the supervisor's copy is the one in the working directory, they get that.
+    env["PYTHONSAFEPATH"] = "1"
+    if PACKAGE.parent == Path.cwd().resolve():
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(PACKAGE.parent), env.get("PYTHONPATH")) if p
+        )
+    return env
+
 
 # -- local: a child process on this host -------------------------------------------------------
 
@@ -217,19 +239,7 @@ class LocalLauncher(Launcher):
     ) -> LocalHandle:
         """Run ``argv`` as worker ``name`` (the seam ``spawn`` and ``spare`` share; tests
         start any command through it). ``stdin``: keep a pipe to its standard input."""
-        env = dict(os.environ)
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = "1"  # one core per worker: the workers are the parallelism
-        env["PYTHONUNBUFFERED"] = "1"
-        env[SUPERVISOR_ENV] = str(os.getpid())
-        # Workers run the supervisor's copy of the code, never a streamlec_cli that happens
-        # to sit in the working directory (``python -m`` would put it first on the path);
-        # when the supervisor's copy is the one in the working directory, they get that.
-        env["PYTHONSAFEPATH"] = "1"
-        if PACKAGE.parent == Path.cwd().resolve():
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(PACKAGE.parent), env.get("PYTHONPATH")) if p
-            )
+        env = worker_env()
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "logs" / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
@@ -347,3 +357,6 @@ class ExitWatch:
 
     def close(self) -> None:
         self.follow([])
+
+
+from . import launch_slurm  # noqa: E402, F401  registers "slurm" in LAUNCHERS

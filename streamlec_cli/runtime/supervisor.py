@@ -306,6 +306,7 @@ class Supervisor:
         finally:
             SIGNALS.disarm()  # a stop signal from here on hurries the stop, never breaks it
             self.shutdown()
+            self.launcher.finish()
             ctx.destroy(linger=0)
             wire.remove_socket_files(self.run_dir)
             if hasattr(self, "live"):
