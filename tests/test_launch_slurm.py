@@ -23,7 +23,14 @@ from pathlib import Path
 
 import pytest
 from slurm_cluster import SlurmCluster, available
-from test_runtime import RUN_TIMEOUT, assert_absorbed, events, only_run_dir, write_spec
+from test_runtime import (
+    RUN_TIMEOUT,
+    assert_absorbed,
+    events,
+    only_run_dir,
+    streamlec,
+    write_spec,
+)
 
 from streamlec_cli.runtime.launch import handle_from_record
 from streamlec_cli.runtime.launch_slurm import SlurmHandle, SlurmLauncher, merge_events
@@ -268,3 +275,38 @@ def test_ec42_run_inside_an_allocation_absorbs_two_kills(cluster, tmp_path):
     leftovers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert tag not in leftovers  # no worker of the run (they run in the node-local copy)
     assert not list(Path("/tmp").glob(f"streamlec-*-{tag}"))  # the node's copy is gone
+
+
+def test_ps_and_kill_worker_in_another_shell_reach_a_step(cluster, tmp_path):
+    """A user's ``streamlec ps`` and ``kill-worker`` beside a run in an allocation."""
+    env = {**cluster.env(), "STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")}
+    spec = write_spec(tmp_path, transport="tcp", rate=24_000)  # about 6 s of stream
+    out = tmp_path / "results"
+    harness = tmp_path / "harness.py"
+    harness.write_text(HARNESS)
+    command = ["run", str(spec), "--out", str(out), "--quiet"]
+    run = subprocess.Popen(
+        ["salloc", "-N1", "--job-name=streamlec-run", sys.executable, str(harness), *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The sink's files come back at the end (no shared file system): ps tells when the
+        # workers are up, and the stream is under way a little later.
+        wait_for(lambda: "processor-1" in streamlec("ps", env=env).stdout, timeout=60)
+        time.sleep(2.5)
+        ps = streamlec("ps", env=env)
+        assert "slurm" in ps.stdout or "processor-1" in ps.stdout, ps.stdout + ps.stderr
+        killed = streamlec("kill-worker", "processor-1", env=env)
+        assert killed.returncode == 0, killed.stdout + killed.stderr
+        _, stderr = run.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, stderr
+    run_dir = only_run_dir(out)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert_absorbed(summary, run_dir, ["processor-1"])
+    assert [s for s in cluster.steps() if "streamlec:" in s] == []
