@@ -241,6 +241,21 @@ main(sys.argv[1:])
 """
 
 
+def run_in_allocation(tmp_path: Path, spec: Path, env: dict) -> subprocess.Popen:
+    """``streamlec run SPEC --out tmp_path/results`` with the slurm launcher, inside a new
+    allocation of one node (``salloc -N1 ...``), in the background."""
+    harness = tmp_path / "harness.py"
+    harness.write_text(HARNESS)
+    command = ["run", str(spec), "--out", str(tmp_path / "results"), "--quiet"]
+    return subprocess.Popen(
+        ["salloc", "-N1", "--job-name=streamlec-run", sys.executable, str(harness), *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_ec42_run_inside_an_allocation_absorbs_two_kills(cluster, tmp_path):
     spec = write_spec(
         tmp_path,
@@ -251,19 +266,10 @@ def test_ec42_run_inside_an_allocation_absorbs_two_kills(cluster, tmp_path):
             {"at_batch": 9, "kill": ["processor-2"]},
         ],
     )
-    out = tmp_path / "results"
-    harness = tmp_path / "harness.py"
-    harness.write_text(HARNESS)
-    command = ["run", str(spec), "--out", str(out), "--quiet"]
-    run = subprocess.run(
-        ["salloc", "-N1", "--job-name=streamlec-run", sys.executable, str(harness), *command],
-        env=cluster.env(),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    run_dir = only_run_dir(out)
+    run = run_in_allocation(tmp_path, spec, cluster.env())
+    stdout, stderr = run.communicate(timeout=RUN_TIMEOUT)
+    assert run.returncode == 0, stdout + stderr
+    run_dir = only_run_dir(tmp_path / "results")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert_absorbed(summary, run_dir, ["processor-1", "processor-2"])
     log = events(run_dir)
@@ -281,17 +287,7 @@ def test_ps_and_kill_worker_in_another_shell_reach_a_step(cluster, tmp_path):
     """A user's ``streamlec ps`` and ``kill-worker`` beside a run in an allocation."""
     env = {**cluster.env(), "STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")}
     spec = write_spec(tmp_path, transport="tcp", rate=24_000)  # about 6 s of stream
-    out = tmp_path / "results"
-    harness = tmp_path / "harness.py"
-    harness.write_text(HARNESS)
-    command = ["run", str(spec), "--out", str(out), "--quiet"]
-    run = subprocess.Popen(
-        ["salloc", "-N1", "--job-name=streamlec-run", sys.executable, str(harness), *command],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = run_in_allocation(tmp_path, spec, env)
     try:
         # The sink's files come back at the end (no shared file system): ps tells when the
         # workers are up, and the stream is under way a little later.
@@ -306,7 +302,7 @@ def test_ps_and_kill_worker_in_another_shell_reach_a_step(cluster, tmp_path):
         if run.poll() is None:
             run.kill()
     assert run.returncode == 0, stderr
-    run_dir = only_run_dir(out)
+    run_dir = only_run_dir(tmp_path / "results")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert_absorbed(summary, run_dir, ["processor-1"])
     assert [s for s in cluster.steps() if "streamlec:" in s] == []

@@ -148,7 +148,8 @@ class SlurmHandle(Handle):
                 ["scontrol", "listpids", self.step], capture_output=True, text=True, env=env
             )
             rows = [line.split() for line in res.stdout.splitlines()[1:]]
-            pids = [int(r[0]) for r in rows if len(r) >= 4 and r[3] == "0"]  # task 0
+            # task 0's; its pid is -1 until slurmstepd has forked it
+            pids = [int(r[0]) for r in rows if len(r) >= 4 and r[3] == "0" and int(r[0]) > 0]
             if pids:
                 self._task_pid = min(pids)
             else:  # the step is there, its task not yet
