@@ -20,6 +20,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from slurm_cluster import SlurmCluster, available
@@ -116,6 +117,15 @@ def wait_for(check, timeout: float = 10.0) -> None:
 def test_nodes_default_to_the_allocations(launcher, cluster):
     assert launcher.nodes == [cluster.node]
     assert launcher.place("sink") == cluster.node
+    run_dir = launcher.run_dir
+    named = SimpleNamespace(cluster=SimpleNamespace(hosts=("n1", "n2", "n3", "n4")))
+    assert SlurmLauncher.for_run(named, run_dir).nodes == ["n1", "n2", "n3", "n4"]
+    unnamed = SimpleNamespace(cluster=SimpleNamespace(hosts=()))
+    assert SlurmLauncher.for_run(unnamed, run_dir).nodes == [cluster.node]
+    placed = SlurmLauncher.for_run(named, run_dir)
+    where = [placed.place(w) for w in ("sink", "source", "processor-0", "processor-1")]
+    assert where == ["n1", "n2", "n3", "n4"]
+    assert placed.place("processor-2") == "n3"
 
 
 def test_a_step_starts_is_signalled_and_its_end_is_seen_at_once(launcher, cluster):

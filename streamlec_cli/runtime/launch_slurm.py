@@ -261,6 +261,13 @@ class SlurmLauncher(Launcher):
         self.staged: list[str] = []  # nodes that have the run directory
         self.spares_placed = 0
 
+    @classmethod
+    def for_run(cls, spec: object, run_dir: Path, cluster: object = None) -> SlurmLauncher:
+        """The launcher of one run: the spec's ``cluster.hosts`` are the nodes (none: the
+        allocation's). Emulated hosts (``cluster``) are not Slurm nodes: not used here."""
+        hosts = getattr(getattr(spec, "cluster", None), "hosts", ())
+        return cls(Path(run_dir), Path(run_dir) / "spec.yaml", list(hosts) or None)
+
     # -- placement: sink and source on nodes of their own, then the processors round robin -
 
     def place(self, name: str) -> str:
