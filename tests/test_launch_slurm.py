@@ -276,7 +276,8 @@ def test_ec42_run_inside_an_allocation_absorbs_two_kills(cluster, tmp_path):
             {"at_batch": 9, "kill": ["processor-2"]},
         ],
     )
-    run = run_in_allocation(tmp_path, spec, cluster.env())
+    env = {**cluster.env(), "STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")}
+    run = run_in_allocation(tmp_path, spec, env)
     stdout, stderr = run.communicate(timeout=RUN_TIMEOUT)
     assert run.returncode == 0, stdout + stderr
     run_dir = only_run_dir(tmp_path / "results")
