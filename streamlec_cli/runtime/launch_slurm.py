@@ -357,8 +357,8 @@ class SlurmLauncher(Launcher):
         name: str,
         incarnation: int,
         argv: list[str],
-        host: str | None = None,
         stdin: bool = False,
+        host: str | None = None,
     ) -> SlurmHandle:
         """Run ``argv`` as worker ``name`` in a step of its own on ``host``."""
         node = host or self.place(name)
@@ -381,10 +381,10 @@ class SlurmLauncher(Launcher):
         return SlurmHandle(name, incarnation, node, self.job, step_name, proc.pid, proc)
 
     def spawn(self, name: str, incarnation: int, host: str | None = None) -> SlurmHandle:
-        return self.start(name, incarnation, self.worker_argv(name, incarnation), host)
+        return self.start(name, incarnation, self.worker_argv(name, incarnation), host=host)
 
     def spare(self, name: str, host: str | None = None) -> SlurmHandle:
-        return self.start(name, 0, self.worker_argv(name, None), host, stdin=True)
+        return self.start(name, 0, self.worker_argv(name, None), stdin=True, host=host)
 
     def adopt(self, spare: Handle, name: str, incarnation: int) -> SlurmHandle | None:
         assert isinstance(spare, SlurmHandle) and spare.proc is not None
