@@ -317,3 +317,26 @@ def test_ps_and_kill_worker_in_another_shell_reach_a_step(cluster, tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert_absorbed(summary, run_dir, ["processor-1"])
     assert [s for s in cluster.steps() if "streamlec:" in s] == []
+
+
+def test_a_killed_supervisor_leaves_no_step_in_the_allocation(allocation, cluster, tmp_path):
+    """A supervisor killed outright (the OOM killer, kill -9) inside an allocation that goes
+    on: each srun client gets SIGTERM from the kernel and ends its step."""
+    env = {**os.environ, "STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")}
+    spec = write_spec(tmp_path, transport="tcp", rate=6_000)  # about 24 s of stream
+    harness = tmp_path / "harness.py"
+    harness.write_text(HARNESS)
+    out = tmp_path / "results"
+    run = subprocess.Popen(
+        [sys.executable, str(harness), "run", str(spec), "--out", str(out), "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: "processor-1" in streamlec("ps", env=env).stdout, timeout=60)
+        assert [s for s in cluster.steps() if "streamlec:" in s]
+    finally:
+        run.kill()
+        run.wait(10)
+    wait_for(lambda: not [s for s in cluster.steps() if "streamlec:" in s], timeout=5)
