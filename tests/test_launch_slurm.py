@@ -198,14 +198,18 @@ def test_files_go_to_the_node_and_what_workers_wrote_comes_back(launcher):
         (d / "events.csv").write_text("time,worker,event,detail\\n" + rows)
         """
     )
-    handle = launcher.start_test("sink", [sys.executable, "-c", write, str(launcher.remote_dir)])
+    handle = launcher.start_test(
+        "sink", [sys.executable, "-c", write, str(launcher.remote_dir(launcher.nodes[0]))]
+    )
     assert handle.proc.wait(20) == 0, (run_dir / "logs" / "sink.log").read_text()
     launcher.finish()
     assert (run_dir / "sink.json").read_text() == "{}"
     assert (run_dir / "token").read_text() == "abc"
     rows = (run_dir / "events.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["time", "0.5", "1.0", "2.0"]
-    assert not launcher.remote_dir.exists()  # the node is this host: its copy is gone
+    assert not launcher.remote_dir(
+        launcher.nodes[0]
+    ).exists()  # the node is this host: its copy is gone
 
 
 def test_merge_events_keeps_one_header_and_time_order(tmp_path):
@@ -291,7 +295,7 @@ def test_ec42_run_inside_an_allocation_absorbs_two_kills(cluster, tmp_path):
     tag = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:10]
     leftovers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert tag not in leftovers  # no worker of the run (they run in the node-local copy)
-    assert not list(Path("/tmp").glob(f"streamlec-*-{tag}"))  # the node's copy is gone
+    assert not list(Path("/tmp").glob(f"streamlec-*-{tag}-*"))  # the node's copy is gone
 
 
 def test_ps_and_kill_worker_in_another_shell_reach_a_step(cluster, tmp_path):

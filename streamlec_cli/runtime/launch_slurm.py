@@ -23,11 +23,11 @@ allocations have cores, and a worker mostly waits. The nodes are the allocation'
 
 No shared file system is assumed. Before the first worker starts on a node, a step unpacks
 the run directory as it is then (``spec.yaml``, ``token``, ``port``, the staged data set; not
-the logs) into a node-local directory (``/tmp/streamlec-<job>-<hash of the run directory>``,
-the same path on every node); the workers run there. At the end (``finish``), a step per node
-packs what the workers wrote there (the sink's results, its events) and it is unpacked into
-the run directory, the sink's events merged with the supervisor's by time; then the
-node-local directory is removed. Every node needs the same Python with streamlec installed
+the logs) into a node-local directory, ``/tmp/streamlec-<job>-<hash of the run
+directory>-<node>``; the workers run there. At the end (``finish``), a step per node packs
+what the workers wrote there (the sink's results, its events) and it is unpacked into the run
+directory, the sink's events merged with the supervisor's by time; then the node-local
+directory is removed. Every node needs the same Python with streamlec installed
 at the supervisor's ``sys.executable``.
 """
 
@@ -257,7 +257,7 @@ class SlurmLauncher(Launcher):
             raise SlurmError(msg)
         self.nodes = list(nodes or allocation_nodes())
         tag = hashlib.sha256(str(self.run_dir.resolve()).encode()).hexdigest()[:10]
-        self.remote_dir = Path(f"/tmp/streamlec-{self.job}-{tag}")
+        self.run_tag = f"{self.job}-{tag}"  # names the run's steps and node-local copies
         self.staged: list[str] = []  # nodes that have the run directory
         self.spares_placed = 0
 
@@ -298,6 +298,11 @@ class SlurmLauncher(Launcher):
             *argv,
         ]
 
+    def remote_dir(self, node: str) -> Path:
+        """The node-local copy of the run directory on ``node`` (the node in its name, so
+        that nodes on one machine keep theirs apart)."""
+        return Path(f"/tmp/streamlec-{self.run_tag}-{node}")
+
     def stage(self, node: str) -> None:
         """Unpack the run directory (without logs and events) into the node-local one."""
         buf = io.BytesIO()
@@ -305,16 +310,16 @@ class SlurmLauncher(Launcher):
             for path in sorted(self.run_dir.iterdir()):
                 if path.name not in ("logs", EVENTS):
                     tar.add(path, arcname=path.name)
-        d = self.remote_dir
+        d = self.remote_dir(node)
         script = f"mkdir -p {d} && tar -xf - -C {d} && touch {d}/.staged"
         _slurm(*self.srun(node, "sh", "-c", script), stdin=buf.getvalue())
         self.staged.append(node)
 
     def finish(self) -> None:
         """Bring back what the workers wrote on each node, then remove the node-local copy."""
-        d = self.remote_dir
-        pack = f"cd {d} && find . -type f -newer .staged -print0 | tar --null -T - -cf -"
         for node in self.staged:
+            d = self.remote_dir(node)
+            pack = f"cd {d} && find . -type f -newer .staged -print0 | tar --null -T - -cf -"
             try:
                 data = subprocess.run(
                     self.srun(node, "sh", "-c", pack), capture_output=True, timeout=300
@@ -344,10 +349,10 @@ class SlurmLauncher(Launcher):
 
     # -- workers ----------------------------------------------------------------------
 
-    def worker_argv(self, name: str, incarnation: int | None) -> list[str]:
-        spec = self.remote_dir / self.spec_file.name
-        argv = [sys.executable, "-m", "streamlec_cli", "worker", str(spec), name]
-        argv += ["--run-dir", str(self.remote_dir)]
+    def worker_argv(self, name: str, incarnation: int | None, node: str) -> list[str]:
+        run_dir = self.remote_dir(node)
+        argv = [sys.executable, "-m", "streamlec_cli", "worker", str(run_dir / "spec.yaml"), name]
+        argv += ["--run-dir", str(run_dir)]
         if incarnation is not None:
             argv += ["--incarnation", str(incarnation)]
         return argv
@@ -364,7 +369,7 @@ class SlurmLauncher(Launcher):
         node = host or self.place(name)
         if node not in self.staged:
             self.stage(node)
-        step_name = f"{STEP_PREFIX}:{name}:{incarnation}:{self.remote_dir.name}"
+        step_name = f"{STEP_PREFIX}:{name}:{incarnation}:{self.run_tag}"
         env = worker_env(REMOTE_SUPERVISOR)
         env["SLURM_JOB_ID"] = self.job
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -381,10 +386,12 @@ class SlurmLauncher(Launcher):
         return SlurmHandle(name, incarnation, node, self.job, step_name, proc.pid, proc)
 
     def spawn(self, name: str, incarnation: int, host: str | None = None) -> SlurmHandle:
-        return self.start(name, incarnation, self.worker_argv(name, incarnation), host=host)
+        node = host or self.place(name)
+        return self.start(name, incarnation, self.worker_argv(name, incarnation, node), host=node)
 
     def spare(self, name: str, host: str | None = None) -> SlurmHandle:
-        return self.start(name, 0, self.worker_argv(name, None), stdin=True, host=host)
+        node = host or self.place(name)
+        return self.start(name, 0, self.worker_argv(name, None, node), stdin=True, host=node)
 
     def adopt(self, spare: Handle, name: str, incarnation: int) -> SlurmHandle | None:
         assert isinstance(spare, SlurmHandle) and spare.proc is not None
