@@ -52,9 +52,12 @@ def _sbin(name: str) -> str:
 
 
 class SlurmCluster:
-    def __init__(self, root: Path, cpus: int | None = None) -> None:
+    def __init__(self, root: Path, nodes: int = 1, cpus: int | None = None) -> None:
         self.root = Path(root)
         self.node = socket.gethostname()
+        # One node: this machine by its name. More: n1 .. nN, a slurmd each (slurmd -N),
+        # all on this machine, each on a port of its own.
+        self.nodes = [self.node] if nodes == 1 else [f"n{i}" for i in range(1, nodes + 1)]
         self.cpus = cpus or os.cpu_count() or 1
         self.conf = self.root / "slurm.conf"
         self.procs: list[int] = []  # pids of the daemons, stopped in reverse order
@@ -68,7 +71,7 @@ class SlurmCluster:
 
     def start(self) -> SlurmCluster:
         root = self.root
-        for sub in ("state", "spool", "log"):
+        for sub in ("state", "log", *(f"spool/{node}" for node in self.nodes)):
             (root / sub).mkdir(parents=True, exist_ok=True)
         munge = pwd.getpwnam("munge")
         # munged wants every directory above its socket searchable by all, which a test's
@@ -107,9 +110,10 @@ class SlurmCluster:
         (root / "plugstack.conf").write_text("")
         self.conf.write_text(self.config())
         env = self.env()
-        for daemon in ("slurmctld", "slurmd"):
+        daemons = [["slurmctld"]] + [["slurmd", "-N", node] for node in self.nodes]
+        for daemon, *args in daemons:
             proc = subprocess.Popen(
-                [_sbin(daemon), "-D", "-f", str(self.conf)],
+                [_sbin(daemon), "-D", "-f", str(self.conf), *args],
                 env=env,
                 stdout=open(root / "log" / f"{daemon}.out", "ab"),  # noqa: SIM115
                 stderr=subprocess.STDOUT,
@@ -119,27 +123,30 @@ class SlurmCluster:
             self.__dict__.setdefault("popens", []).append(proc)
             if daemon == "slurmctld":
                 self._wait_until(["scontrol", "ping"], "UP", 20)
-        self._wait_until(["sinfo", "-h", "-o", "%t"], "idle", 30)
+        self._wait_until(["sinfo", "-h", "-o", "%D %t"], f"{len(self.nodes)} idle", 30)
         return self
 
     def config(self) -> str:
         root = self.root
+        nodes = "\n".join(
+            f"NodeName={node} NodeAddr=127.0.0.1 Port={_free_port()} CPUs={self.cpus}"
+            for node in self.nodes
+        )
         return f"""\
 ClusterName=streamlec
 SlurmctldHost={self.node}(127.0.0.1)
 SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={self.munge_socket}
 StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
+SlurmdSpoolDir={root}/spool/%n
 SlurmctldPidFile={root}/slurmctld.pid
-SlurmdPidFile={root}/slurmd.pid
+SlurmdPidFile={root}/slurmd-%n.pid
 SlurmctldLogFile={root}/log/slurmctld.log
-SlurmdLogFile={root}/log/slurmd.log
+SlurmdLogFile={root}/log/slurmd-%n.log
 PlugStackConfig={root}/plugstack.conf
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -156,8 +163,8 @@ SlurmdTimeout=30
 InactiveLimit=0
 KillWait=2
 MinJobAge=2
-NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} State=UNKNOWN
-PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+{nodes}
+PartitionName=debug Nodes={",".join(self.nodes)} Default=YES State=UP OverSubscribe=YES
 """
 
     def _wait_for_file(self, path: Path, timeout: float = 10) -> Path:

@@ -255,14 +255,15 @@ main(sys.argv[1:])
 """
 
 
-def run_in_allocation(tmp_path: Path, spec: Path, env: dict) -> subprocess.Popen:
+def run_in_allocation(tmp_path: Path, spec: Path, env: dict, nodes: int = 1) -> subprocess.Popen:
     """``streamlec run SPEC --out tmp_path/results`` with the slurm launcher, inside a new
-    allocation of one node (``salloc -N1 ...``), in the background."""
+    allocation of ``nodes`` nodes (``salloc -N nodes ...``), in the background."""
     harness = tmp_path / "harness.py"
     harness.write_text(HARNESS)
+    salloc = ["salloc", f"-N{nodes}", "--job-name=streamlec-run"]
     command = ["run", str(spec), "--out", str(tmp_path / "results"), "--quiet"]
     return subprocess.Popen(
-        ["salloc", "-N1", "--job-name=streamlec-run", sys.executable, str(harness), *command],
+        [*salloc, sys.executable, str(harness), *command],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

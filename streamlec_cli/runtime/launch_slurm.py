@@ -14,8 +14,9 @@ streamlec_cli worker ...``. The ``srun`` client is a child of the supervisor, so
   the same worker; a step that no longer exists is a worker gone;
 * ``sample()`` and ``stopped()`` read the task's ``/proc`` when its node is this host (its pid
   from ``scontrol listpids``, which asks the node's own slurmd); on another node ``sample()``
-  asks ``sstat`` (memory and CPU, where the cluster gathers job accounting) and ``stopped()``
-  cannot see a stop (False).
+  gives what ``sstat`` said (memory and CPU, where the cluster gathers job accounting; one
+  ``sstat`` for all steps twice a second, in a thread) and ``stopped()`` cannot see a stop
+  (False).
 
 ``--overlap`` lets the steps share the allocation's CPUs: a run has more workers than most
 allocations have cores, and a worker mostly waits. The nodes are the allocation's
@@ -44,6 +45,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -113,7 +115,9 @@ class SlurmHandle(Handle):
         proc: subprocess.Popen | None = None,
         step: str | None = None,
         task_pid: int | None = None,
+        sampler: StepSampler | None = None,
     ) -> None:
+        self.sampler = sampler
         self.worker = worker
         self.incarnation = incarnation
         self.host = host
@@ -195,12 +199,9 @@ class SlurmHandle(Handle):
             return local.sample()
         if self.step is None:
             return None
-        out = _slurm("sstat", "-n", "-P", "-j", self.step, "-o", "MaxRSS,AveCPU", check=False)
-        fields = out.strip().split("|")
-        if len(fields) != 2 or not fields[0]:
-            return None
-        rss = _kilobytes(fields[0])
-        return Sample(rss, rss, _seconds(fields[1]))
+        if self.sampler is not None:  # the supervisor's: read in a thread, never waited on
+            return self.sampler.get(self.step)
+        return sstat_samples(self.step).get(self.step)
 
     def stopped(self) -> bool:
         local = self._local() if self.alive() else None
@@ -214,6 +215,49 @@ class SlurmHandle(Handle):
             "step_name": self.step_name,
             "task_pid": self.task_pid,
         }
+
+
+def sstat_samples(target: str) -> dict[str, Sample]:
+    """``{JOB.STEP: Sample}`` from one ``sstat`` of a step, or of every step of a job (memory
+    and CPU, where the cluster gathers job accounting; else nothing)."""
+    argv = ["sstat", "-n", "-P", "-o", "JobID,MaxRSS,AveCPU", "-j", target]
+    if "." not in target:
+        argv.insert(1, "-a")
+    samples = {}
+    for line in _slurm(*argv, check=False).splitlines():
+        fields = line.strip().split("|")
+        if len(fields) == 3 and fields[1]:
+            rss = _kilobytes(fields[1])
+            samples[fields[0]] = Sample(rss, rss, _seconds(fields[2]))
+    return samples
+
+
+class StepSampler:
+    """The samples of a job's steps on other nodes, read by one ``sstat`` for all of them
+    every ``every`` seconds in a thread of its own, so that the supervisor's loop never
+    waits on Slurm (it samples every worker twice a second)."""
+
+    def __init__(self, job: str, every: float = 0.5) -> None:
+        self.job = job
+        self.every = every
+        self.samples: dict[str, Sample] = {}
+        self.done = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def get(self, step: str) -> Sample | None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self.run, name="sstat", daemon=True)
+            self.thread.start()
+        return self.samples.get(step)
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            with contextlib.suppress(SlurmError, OSError, subprocess.SubprocessError):
+                self.samples = sstat_samples(self.job)
+            self.done.wait(self.every)
+
+    def close(self) -> None:
+        self.done.set()
 
 
 def _kilobytes(text: str) -> int:
@@ -259,6 +303,7 @@ class SlurmLauncher(Launcher):
         tag = hashlib.sha256(str(self.run_dir.resolve()).encode()).hexdigest()[:10]
         self.run_tag = f"{self.job}-{tag}"  # names the run's steps and node-local copies
         self.staged: list[str] = []  # nodes that have the run directory
+        self.sampler = StepSampler(self.job)
         self.spares_placed = 0
 
     @classmethod
@@ -317,6 +362,7 @@ class SlurmLauncher(Launcher):
 
     def finish(self) -> None:
         """Bring back what the workers wrote on each node, then remove the node-local copy."""
+        self.sampler.close()
         for node in self.staged:
             d = self.remote_dir(node)
             pack = f"cd {d} && find . -type f -newer .staged -print0 | tar --null -T - -cf -"
@@ -383,7 +429,9 @@ class SlurmLauncher(Launcher):
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        return SlurmHandle(name, incarnation, node, self.job, step_name, proc.pid, proc)
+        return SlurmHandle(
+            name, incarnation, node, self.job, step_name, proc.pid, proc, sampler=self.sampler
+        )
 
     def spawn(self, name: str, incarnation: int, host: str | None = None) -> SlurmHandle:
         node = host or self.place(name)
@@ -413,6 +461,7 @@ class SlurmLauncher(Launcher):
             spare.proc,
             step,
             spare._task_pid,
+            self.sampler,
         )
 
     def dismiss(self, spare: Handle) -> None:
