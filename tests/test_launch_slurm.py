@@ -243,6 +243,16 @@ def test_step_start_and_kill_seen_latency(launcher):
 
 # -- a whole run inside an allocation ------------------------------------------------------
 
+#: EC(4,2) over tcp, about 3 s of stream, so that both kills land mid-stream.
+TWO_KILLS = {
+    "transport": "tcp",
+    "rate": 48_000,
+    "failures": [
+        {"at_batch": 3, "kill": ["processor-1"]},
+        {"at_batch": 9, "kill": ["processor-2"]},
+    ],
+}
+
 #: ``streamlec run`` with the slurm launcher in place of the local one (what
 #: ``cluster: {launcher: slurm}`` selects once the spec has that section).
 HARNESS = """
@@ -272,15 +282,7 @@ def run_in_allocation(tmp_path: Path, spec: Path, env: dict, nodes: int = 1) -> 
 
 
 def test_ec42_run_inside_an_allocation_absorbs_two_kills(cluster, tmp_path):
-    spec = write_spec(
-        tmp_path,
-        transport="tcp",
-        rate=48_000,  # about 3 s of stream: both kills land mid-stream
-        failures=[
-            {"at_batch": 3, "kill": ["processor-1"]},
-            {"at_batch": 9, "kill": ["processor-2"]},
-        ],
-    )
+    spec = write_spec(tmp_path, **TWO_KILLS)
     env = {**cluster.env(), "STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")}
     run = run_in_allocation(tmp_path, spec, env)
     stdout, stderr = run.communicate(timeout=RUN_TIMEOUT)
