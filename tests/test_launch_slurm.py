@@ -347,3 +347,6 @@ def test_a_killed_supervisor_leaves_no_step_in_the_allocation(allocation, cluste
         run.kill()
         run.wait(10)
     wait_for(lambda: not [s for s in cluster.steps() if "streamlec:" in s], timeout=5)
+    (run_dir,) = (meta.parent for meta in out.rglob("meta.json"))  # no summary: it was killed
+    tag = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:10]
+    wait_for(lambda: not list(Path("/tmp").glob(f"streamlec-*-{tag}-*")))  # nor a node copy

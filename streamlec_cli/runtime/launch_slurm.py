@@ -28,7 +28,10 @@ the logs) into a node-local directory, ``/tmp/streamlec-<job>-<hash of the run
 directory>-<node>``; the workers run there. At the end (``finish``), a step per node packs
 what the workers wrote there (the sink's results, its events) and it is unpacked into the run
 directory, the sink's events merged with the supervisor's by time; then the node-local
-directory is removed. Every node needs the same Python with streamlec installed
+directory is removed, by a keeper step per node that removes it when its input closes, or
+when the supervisor is gone (killed outright: its ``srun`` gets a parent-death SIGUSR1 and
+passes it on). A killed supervisor's worker steps end too: their ``srun`` clients get a
+parent-death SIGTERM, on which srun cancels its step. Every node needs the same Python with streamlec installed
 at the supervisor's ``sys.executable``.
 """
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import hashlib
 import io
 import os
@@ -277,12 +281,13 @@ def _seconds(text: str) -> float:
     return total + 86400 * int(days or 0)
 
 
-def _die_with_parent() -> None:
-    """In the ``srun`` client, before it runs: SIGTERM when the supervisor ends however it
-    ends, which srun passes on to its step."""
+def _die_with_parent(sig: int = signals.SIGTERM) -> None:
+    """In the ``srun`` client, before it runs: ``sig`` when the supervisor ends however it
+    ends. On SIGTERM srun cancels its step (its tasks are killed); SIGUSR1 it passes on to
+    them, so that they can still do something."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signals.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
 
 
 class SlurmLauncher(Launcher):
@@ -303,6 +308,7 @@ class SlurmLauncher(Launcher):
         tag = hashlib.sha256(str(self.run_dir.resolve()).encode()).hexdigest()[:10]
         self.run_tag = f"{self.job}-{tag}"  # names the run's steps and node-local copies
         self.staged: list[str] = []  # nodes that have the run directory
+        self.keepers: dict[str, subprocess.Popen] = {}  # node -> the step that removes it
         self.sampler = StepSampler(self.job)
         self.spares_placed = 0
 
@@ -359,6 +365,17 @@ class SlurmLauncher(Launcher):
         script = f"mkdir -p {d} && tar -xf - -C {d} && touch {d}/.staged"
         _slurm(*self.srun(node, "sh", "-c", script), stdin=buf.getvalue())
         self.staged.append(node)
+        # The copy's keeper: a step that removes it when its standard input closes (finish)
+        # or when the supervisor is gone (its srun passes the parent-death SIGUSR1 on).
+        keep = f"trap 'rm -rf {d}' EXIT; trap 'exit 0' TERM HUP INT USR1; cat >/dev/null"
+        self.keepers[node] = subprocess.Popen(
+            self.srun(node, "sh", "-c", keep, step_name=f"{STEP_PREFIX}:keeper:{self.run_tag}"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=functools.partial(_die_with_parent, signals.SIGUSR1),
+        )
 
     def finish(self) -> None:
         """Bring back what the workers wrote on each node, then remove the node-local copy."""
@@ -373,7 +390,9 @@ class SlurmLauncher(Launcher):
                 if data:
                     self.unpack(data)
             finally:
-                subprocess.run(self.srun(node, "rm", "-rf", str(d)), capture_output=True)
+                keeper = self.keepers.pop(node)
+                with contextlib.suppress(OSError):
+                    keeper.communicate(timeout=60)  # end of input: it removes the copy
         self.staged.clear()
 
     def unpack(self, data: bytes) -> None:
