@@ -31,8 +31,8 @@ directory, the sink's events merged with the supervisor's by time; then the node
 directory is removed, by a keeper step per node that removes it when its input closes, or
 when the supervisor is gone (killed outright: its ``srun`` gets a parent-death SIGUSR1 and
 passes it on). A killed supervisor's worker steps end too: their ``srun`` clients get a
-parent-death SIGTERM, on which srun cancels its step. Every node needs the same Python with streamlec installed
-at the supervisor's ``sys.executable``.
+parent-death SIGTERM, on which srun cancels its step. Every node needs the same Python with
+streamlec installed at the supervisor's ``sys.executable``.
 """
 
 from __future__ import annotations
