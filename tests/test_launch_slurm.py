@@ -9,6 +9,7 @@ its record, and a whole run with kills inside an allocation loses nothing and le
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -35,6 +36,7 @@ from test_runtime import (
 
 from streamlec_cli.runtime.launch import handle_from_record
 from streamlec_cli.runtime.launch_slurm import SlurmHandle, SlurmLauncher, merge_events
+from streamlec_cli.spec import Spec
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
 
@@ -245,7 +247,6 @@ def test_step_start_and_kill_seen_latency(launcher):
 
 #: EC(4,2) over tcp, about 3 s of stream, so that both kills land mid-stream.
 TWO_KILLS = {
-    "transport": "tcp",
     "rate": 48_000,
     "failures": [
         {"at_batch": 3, "kill": ["processor-1"]},
@@ -253,8 +254,10 @@ TWO_KILLS = {
     ],
 }
 
-#: ``streamlec run`` with the slurm launcher in place of the local one (what
-#: ``cluster: {launcher: slurm}`` selects once the spec has that section).
+#: ``cluster: {launcher: slurm}`` where the spec has that section; before it had one, the
+#: tests ran ``streamlec run`` with the slurm launcher put in place of the local one.
+HAS_CLUSTER = "cluster" in {f.name for f in dataclasses.fields(Spec)}
+SLURM = {"transport": "tcp", **({"cluster": {"launcher": "slurm"}} if HAS_CLUSTER else {})}
 HARNESS = """
 import sys
 from streamlec_cli.runtime import supervisor
@@ -265,15 +268,22 @@ main(sys.argv[1:])
 """
 
 
+def streamlec_argv(tmp_path: Path) -> list[str]:
+    """How to start ``streamlec`` so that ``run`` uses the slurm launcher on a ``SLURM`` spec."""
+    if HAS_CLUSTER:
+        return [sys.executable, "-m", "streamlec_cli"]
+    harness = tmp_path / "harness.py"
+    harness.write_text(HARNESS)
+    return [sys.executable, str(harness)]
+
+
 def run_in_allocation(tmp_path: Path, spec: Path, env: dict, nodes: int = 1) -> subprocess.Popen:
     """``streamlec run SPEC --out tmp_path/results`` with the slurm launcher, inside a new
     allocation of ``nodes`` nodes (``salloc -N nodes ...``), in the background."""
-    harness = tmp_path / "harness.py"
-    harness.write_text(HARNESS)
     salloc = ["salloc", f"-N{nodes}", "--job-name=streamlec-run"]
     command = ["run", str(spec), "--out", str(tmp_path / "results"), "--quiet"]
     return subprocess.Popen(
-        [*salloc, sys.executable, str(harness), *command],
+        [*salloc, *streamlec_argv(tmp_path), *command],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -282,7 +292,7 @@ def run_in_allocation(tmp_path: Path, spec: Path, env: dict, nodes: int = 1) -> 
 
 
 def test_ec42_run_inside_an_allocation_absorbs_two_kills(cluster, tmp_path):
-    spec = write_spec(tmp_path, **TWO_KILLS)
+    spec = write_spec(tmp_path, **SLURM, **TWO_KILLS)
     env = {**cluster.env(), "STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")}
     run = run_in_allocation(tmp_path, spec, env)
     stdout, stderr = run.communicate(timeout=RUN_TIMEOUT)
@@ -292,6 +302,7 @@ def test_ec42_run_inside_an_allocation_absorbs_two_kills(cluster, tmp_path):
     assert_absorbed(summary, run_dir, ["processor-1", "processor-2"])
     log = events(run_dir)
     assert any(e["worker"] == "sink" for e in log), log  # the sink's events came back
+    assert "/tmp/streamlec-" in (run_dir / "logs" / "sink.log").read_text()  # on its node
     for name in ("batches.csv", "sink.json", "model.npy", "timeline.csv"):
         assert (run_dir / name).exists(), name
     assert [s for s in cluster.steps() if "streamlec:" in s] == []  # no step left
@@ -304,7 +315,7 @@ def test_ec42_run_inside_an_allocation_absorbs_two_kills(cluster, tmp_path):
 def test_ps_and_kill_worker_in_another_shell_reach_a_step(cluster, tmp_path):
     """A user's ``streamlec ps`` and ``kill-worker`` beside a run in an allocation."""
     env = {**cluster.env(), "STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")}
-    spec = write_spec(tmp_path, transport="tcp", rate=24_000)  # about 6 s of stream
+    spec = write_spec(tmp_path, **SLURM, rate=24_000)  # about 6 s of stream
     run = run_in_allocation(tmp_path, spec, env)
     try:
         # The sink's files come back at the end (no shared file system): ps tells when the
@@ -330,12 +341,10 @@ def test_a_killed_supervisor_leaves_no_step_in_the_allocation(allocation, cluste
     """A supervisor killed outright (the OOM killer, kill -9) inside an allocation that goes
     on: each srun client gets SIGTERM from the kernel and ends its step."""
     env = {**os.environ, "STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")}
-    spec = write_spec(tmp_path, transport="tcp", rate=6_000)  # about 24 s of stream
-    harness = tmp_path / "harness.py"
-    harness.write_text(HARNESS)
+    spec = write_spec(tmp_path, **SLURM, rate=6_000)  # about 24 s of stream
     out = tmp_path / "results"
     run = subprocess.Popen(
-        [sys.executable, str(harness), "run", str(spec), "--out", str(out), "--quiet"],
+        [*streamlec_argv(tmp_path), "run", str(spec), "--out", str(out), "--quiet"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from slurm_cluster import SlurmCluster, available
-from test_launch_slurm import TWO_KILLS, run_in_allocation
+from test_launch_slurm import SLURM, TWO_KILLS, run_in_allocation
 from test_runtime import RUN_TIMEOUT, assert_absorbed, events, only_run_dir, write_spec
 
 from streamlec_cli.runtime.launch_slurm import sstat_samples
@@ -31,7 +31,7 @@ def cluster(tmp_path_factory):
 
 
 def test_ec42_run_over_three_nodes_absorbs_two_kills(cluster, tmp_path):
-    spec = write_spec(tmp_path, **TWO_KILLS)
+    spec = write_spec(tmp_path, **SLURM, **TWO_KILLS)
     env = {**cluster.env(), "STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")}
     run = run_in_allocation(tmp_path, spec, env, nodes=3)
     stdout, stderr = run.communicate(timeout=RUN_TIMEOUT)
