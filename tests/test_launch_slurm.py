@@ -36,6 +36,7 @@ from test_runtime import (
 
 from streamlec_cli.runtime.launch import handle_from_record
 from streamlec_cli.runtime.launch_slurm import SlurmHandle, SlurmLauncher, merge_events
+from streamlec_cli.runtime.supervisor import RunFailed
 from streamlec_cli.spec import Spec
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
@@ -128,6 +129,14 @@ def test_nodes_default_to_the_allocations(launcher, cluster):
     where = [placed.place(w) for w in ("sink", "source", "processor-0", "processor-1")]
     assert where == ["n1", "n2", "n3", "n4"]
     assert placed.place("processor-2") == "n3"
+
+
+def test_outside_an_allocation_the_run_fails_saying_so(tmp_path, monkeypatch):
+    for var in ("SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_NODELIST"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(RunFailed, match="inside an allocation") as failed:
+        SlurmLauncher.for_run(SimpleNamespace(cluster=None), tmp_path)
+    assert failed.value.exit_code == 2
 
 
 def test_a_step_starts_is_signalled_and_its_end_is_seen_at_once(launcher, cluster):

@@ -316,8 +316,13 @@ class SlurmLauncher(Launcher):
     def for_run(cls, spec: object, run_dir: Path, cluster: object = None) -> SlurmLauncher:
         """The launcher of one run: the spec's ``cluster.hosts`` are the nodes (none: the
         allocation's). Emulated hosts (``cluster``) are not Slurm nodes: not used here."""
+        from .supervisor import RunFailed  # here: the supervisor imports the launchers
+
         hosts = getattr(getattr(spec, "cluster", None), "hosts", ())
-        return cls(Path(run_dir), Path(run_dir) / "spec.yaml", list(hosts) or None)
+        try:
+            return cls(Path(run_dir), Path(run_dir) / "spec.yaml", list(hosts) or None)
+        except SlurmError as exc:  # not in an allocation, no Slurm: said in one line
+            raise RunFailed(f"cluster.launcher slurm: {exc}", exit_code=2) from None
 
     # -- placement: sink and source on nodes of their own, then the processors round robin -
 
