@@ -168,8 +168,8 @@ def test_a_stopped_worker_is_seen_as_stopped_until_it_continues(launcher):
 
 
 def test_a_record_of_an_unknown_launcher_is_refused():
-    with pytest.raises(LookupError, match="slurm"):
-        handle_from_record("processor-0", {"launcher": "slurm", "pid": 1, "incarnation": 1})
+    with pytest.raises(LookupError, match="kubernetes"):
+        handle_from_record("processor-0", {"launcher": "kubernetes", "pid": 1, "incarnation": 1})
 
 
 def test_spare_takes_a_slot_with_its_name_and_incarnation(launcher, tmp_path):

@@ -146,6 +146,25 @@ class Launcher(ABC):
         """After the last worker ended: bring back what the workers wrote elsewhere."""
 
 
+def worker_env(supervisor: str | None = None) -> dict[str, str]:
+    """The environment of a worker: this one, with one BLAS thread, unbuffered output, the
+    supervisor's pid (or ``supervisor``) and the supervisor's copy of the code."""
+    env = dict(os.environ)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = "1"  # one core per worker: the workers are the parallelism
+    env["PYTHONUNBUFFERED"] = "1"
+    env[SUPERVISOR_ENV] = supervisor or str(os.getpid())
+    # Workers run the supervisor's copy of the code, never a streamlec_cli that happens
+    # to sit in the working directory (``python -m`` would put it first on the path);
+    # when the supervisor's copy is the one in the working directory, they get that.
+    env["PYTHONSAFEPATH"] = "1"
+    if PACKAGE.parent == Path.cwd().resolve():
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(PACKAGE.parent), env.get("PYTHONPATH")) if p
+        )
+    return env
+
+
 # -- local: a child process on this host -------------------------------------------------------
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -255,19 +274,7 @@ class LocalLauncher(Launcher):
         ``host``: an emulated host of ``cluster`` to run it in."""
         if host is not None and self.cluster is not None:
             argv = [*self.cluster.enter_argv(host), *argv]
-        env = dict(os.environ)
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = "1"  # one core per worker: the workers are the parallelism
-        env["PYTHONUNBUFFERED"] = "1"
-        env[SUPERVISOR_ENV] = str(os.getpid())
-        # Workers run the supervisor's copy of the code, never a streamlec_cli that happens
-        # to sit in the working directory (``python -m`` would put it first on the path);
-        # when the supervisor's copy is the one in the working directory, they get that.
-        env["PYTHONSAFEPATH"] = "1"
-        if PACKAGE.parent == Path.cwd().resolve():
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(PACKAGE.parent), env.get("PYTHONPATH")) if p
-            )
+        env = worker_env()
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "logs" / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
@@ -388,4 +395,5 @@ class ExitWatch:
         self.follow([])
 
 
-from . import launch_ssh  # noqa: E402, F401  registers "ssh" in LAUNCHERS
+# The other launchers register themselves in LAUNCHERS ("ssh", "slurm") when imported.
+from . import launch_slurm, launch_ssh  # noqa: E402, F401

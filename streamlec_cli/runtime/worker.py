@@ -51,6 +51,8 @@ def _die_with_supervisor() -> None:
     supervisor = os.environ.get(SUPERVISOR_ENV)
     if not supervisor:
         return  # started by hand: it lives until STOP or a signal
+    if not supervisor.isdigit():
+        return  # supervised from another host: the launcher's step or channel ends it
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
