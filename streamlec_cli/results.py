@@ -93,6 +93,25 @@ def append_event(run_dir: Path, time: float, worker: str, event: str, detail: st
         os.close(fd)
 
 
+def merge_events(path: Path, text: str) -> None:
+    """Add the rows of another ``events.csv`` (``text``, a worker's on another host) to
+    ``path``, every row in time order under one header; written whole, then renamed."""
+    header, *rows = text.splitlines(keepends=True)
+    if path.exists():
+        header, *mine = path.read_text().splitlines(keepends=True)
+        rows = mine + rows
+
+    def when(row: str) -> float:
+        try:
+            return float(row.split(",", 1)[0])
+        except ValueError:
+            return 0.0
+
+    merging = path.with_name(path.name + ".merging")
+    merging.write_text(header + "".join(sorted(rows, key=when)))
+    os.replace(merging, path)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (a reader never sees half a file)."""
     path = Path(path)

@@ -34,8 +34,9 @@ from test_runtime import (
     write_spec,
 )
 
+from streamlec_cli.results import merge_events
 from streamlec_cli.runtime.launch import handle_from_record
-from streamlec_cli.runtime.launch_slurm import SlurmHandle, SlurmLauncher, merge_events
+from streamlec_cli.runtime.launch_slurm import SlurmHandle, SlurmLauncher
 from streamlec_cli.runtime.supervisor import RunFailed
 from streamlec_cli.spec import Spec
 

@@ -156,8 +156,18 @@ def _ask(cluster: EmulatedCluster, host: str, server: socket.socket, port: int) 
     )
 
 
+def check_ssh(spec: Spec) -> list[Check]:
+    """Each ssh host reachable, running the same streamlec (``launch_ssh.check_cluster``)."""
+    from .launch_ssh import check_cluster
+
+    return [Check("ssh", ok, message) for _host, ok, message in check_cluster(spec)]
+
+
 #: Host checks by launcher; each gives one ``Check`` per host of the spec.
-HOST_CHECKS: dict[str, Callable[[Spec], list[Check]]] = {"emulate": check_emulated}
+HOST_CHECKS: dict[str, Callable[[Spec], list[Check]]] = {
+    "emulate": check_emulated,
+    "ssh": check_ssh,
+}
 
 
 def check_hosts(spec: Spec) -> list[Check]:

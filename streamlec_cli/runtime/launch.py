@@ -146,6 +146,15 @@ class Launcher(ABC):
         """After the last worker ended: bring back what the workers wrote elsewhere."""
 
 
+def worker_command(spec_file: Path, run_dir: Path, name: str, incarnation: int | None) -> list[str]:
+    """``streamlec worker`` for ``name`` with this interpreter (the same path on every host)."""
+    argv = [sys.executable, "-m", "streamlec_cli", "worker", str(spec_file), name]
+    argv += ["--run-dir", str(run_dir)]
+    if incarnation is not None:
+        argv += ["--incarnation", str(incarnation)]
+    return argv
+
+
 def worker_env(supervisor: str | None = None) -> dict[str, str]:
     """The environment of a worker: this one, with one BLAS thread, unbuffered output, the
     supervisor's pid (or ``supervisor``) and the supervisor's copy of the code."""
@@ -255,11 +264,7 @@ class LocalLauncher(Launcher):
         return cls(run_dir, run_dir / "spec.yaml", cluster)
 
     def worker_argv(self, name: str, incarnation: int | None) -> list[str]:
-        argv = [sys.executable, "-m", "streamlec_cli", "worker", str(self.spec_file), name]
-        argv += ["--run-dir", str(self.run_dir)]
-        if incarnation is not None:
-            argv += ["--incarnation", str(incarnation)]
-        return argv
+        return worker_command(self.spec_file, self.run_dir, name, incarnation)
 
     def start(
         self,

@@ -47,13 +47,22 @@ import os
 import signal as signals
 import socket
 import subprocess
-import sys
 import tarfile
 import threading
 import time
 from pathlib import Path
 
-from .launch import LAUNCHERS, Handle, Launcher, LocalHandle, LocalLauncher, Sample, worker_env
+from ..results import merge_events
+from .launch import (
+    LAUNCHERS,
+    Handle,
+    Launcher,
+    LocalHandle,
+    LocalLauncher,
+    Sample,
+    worker_command,
+    worker_env,
+)
 
 STEP_PREFIX = "streamlec"
 STEP_SEEN_WITHIN = 10.0  # seconds for a new step to show in squeue
@@ -421,11 +430,7 @@ class SlurmLauncher(Launcher):
 
     def worker_argv(self, name: str, incarnation: int | None, node: str) -> list[str]:
         run_dir = self.remote_dir(node)
-        argv = [sys.executable, "-m", "streamlec_cli", "worker", str(run_dir / "spec.yaml"), name]
-        argv += ["--run-dir", str(run_dir)]
-        if incarnation is not None:
-            argv += ["--incarnation", str(incarnation)]
-        return argv
+        return worker_command(run_dir / "spec.yaml", run_dir, name, incarnation)
 
     def start(
         self,
@@ -512,16 +517,6 @@ class SlurmLauncher(Launcher):
             step=record.get("step"),
             task_pid=record.get("task_pid"),
         )
-
-
-def merge_events(path: Path, text: str) -> None:
-    """Add the rows of another ``events.csv`` to ``path``, every row in time order."""
-    header, *rows = text.splitlines(keepends=True)
-    if path.exists():
-        header, *mine = path.read_text().splitlines(keepends=True)
-        rows = mine + rows
-    rows.sort(key=lambda row: float(row.split(",", 1)[0]))
-    path.write_text(header + "".join(rows))
 
 
 LAUNCHERS["slurm"] = SlurmLauncher

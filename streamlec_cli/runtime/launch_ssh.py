@@ -56,6 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..results import merge_events
 from .launch import LAUNCHERS, Handle, Launcher, Sample
 from .worker import SUPERVISOR_ENV
 
@@ -296,22 +297,6 @@ class Sampler:
         self.done.set()
         if self.thread is not None:
             self.thread.join(15)
-
-
-def merge_events(here: Path, there: Path) -> None:
-    """Add the events of ``there`` to ``here``, every line in time order (one header)."""
-    header, *mine = here.read_text().splitlines(keepends=True)
-    theirs = there.read_text().splitlines(keepends=True)[1:]
-
-    def when(line: str) -> float:
-        try:
-            return float(line.split(",", 1)[0])
-        except ValueError:
-            return 0.0
-
-    merged = here.with_name(here.name + ".merging")
-    merged.write_text(header + "".join(sorted([*mine, *theirs], key=when)))
-    os.replace(merged, here)
 
 
 class SshHandle(Handle):
@@ -601,7 +586,7 @@ class SshLauncher(Launcher):
                 if path.is_dir():
                     here.mkdir(exist_ok=True)
                 elif path.name == "events.csv" and here.exists():
-                    merge_events(here, path)
+                    merge_events(here, path.read_text())
                 elif not here.exists():
                     shutil.move(path, here)
 

@@ -59,7 +59,10 @@ class Plan:
             host = host_of(self.spec, name)
             return BRIDGE_ADDRESS if host is None else host_address(host_index(host))
         if name == "supervisor":  # on the host that runs ``streamlec run``
-            return socket.gethostname()
+            loopback = cluster.hosts and all(h.startswith("127.") for h in cluster.hosts)
+            return (
+                "127.0.0.1" if loopback or cluster.hosts == ("localhost",) else socket.gethostname()
+            )
         return host_of(self.spec, name) or "127.0.0.1"
 
     @cached_property
