@@ -116,6 +116,12 @@ class Launcher(ABC):
         the emulated hosts, when the spec asks for them."""
         return cls(run_dir, run_dir / "spec.yaml")  # type: ignore[call-arg]
 
+    @classmethod
+    def hosts_for(cls, spec: Spec) -> tuple[str, ...]:
+        """The hosts a run of ``spec`` places its workers on when its ``cluster.hosts`` names
+        none (a launcher that knows them, as Slurm knows its allocation, says so here)."""
+        return () if spec.cluster is None else spec.cluster.hosts
+
     @abstractmethod
     def spawn(self, name: str, incarnation: int, host: str | None = None) -> Handle:
         """Start worker ``name`` as incarnation ``incarnation`` on ``host`` (None: this one)."""

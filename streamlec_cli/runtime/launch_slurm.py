@@ -53,6 +53,7 @@ import time
 from pathlib import Path
 
 from ..results import merge_events
+from ..spec import Spec
 from .launch import (
     LAUNCHERS,
     Handle,
@@ -330,6 +331,20 @@ class SlurmLauncher(Launcher):
         hosts = getattr(getattr(spec, "cluster", None), "hosts", ())
         try:
             return cls(Path(run_dir), Path(run_dir) / "spec.yaml", list(hosts) or None)
+        except SlurmError as exc:  # not in an allocation, no Slurm: said in one line
+            raise RunFailed(f"cluster.launcher slurm: {exc}", exit_code=2) from None
+
+    @classmethod
+    def hosts_for(cls, spec: Spec) -> tuple[str, ...]:
+        """The spec's hosts, or else the allocation's nodes (so that the sink's and source's
+        addresses are their nodes, not this host's)."""
+        named = super().hosts_for(spec)
+        if named:
+            return named
+        from .supervisor import RunFailed  # here: the supervisor imports the launchers
+
+        try:
+            return tuple(allocation_nodes())
         except SlurmError as exc:  # not in an allocation, no Slurm: said in one line
             raise RunFailed(f"cluster.launcher slurm: {exc}", exit_code=2) from None
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import os
 import signal
 import time
@@ -94,17 +95,20 @@ class Supervisor:
         out: Path,
         progress: Callable[[dict], None] | None = None,
     ) -> None:
-        self.spec = spec
-        self.run_dir = run_directory(out, spec)
-        self.progress = progress or (lambda state: None)
         cluster = spec.cluster
-        emulate = None if cluster is None else cluster.emulate
-        #: The emulated hosts (made in ``run``, removed at its end), if the spec asks for them.
-        self.emulated = None if emulate is None else EmulatedCluster(emulate)
         kind = "local" if cluster is None else cluster.launcher
         if kind not in LAUNCHERS:
             msg = f"cluster.launcher: {kind} is not available here (known: {', '.join(LAUNCHERS)})"
             raise RunFailed(msg, exit_code=2)
+        hosts = LAUNCHERS[kind].hosts_for(spec)
+        if cluster is not None and hosts != cluster.hosts:  # recorded in spec.yaml as used
+            spec = dataclasses.replace(spec, cluster=dataclasses.replace(cluster, hosts=hosts))
+        self.spec = spec
+        self.run_dir = run_directory(out, spec)
+        self.progress = progress or (lambda state: None)
+        emulate = None if cluster is None else cluster.emulate
+        #: The emulated hosts (made in ``run``, removed at its end), if the spec asks for them.
+        self.emulated = None if emulate is None else EmulatedCluster(emulate)
         self.launcher: Launcher = LAUNCHERS[kind].for_run(spec, self.run_dir, self.emulated)
         self.children: dict[str, Handle] = {}  # worker -> its current incarnation
         self.spares: list[Handle] = []  # processors-to-be, imported and waiting for a slot
