@@ -94,6 +94,16 @@ def this_host(node: str) -> bool:
     return node in (name, name.split(".")[0], "localhost")
 
 
+def on_loopback(node: str) -> bool:
+    """Whether Slurm reaches ``node`` at a loopback address (its ``NodeAddr``)."""
+    fields = dict(
+        field.split("=", 1)
+        for field in _slurm("scontrol", "-o", "show", "node", node).split()
+        if "=" in field
+    )
+    return fields.get("NodeAddr", "").startswith("127.")
+
+
 def allocation_nodes() -> list[str]:
     """The nodes of the allocation this runs in."""
     nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST")
@@ -344,9 +354,12 @@ class SlurmLauncher(Launcher):
         from .supervisor import RunFailed  # here: the supervisor imports the launchers
 
         try:
-            return tuple(allocation_nodes())
+            nodes = allocation_nodes()
+            here = all(this_host(node) or on_loopback(node) for node in nodes)
         except SlurmError as exc:  # not in an allocation, no Slurm: said in one line
             raise RunFailed(f"cluster.launcher slurm: {exc}", exit_code=2) from None
+        # Nodes that are all this machine are reached on loopback, whatever their names.
+        return () if here else tuple(nodes)
 
     # -- placement: sink and source on nodes of their own, then the processors round robin -
 
