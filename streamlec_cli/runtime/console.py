@@ -15,7 +15,7 @@ from ..results import finished_runs, read_summary, spec_text
 from ..spec import Spec
 from .interrupt import SIGNALS, Interrupted
 from .preflight import OutputError, check_output
-from .summary import resolved_spec
+from .summary import EXIT_LOST, resolved_spec
 from .supervisor import RunFailed, Supervisor, port_problem
 
 
@@ -181,10 +181,6 @@ _KEPT = (
     "every worker stopped; results so far are kept, and the same command with --resume "
     "runs only the runs that did not finish"
 )
-
-#: Exit code of ``streamlec run`` when every run finished but one lost items (failures beyond
-#: its scheme's tolerance) or does not match the single-process reference.
-EXIT_LOST = 3
 
 
 def exit_code(summary: dict) -> int:

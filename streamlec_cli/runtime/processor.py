@@ -12,7 +12,10 @@ core in one process.
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import zmq
@@ -85,6 +88,50 @@ class ProcessorCore:
         return batch, epoch, out
 
 
+class Heartbeat:
+    """A processor's hello and heartbeats to the supervisor, sent from a thread of their own:
+    a task whose work takes longer than ``failure_timeout`` (a big batch, many clusters, a
+    busy machine) must not read as silence and get a healthy processor fenced with the items
+    it holds. The beats still stop when the process is stopped, and when its loop stops
+    turning outside a task (blocked or hung) for ``failure_timeout``."""
+
+    def __init__(self, ctx: zmq.Context, plan: Plan, name: str, hello: dict) -> None:
+        runtime = plan.spec.runtime
+        self.interval, self.timeout = runtime.heartbeat_interval, runtime.failure_timeout
+        self.turned = time.monotonic()  # the loop's last turn
+        self.busy = False  # inside a task, a model or a recovery answer
+        self._stop = threading.Event()
+        sock = wire.dealer(ctx, plan.address("supervisor"), name)  # used by the thread only
+        args = (sock, hello, {"incarnation": hello["incarnation"]})
+        self._thread = threading.Thread(target=self._beat, args=args, daemon=True)
+        self._thread.start()
+
+    def _beat(self, sock: zmq.Socket, hello: dict, beat: dict) -> None:
+        wire.send(sock, wire.HELLO, hello, block=False)
+        while not self._stop.wait(self.interval):
+            if self.busy or time.monotonic() - self.turned < self.timeout:
+                wire.send(sock, wire.HEARTBEAT, beat, block=False)
+        sock.close(linger=0)
+
+    def turn(self) -> None:
+        """The loop turned: it is not hung."""
+        self.turned = time.monotonic()
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """The loop is busy with a message, however long its work takes."""
+        self.busy = True
+        try:
+            yield
+        finally:
+            self.busy = False
+            self.turn()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
 def run_processor(
     plan: Plan, name: str, incarnation: int, startup_timeout: float | None = None
 ) -> None:
@@ -92,34 +139,29 @@ def run_processor(
     ``StartupTimeout``) when neither has sent anything within ``startup_timeout`` seconds."""
     slot = Plan.slot_of(name)
     core = ProcessorCore(slot, plan.algorithm, plan.scheme, plan.depth)
-    heartbeat = plan.spec.runtime.heartbeat_interval
+    wake_ms = max(1, int(1000 * plan.spec.runtime.heartbeat_interval))
     ctx = zmq.Context()
     to_sink = wire.dealer(ctx, plan.address("sink"), name)
     from_source = wire.dealer(ctx, plan.address("source"), name)
-    to_supervisor = wire.dealer(ctx, plan.address("supervisor"), name)
     tell(
         name,
         f"incarnation {incarnation}, pid {os.getpid()}, run dir {plan.run_dir}; connects to "
         f"the sink at {plan.address('sink')} and the source at {plan.address('source')}",
     )
     hello = {"pid": os.getpid(), "slot": slot, "incarnation": incarnation}
-    for sock in (from_source, to_sink, to_supervisor):
+    for sock in (from_source, to_sink):
         wire.send(sock, wire.HELLO, hello, block=False)
+    beats = Heartbeat(ctx, plan, name, hello)
     poller = zmq.Poller()
     poller.register(to_sink, zmq.POLLIN)
     poller.register(from_source, zmq.POLLIN)
-    beat = {"incarnation": incarnation}
-    next_beat = 0.0
     waiting: Connections | None = Connections({"sink": to_sink, "source": from_source})
     deadline = Deadline(startup_timeout)
     tasks = 0
     try:
         while True:
-            now = time.monotonic()
-            if now >= next_beat:
-                wire.send(to_supervisor, wire.HEARTBEAT, beat, block=False)
-                next_beat = now + heartbeat
-            events = dict(poller.poll(timeout=max(1, int(1000 * (next_beat - now)))))
+            beats.turn()
+            events = dict(poller.poll(timeout=wake_ms))
             if waiting is not None and events:  # the first word from a peer: we are in
                 waiting.close()
                 waiting = None
@@ -134,23 +176,29 @@ def run_processor(
                 if msg.kind == wire.TASK:
                     meta = msg.meta
                     tasks += 1
-                    emitted = core.task(meta["batch"], meta["epoch"], meta["role"], msg.arrays[0])
-                    _send_outputs(to_sink, emitted, incarnation)
+                    with beats.working():
+                        emitted = core.task(
+                            meta["batch"], meta["epoch"], meta["role"], msg.arrays[0]
+                        )
+                        _send_outputs(to_sink, emitted, incarnation)
             if to_sink in events:
                 msg = wire.recv(to_sink)
                 meta = msg.meta
                 if msg.kind == wire.MODEL:
                     reset = bool(meta.get("reset"))
-                    emitted = core.models(meta["first"], msg.arrays, reset, meta["epoch"])
-                    _send_outputs(to_sink, emitted, incarnation)
+                    with beats.working():
+                        emitted = core.models(meta["first"], msg.arrays, reset, meta["epoch"])
+                        _send_outputs(to_sink, emitted, incarnation)
                 elif msg.kind == wire.RECOVER:
-                    partial = core.recover(meta["batch"], msg.arrays[0])
+                    with beats.working():
+                        partial = core.recover(meta["batch"], msg.arrays[0])
                     answer = {"batch": meta["batch"], "slot": slot, "missing": partial is None}
                     wire.send(to_sink, wire.PARTIAL, answer, [] if partial is None else [partial])
                 elif msg.kind == wire.STOP:
                     tell(name, f"stopped by the sink after {tasks} tasks")
                     return
     finally:
+        beats.stop()
         if waiting is not None:
             waiting.close()
         ctx.destroy(linger=0)

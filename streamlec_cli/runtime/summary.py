@@ -65,6 +65,25 @@ class Observed:
         return round(idle / total, 3) if total > 0 and self.started_at is not None else None
 
 
+#: Exit code of a run that finished but lost items (failures beyond its scheme's tolerance)
+#: or does not match the single-process reference.
+EXIT_LOST = 3
+
+
+def run_exit_code(summary: dict) -> int:
+    """The exit code this run gives ``streamlec run``, kept in ``summary.json`` so that a
+    script reading the summary sees the same verdict as one reading the exit status: the stop
+    signal's or error's code when there is one, else ``EXIT_LOST`` when items were lost or the
+    reference does not match, else 0."""
+    if summary["exit_code"]:
+        return summary["exit_code"]
+    if summary["error"] or not summary["complete"]:
+        return 1
+    if summary["items_lost"] or not (summary["reference"] or {}).get("matches"):
+        return EXIT_LOST
+    return 0
+
+
 def summarise(
     plan: Plan, run_dir: Path, seen: Observed, interrupted: bool, error: str | None
 ) -> dict:
@@ -97,7 +116,7 @@ def summarise(
         "setting": spec.run_id,
         "complete": complete,
         "error": error,
-        "exit_code": seen.exit_code if interrupted or error else 0,
+        "exit_code": seen.exit_code if interrupted or error else 0,  # see run_exit_code
         "scheme": spec.scheme.name,
         "scheme_label": plan.scheme.describe(),
         "algorithm": spec.algorithm.name,
@@ -154,6 +173,7 @@ def summarise(
         "machine": {k: meta.get(k) for k in ("host", "cores", "memory_gib", "platform")},
         "run_dir": str(run_dir),
     }
+    summary["exit_code"] = run_exit_code(summary)
     write_json(run_dir / "summary.json", summary)
     return summary
 
