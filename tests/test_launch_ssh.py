@@ -293,6 +293,11 @@ def test_a_supervised_run_through_ssh_absorbs_two_kills_exactly(tmp_path, settin
     for name in ("batches.csv", "timeline.csv", "sink.json", "summary.json"):
         assert (run_dir / name).exists(), name
     assert "processor-0" in (run_dir / "logs" / "processor-0.log").read_text()
+    clocks = json.loads((run_dir / "meta.json").read_text())["clock_offset"]
+    assert sorted(clocks) == ["sink", "source"], clocks  # compared once, at the start
+    for clock in clocks.values():  # every "host" reads this machine's clock
+        assert abs(clock["offset_s"]) <= clock["round_trip_s"] / 2 + 0.01, clocks
+    assert ("clock", "sink") in seen and ("clock", "source") in seen, seen
     assert not running_in(remote) and not any(remote.rglob("*.*"))
     assert not running_in(supervisor.launcher.control_dir)
 

@@ -151,6 +151,11 @@ class Launcher(ABC):
     def finish(self) -> None:  # noqa: B027 - most launchers have nothing to bring back
         """After the last worker ended: bring back what the workers wrote elsewhere."""
 
+    def clock_offset(self, host: str) -> tuple[float, float] | None:
+        """How far ``host``'s wall clock is ahead of this one's (seconds) and the round trip
+        that bounds the error; None when ``host`` reads this machine's clock."""
+        return None
+
 
 def worker_command(spec_file: Path, run_dir: Path, name: str, incarnation: int | None) -> list[str]:
     """``streamlec worker`` for ``name`` with this interpreter (the same path on every host)."""

@@ -451,6 +451,9 @@ class SshLauncher(Launcher):
         settings = SshSettings.from_mapping(dict(section.ssh))
         return cls(run_dir, Path(run_dir) / "spec.yaml", hosts, settings, addresses)
 
+    def clock_offset(self, host: str) -> tuple[float, float] | None:
+        return clock_offset(self.reach(host), host, self.controls.get(host))
+
     # -- where ---------------------------------------------------------------------------
 
     def reach(self, host: str) -> SshSettings:

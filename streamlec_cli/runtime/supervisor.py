@@ -187,6 +187,22 @@ class Supervisor:
             },
         )
 
+    def compare_clocks(self) -> None:
+        """Latencies subtract the source's clock from the sink's: where they run on other
+        hosts, record once how far each host's clock is from this one's (``meta.json``
+        ``clock_offset``, with the round trip that bounds the error)."""
+        offsets = {}
+        for name in ("sink", "source"):
+            host = self.children[name].host
+            measured = self.launcher.clock_offset(host)
+            if measured is not None:
+                offset, round_trip = measured
+                offsets[name] = {"host": host, "offset_s": offset, "round_trip_s": round_trip}
+                detail = f"{host} is {offset * 1e3:+.1f} ms (round trip {round_trip * 1e3:.1f} ms)"
+                self.event("clock", detail, name)
+        if offsets:
+            add_meta(self.run_dir, "clock_offset", offsets)
+
     def stage(self) -> None:
         """``dataset.stage``: write the rows to the run directory before any worker starts,
         so that generating or parsing them is not part of the measured stream."""
@@ -338,6 +354,7 @@ class Supervisor:
             sink_sock = wire.dealer(ctx, self.plan.address("sink"), "supervisor")
             wire.send(sink_sock, wire.HELLO, {"pid": os.getpid()})
             self.spawn("source")
+            self.compare_clocks()
             for i in range(self.spec.processors):
                 self.spawn(f"processor-{i}")
             self.fill_spares()
