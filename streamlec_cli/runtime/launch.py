@@ -157,6 +157,32 @@ class Launcher(ABC):
         return None
 
 
+def give_slot(
+    spare: subprocess.Popen, name: str, incarnation: int, keep_open: bool = False
+) -> bool:
+    """Tell a waiting spare the slot it takes: one line ``"<worker> <incarnation>"`` on its
+    standard input, then closed (``keep_open``: flushed, where the pipe is its lifeline).
+    False when it has ended or cannot be told."""
+    if spare.poll() is not None or spare.stdin is None:
+        return False
+    try:
+        spare.stdin.write(f"{name} {incarnation}\n".encode())
+        if keep_open:
+            spare.stdin.flush()
+        else:
+            spare.stdin.close()
+    except OSError:
+        return False
+    return True
+
+
+def no_slot(spare: subprocess.Popen) -> None:
+    """Tell a waiting spare that no slot will come: its standard input ends."""
+    if spare.stdin is not None:
+        with contextlib.suppress(OSError):
+            spare.stdin.close()
+
+
 def worker_command(spec_file: Path, run_dir: Path, name: str, incarnation: int | None) -> list[str]:
     """``streamlec worker`` for ``name`` with this interpreter (the same path on every host)."""
     argv = [sys.executable, "-m", "streamlec_cli", "worker", str(spec_file), name]
@@ -311,20 +337,13 @@ class LocalLauncher(Launcher):
 
     def adopt(self, spare: Handle, name: str, incarnation: int) -> LocalHandle | None:
         assert isinstance(spare, LocalHandle) and spare.proc is not None
-        if spare.proc.poll() is not None or spare.proc.stdin is None:
-            return None
-        try:
-            spare.proc.stdin.write(f"{name} {incarnation}\n".encode())
-            spare.proc.stdin.close()
-        except OSError:
+        if not give_slot(spare.proc, name, incarnation):
             return None
         return LocalHandle(name, incarnation, spare.pid, spare.proc, spare.host)
 
     def dismiss(self, spare: Handle) -> None:
         assert isinstance(spare, LocalHandle) and spare.proc is not None
-        if spare.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                spare.proc.stdin.close()
+        no_slot(spare.proc)
 
     def machine_ticks(self) -> tuple[int, int]:
         try:

@@ -61,6 +61,8 @@ from .launch import (
     LocalHandle,
     LocalLauncher,
     Sample,
+    give_slot,
+    no_slot,
     worker_command,
     worker_env,
 )
@@ -500,13 +502,8 @@ class SlurmLauncher(Launcher):
 
     def adopt(self, spare: Handle, name: str, incarnation: int) -> SlurmHandle | None:
         assert isinstance(spare, SlurmHandle) and spare.proc is not None
-        if spare.proc.poll() is not None or spare.proc.stdin is None:
-            return None
         step = spare.step
-        try:
-            spare.proc.stdin.write(f"{name} {incarnation}\n".encode())
-            spare.proc.stdin.close()
-        except OSError:
+        if not give_slot(spare.proc, name, incarnation):
             return None
         return SlurmHandle(
             name,
@@ -523,9 +520,7 @@ class SlurmLauncher(Launcher):
 
     def dismiss(self, spare: Handle) -> None:
         assert isinstance(spare, SlurmHandle) and spare.proc is not None
-        if spare.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                spare.proc.stdin.close()
+        no_slot(spare.proc)
 
     def machine_ticks(self) -> tuple[int, int]:
         """This host's, when every node is this host; else unknown (0, 0)."""

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..results import merge_events
-from .launch import LAUNCHERS, Handle, Launcher, Sample
+from .launch import LAUNCHERS, Handle, Launcher, Sample, give_slot
 from .worker import SUPERVISOR_ENV
 
 SAMPLE_EVERY = 0.5  # seconds: how often a worker's /proc is read over ssh at most
@@ -692,12 +692,8 @@ class SshLauncher(Launcher):
 
     def adopt(self, spare: Handle, name: str, incarnation: int) -> SshHandle | None:
         assert isinstance(spare, SshHandle) and spare.proc is not None
-        if spare.proc.poll() is not None or spare.proc.stdin is None:
-            return None
-        try:  # the channel's stdin stays open: it is the worker's lifeline
-            spare.proc.stdin.write(f"{name} {incarnation}\n".encode())
-            spare.proc.stdin.flush()
-        except OSError:
+        # The channel's stdin stays open: it is the worker's lifeline.
+        if not give_slot(spare.proc, name, incarnation, keep_open=True):
             return None
         adopted = SshHandle(
             name,
