@@ -50,6 +50,9 @@ class Sink:
         self.processors = [f"processor-{i}" for i in range(spec.processors)]
         self.joined: set[str] = set()
         self.source_ready = False
+        # A supervised run starts only once its supervisor is connected: a short stream can
+        # end before it is, and the ROUTER would drop the DONE to an unknown peer.
+        self.supervisor_ready = by_hand
         self.started = False
         self.startup = Deadline(startup_timeout)
         # Without a supervisor nobody else tells the source and the processors that the run
@@ -146,12 +149,12 @@ class Sink:
     def hello(self, worker: str, meta: dict) -> None:
         if worker == "source":
             self.source_ready = True
-        elif worker == "supervisor" and self.started:  # it connected late: tell it again
-            self.send("supervisor", wire.PROGRESS, {"batch": -1, "items_out": 0, "items_lost": 0})
+        elif worker == "supervisor":
+            self.supervisor_ready = True
         elif worker.startswith("processor-"):
             self.joined.add(worker)
             self.core.joined(Plan.slot_of(worker), meta["incarnation"])
-        if not self.started and self.source_ready and set(self.processors) <= self.joined:
+        if not self.started and not self.absent():
             self.started = True
             self.send("source", wire.ACK, {"batch": -1})
             self.send("supervisor", wire.PROGRESS, {"batch": -1, "items_out": 0, "items_lost": 0})
@@ -161,7 +164,8 @@ class Sink:
     def absent(self) -> list[str]:
         """The workers the stream still waits for (the source, processors not joined)."""
         source = [] if self.source_ready else ["source"]
-        return source + [p for p in self.processors if p not in self.joined]
+        supervisor = [] if self.supervisor_ready else ["supervisor"]
+        return supervisor + source + [p for p in self.processors if p not in self.joined]
 
     def give_up(self) -> None:
         """The start-up deadline passed: stop whoever came, and say who did not."""
@@ -219,8 +223,9 @@ class Sink:
         done = f"{summary['items_out']} items out, {summary['items_lost']} lost"
         self.event("finished", done)
         tell(self.name, f"finished: {summary['items_in']} items in, {done}")
-        self.stop_workers()
+        # The supervisor hears of the end first: a worker's exit seen before it reads as a crash.
         self.send("supervisor", wire.DONE, {"items_out": summary["items_out"]})
+        self.stop_workers()
 
     def stop_workers(self) -> None:
         """End of stream: tell the source and every processor to exit."""

@@ -346,3 +346,26 @@ def test_a_by_hand_sink_stopped_with_ctrl_c_keeps_its_results_and_stops_the_othe
     assert summary["exit_code"] == 130  # as the sink exited, like a run stopped by Ctrl-C
     assert summary["items_out"] >= 4 * 3_000  # what was finished is kept
     assert (run_dir / "meta.json").exists()
+
+
+def test_a_supervised_sink_starts_the_stream_only_once_its_supervisor_is_connected(tmp_path):
+    # A short stream could end before the supervisor's connection to the sink is made: its
+    # end of run went to an unknown peer and was lost, and the run was judged failed.
+    spec = write_spec(tmp_path, transport="tcp", port=free_port_below_ephemeral())
+    run_dir = tmp_path / "run"
+    procs = {f"processor-{i}": start_worker(spec, f"processor-{i}", run_dir) for i in range(3)}
+    procs["source"] = start_worker(spec, "source", run_dir, "--startup-timeout", "4")
+    supervised = {**by_hand_env(), "STREAMLEC_SUPERVISOR_PID": str(os.getpid())}
+    procs["sink"] = subprocess.Popen(
+        command("worker", str(spec), "sink", "--run-dir", str(run_dir), "--startup-timeout", "4"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=supervised,
+    )
+    said = finish(procs, 60)
+    code, out, err = said["sink"]
+    assert code != 0, out + err
+    assert "stream has started" not in out, out + err
+    assert "gave up after 4 s" in err and "supervisor" in err, out + err
+    assert committed(run_dir) == 0
