@@ -137,6 +137,11 @@ class EmulatedCluster:
     def address(self, host: str) -> str:
         return host_address(host_index(host))
 
+    @property
+    def gateway(self) -> str:
+        """The bridge's address: this machine as the hosts reach it (the supervisor's)."""
+        return BRIDGE_ADDRESS
+
     def enter_argv(self, host: str, cpu: bool = True) -> list[str]:
         """The prefix that runs a command on ``host`` (``cpu``: under its CPU quota)."""
         group = self.cgroup if cpu else None
