@@ -63,7 +63,7 @@ LAUNCHER_KINDS = ("local", "ssh", "slurm")
 _CLUSTER_KEYS = ("launcher", "hosts", "place", "emulate", "ssh")
 _EMULATE_KEYS = ("hosts", "link", "cpu", "delay")
 _SSH_KEYS = ("user", "port", "identity", "options", "python", "dir")
-#: Most emulated hosts: their addresses are 198.18.0.11 .. 198.18.0.(10+N) in one /24.
+#: Most emulated hosts: their addresses are 198.18.S.11 .. 198.18.S.(10+N) in one /24.
 MAX_EMULATED_HOSTS = 200
 #: Link rates an emulated host may be given, bits per second (tbf's useful range here).
 LINK_RATE_RANGE = (100e3, 40e9)

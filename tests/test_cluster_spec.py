@@ -100,5 +100,8 @@ def test_addresses_follow_the_placement(tmp_path):
     assert plan.address("sink") == "tcp://198.18.0.11:27100"
     assert plan.address("source") == "tcp://198.18.0.17:27101"
     assert plan.address("supervisor") == "tcp://198.18.0.1:27102"
+    (tmp_path / "subnet").write_text("198.18.7.0/24\n")  # the /24 the run's cluster was given
+    assert plan.address("sink") == "tcp://198.18.7.11:27100"
+    assert plan.address("supervisor") == "tcp://198.18.7.1:27102"
     ssh = make_plan(build({"launcher": "ssh", "hosts": ["n1", "n2", "n3"]}), tmp_path)
     assert ssh.address("sink") == "tcp://n1:27100" and ssh.address("source") == "tcp://n2:27101"

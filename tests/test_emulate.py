@@ -9,6 +9,7 @@ test.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,11 +67,12 @@ def test_set_up_makes_shaped_hosts_on_a_bridge_and_tear_down_leaves_nothing():
             capture_output=True,
             text=True,
         ).stdout
-        assert "198.18.0.1/24" in bridge
+        net = cluster.network.removesuffix("0/24")  # 198.18.S. of the first free /24
+        assert cluster.network.startswith("198.18.") and f"{net}1/24" in bridge
         inside = run_in(
             cluster, "h2", "ip -o -4 addr show; tc qdisc show dev eth0; cat /proc/self/cgroup"
         )
-        assert "198.18.0.12/24" in inside and "127.0.0.1/8" in inside
+        assert f"{net}12/24" in inside and "127.0.0.1/8" in inside
         assert "tbf" in inside and "rate 100Mbit" in inside
         assert f"streamlec-{owner}/h2" in inside  # joined the host's CPU group
         outer = subprocess.run(
@@ -84,7 +86,7 @@ def test_set_up_makes_shaped_hosts_on_a_bridge_and_tear_down_leaves_nothing():
             assert (group / "cpu.cfs_quota_us").read_text().strip() == "50000"
             assert (group / "cpu.cfs_period_us").read_text().strip() == "100000"
         # hosts reach each other and the bridge, over their own addresses
-        probe = "import socket; socket.create_connection(('198.18.0.11', 9), timeout=5)"
+        probe = f"import socket; socket.create_connection(('{net}11', 9), timeout=5)"
         reached = subprocess.run(
             [*cluster.enter_argv("h3"), sys.executable, "-c", probe],
             capture_output=True,
@@ -108,9 +110,23 @@ def test_a_1gbit_link_and_a_host_given_0_2_cpu_measure_as_asked():
 
 
 @needs_root
-def test_a_second_cluster_is_refused_while_one_holds_the_bridge_address():
-    with EmulatedCluster(spec.EmulateSpec(1)), pytest.raises(EmulationError, match="one emulated"):
-        EmulatedCluster(spec.EmulateSpec(1), owner=os.getpid() + 1).create()
+def test_two_clusters_at_once_each_have_a_subnet_of_their_own():
+    # a second run (or a test) beside a run's emulated cluster: each gets a /24 of its own
+    with (
+        EmulatedCluster(spec.EmulateSpec(2)) as first,
+        EmulatedCluster(spec.EmulateSpec(2), owner=os.getpid() + 1) as second,
+    ):
+        assert first.network != second.network
+        assert first.gateway != second.gateway
+        assert {first.address("h1"), second.address("h1")} == {
+            first.network.removesuffix("0/24") + "11",
+            second.network.removesuffix("0/24") + "11",
+        }
+        for cluster in (first, second):  # each host reaches its own bridge
+            probe = f"import socket; socket.create_connection(('{cluster.gateway}', 9), 5)"
+            argv = [*cluster.enter_argv("h2"), sys.executable, "-c", probe]
+            reached = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            assert "ConnectionRefusedError" in reached.stderr, reached.stderr
     assert nothing_left(os.getpid()) and nothing_left(os.getpid() + 1)
 
 
@@ -125,7 +141,7 @@ def test_cluster_check_says_what_the_machine_can_emulate_and_that_each_host_answ
     assert "ok  root: yes" in out and "ok  tbf: works" in out and "ok  veth: works" in out
     assert "netem:" in out and "cgroup cpu:" in out
     for i in (1, 2, 3):
-        assert f"ok  h{i} (198.18.0.1{i}): reachable, streamlec" in out
+        assert re.search(rf"ok  h{i} \(198\.18\.\d+\.1{i}\): reachable, streamlec", out), out
     assert nothing_left(os.getpid())
 
 

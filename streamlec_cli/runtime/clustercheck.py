@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from .. import __version__
 from ..spec import Spec
 from .emulate import (
-    BRIDGE_ADDRESS,
     EmulatedCluster,
     EmulationError,
     cgroup_version,
@@ -116,7 +115,7 @@ def check_emulated(spec: Spec) -> list[Check]:
         return [Check("emulated hosts", False, str(exc))]
     checks = []
     try:
-        with socket.create_server((BRIDGE_ADDRESS, 0)) as server:
+        with socket.create_server((cluster.gateway, 0)) as server:
             server.settimeout(30)
             port = server.getsockname()[1]
             for host in cluster.hosts:
@@ -136,7 +135,7 @@ with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as c:
 
 def _ask(cluster: EmulatedCluster, host: str, server: socket.socket, port: int) -> Check:
     where = f"{host} ({cluster.address(host)})"
-    argv = [*cluster.enter_argv(host), sys.executable, "-c", _REPORT, BRIDGE_ADDRESS, str(port)]
+    argv = [*cluster.enter_argv(host), sys.executable, "-c", _REPORT, cluster.gateway, str(port)]
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     try:
         conn, peer = server.accept()

@@ -1,18 +1,19 @@
 """An emulated cluster on this machine: hosts that are network namespaces on a bridge.
 
 Each host ``hI`` (I = 1 .. N) is a Linux network namespace with one end of a veth pair,
-``eth0`` with address 198.18.0.(10+I)/24 and ``lo`` up; the other end sits on a bridge of the
-run's own with 198.18.0.1/24, where the supervisor listens. A link rate is a token-bucket
+``eth0`` with address 198.18.S.(10+I)/24 and ``lo`` up; the other end sits on a bridge of the
+run's own with 198.18.S.1/24, where the supervisor listens. A link rate is a token-bucket
 filter (``tbf``) on both ends of the pair (the host's egress, and on the bridge side its
 ingress); a CPU share is a cgroup (v1 ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``, or v2
 ``cpu.max``) that every process of the host joins. A process enters a host through
 ``enter_argv``: a small wrapper joins the cgroup first, then the namespace (``setns``), then
 execs the command, so the pid the launcher holds is the worker's own.
 
-Addresses: only 198.18.0.0/24 (a range reserved for benchmarking networks, RFC 2544) on the
-run's own bridge, which routes nowhere; one emulated cluster at a time per machine (a second
-is refused while the first's owner lives). Names carry the owner's pid (``sl<pid>b``,
-``sl<pid>hI``, netns ``streamlec-<pid>-hI``, cgroup ``streamlec-<pid>``), so that
+Addresses: only 198.18.0.0/16 (in the range reserved for benchmarking networks, RFC 2544),
+on the run's own bridge, which routes nowhere. Each emulated cluster takes the first /24
+``198.18.S.0/24`` that no other holds (chosen under a lock, ``NETWORK_LOCK``), so that several
+runs, or a run and a test, can each have one at the same time. Names carry the owner's pid
+(``sl<pid>b``, ``sl<pid>hI``, netns ``streamlec-<pid>-hI``, cgroup ``streamlec-<pid>``), so that
 ``clean_leftovers`` (run by the next ``streamlec`` command) removes what a killed owner left.
 
 Netlink through pyroute2 (no ``ip``/``tc`` processes). It needs root. This kernel has no
@@ -36,8 +37,10 @@ from pathlib import Path
 
 from ..spec import EmulateSpec
 
-SUBNET = "198.18.0.0/24"
-BRIDGE_ADDRESS = "198.18.0.1"
+NETWORK = "198.18.0.0/16"  # every emulated cluster takes one /24 of it: 198.18.S.0/24
+SUBNETS = 256
+NETWORK_LOCK = Path("/run/streamlec-emulated.lock")  # held while a cluster picks its /24
+SUBNET_FILE = "subnet"  # in the run directory: the /24 its emulated hosts have
 PREFIXLEN = 24
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_V1 = CGROUP_ROOT / "cpu"
@@ -70,9 +73,21 @@ def signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def host_address(index: int) -> str:
-    """Address of emulated host ``h<index>`` (1-based)."""
-    return f"198.18.0.{10 + index}"
+def host_address(index: int, subnet: int = 0) -> str:
+    """Address of emulated host ``h<index>`` (1-based) in ``198.18.<subnet>.0/24``."""
+    return f"198.18.{subnet}.{10 + index}"
+
+
+def gateway_address(subnet: int = 0) -> str:
+    """The bridge's address in ``198.18.<subnet>.0/24``: this machine as the hosts reach it."""
+    return f"198.18.{subnet}.1"
+
+
+def subnet_of(run_dir: Path) -> int:
+    """The /24 a run's emulated hosts were given (``SUBNET_FILE``, written by the supervisor
+    once they exist), as its third octet; 0 before that."""
+    path = Path(run_dir) / SUBNET_FILE
+    return int(path.read_text().split(".")[2]) if path.exists() else 0
 
 
 def host_index(host: str) -> int:
@@ -112,6 +127,8 @@ class EmulatedCluster:
     emulate: EmulateSpec
     owner: int = field(default_factory=os.getpid)
     created: bool = False
+    #: The third octet of the cluster's /24 (``198.18.<subnet>.0/24``), chosen by ``create``.
+    subnet: int = 0
 
     @property
     def hosts(self) -> list[str]:
@@ -135,12 +152,16 @@ class EmulatedCluster:
         return (CPU_V1 if version == 1 else CGROUP_ROOT) / f"streamlec-{self.owner}"
 
     def address(self, host: str) -> str:
-        return host_address(host_index(host))
+        return host_address(host_index(host), self.subnet)
 
     @property
     def gateway(self) -> str:
         """The bridge's address: this machine as the hosts reach it (the supervisor's)."""
-        return BRIDGE_ADDRESS
+        return gateway_address(self.subnet)
+
+    @property
+    def network(self) -> str:
+        return f"198.18.{self.subnet}.0/{PREFIXLEN}"
 
     def enter_argv(self, host: str, cpu: bool = True) -> list[str]:
         """The prefix that runs a command on ``host`` (``cpu``: under its CPU quota)."""
@@ -167,17 +188,7 @@ class EmulatedCluster:
         self.created = True  # from here on, destroy() removes whatever part was made
         try:
             with IPRoute() as ipr:
-                taken = [a.get_attr("IFA_LABEL") for a in ipr.get_addr(address=BRIDGE_ADDRESS)]
-                if taken:
-                    msg = (
-                        f"another emulated cluster holds {BRIDGE_ADDRESS} (on {taken[0]}); "
-                        "one emulated cluster at a time per machine: wait for that run to end"
-                    )
-                    raise EmulationError(msg)
-                ipr.link("add", ifname=self.bridge, kind="bridge")
-                bridge = ipr.link_lookup(ifname=self.bridge)[0]
-                ipr.addr("add", index=bridge, address=BRIDGE_ADDRESS, prefixlen=PREFIXLEN)
-                ipr.link("set", index=bridge, state="up")
+                bridge = self._claim_subnet(ipr)
                 for host in self.hosts:
                     name = self.netns(host)
                     netns.create(name)
@@ -201,6 +212,32 @@ class EmulatedCluster:
         except Exception:
             self.destroy()
             raise
+
+    def _claim_subnet(self, ipr) -> int:
+        """Make the bridge with the gateway address of the first /24 of ``NETWORK`` that no
+        interface of this machine has an address in (under ``NETWORK_LOCK``); its index."""
+        import fcntl
+
+        with open(NETWORK_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            held = {
+                int(address.split(".")[2])
+                for address in (a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(family=2))
+                if address and address.startswith("198.18.")
+            }
+            free = [subnet for subnet in range(SUBNETS) if subnet not in held]
+            if not free:
+                msg = (
+                    f"every /24 of {NETWORK} is held by another emulated cluster or interface "
+                    "of this machine: wait for a run to end, or remove what holds them"
+                )
+                raise EmulationError(msg)
+            self.subnet = free[0]
+            ipr.link("add", ifname=self.bridge, kind="bridge")
+            bridge = ipr.link_lookup(ifname=self.bridge)[0]
+            ipr.addr("add", index=bridge, address=self.gateway, prefixlen=PREFIXLEN)
+            ipr.link("set", index=bridge, state="up")
+        return bridge
 
     def _shape(self, ipr, index: int) -> None:
         rate = self.emulate.link

@@ -17,7 +17,7 @@ from ..algorithms import Algorithm, make_algorithm
 from ..schemes import Scheme, make_scheme
 from ..spec import Spec
 from . import wire
-from .emulate import BRIDGE_ADDRESS, host_address, host_index
+from .emulate import gateway_address, host_address, host_index, subnet_of
 from .placement import host_of
 
 #: Batches the source may have in flight beyond the last acknowledged one (closed loop).
@@ -56,8 +56,10 @@ class Plan:
         if cluster is None:
             return dict(self.spec.hosts).get(name, "127.0.0.1")
         if cluster.emulate is not None:  # the supervisor sits on the bridge
-            host = host_of(self.spec, name)
-            return BRIDGE_ADDRESS if host is None else host_address(host_index(host))
+            host, subnet = host_of(self.spec, name), subnet_of(self.run_dir)
+            if host is None:
+                return gateway_address(subnet)
+            return host_address(host_index(host), subnet)
         if name == "supervisor":  # on the host that runs ``streamlec run``
             loopback = cluster.hosts and all(h.startswith("127.") for h in cluster.hosts)
             return (

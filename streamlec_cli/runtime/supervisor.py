@@ -33,7 +33,7 @@ from ..results import append_event, last_log_line, new_run_directory
 from ..spec import Spec
 from . import wire
 from .control import signal_name, user_signal
-from .emulate import EmulatedCluster, EmulationError
+from .emulate import SUBNET_FILE, EmulatedCluster, EmulationError
 from .interrupt import SIGNALS, Interrupted
 from .launch import LAUNCHERS, ExitWatch, Handle, Launcher
 from .membership import Membership, Verdict
@@ -156,6 +156,7 @@ class Supervisor:
         began = time.monotonic()
         try:
             self.emulated.create()
+            (self.run_dir / SUBNET_FILE).write_text(self.emulated.network + "\n")
             measured = self.emulated.measure()
         except EmulationError as exc:
             raise RunFailed(str(exc), exit_code=2) from None
@@ -181,6 +182,7 @@ class Supervisor:
             {
                 "launcher": self.launcher.kind,
                 "emulated": True,
+                "network": self.emulated.network,
                 **measured,
                 "addresses": addresses,
                 "placement": placed,
