@@ -46,6 +46,7 @@ from matplotlib.ticker import (
     NullFormatter,
 )
 
+from .profiles import cluster_line
 from .results import (
     FAMILY_ORDER,
     NoRunsError,
@@ -803,11 +804,13 @@ def provenance(runs: list[Run]) -> str:
         names = ("streamlec", "python", "numpy", "pyzmq")
         versions.add(", ".join(f"{name} {known[name]}" for name in names if known.get(name)))
     specs = ", ".join(sorted({str(run["spec_name"]) for run in runs}))
+    clusters = sorted({cluster_line(run.get("meta") or {}) for run in runs})
     noun = "commit" if len(commits) == 1 else "commits"
     first = f"{noun} {', '.join(sorted(commits))}  |  machine {'; '.join(sorted(machines))}"
     version_text = "; ".join(sorted(v for v in versions if v)) or "versions unknown"
     count = "1 run" if len(runs) == 1 else f"{len(runs)} runs"
-    return f"{first}\n{version_text}  |  spec {specs}: {count}"
+    where = "" if clusters == ["this machine"] else "  |  " + "; ".join(clusters)
+    return f"{first}\n{version_text}  |  spec {specs}: {count}{where}"
 
 
 def _short_commit(commit: str) -> str:

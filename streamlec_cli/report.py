@@ -36,6 +36,7 @@ from statistics import median
 from typing import Any
 
 from . import schemes
+from .profiles import cluster_line
 from .results import FAMILY_ORDER, load_runs, natural_key
 
 Run = dict[str, Any]
@@ -444,9 +445,10 @@ def _rate(run: Run) -> str:
 
 def provenance(runs: list[Run], paths: Sequence[Path]) -> str:
     """Where the numbers came from: machine(s), commit(s), how many runs under which paths."""
-    machines, commits = set(), set()
+    machines, commits, clusters = set(), set(), set()
     for run in runs:
         machine, meta = run.get("machine") or {}, run.get("meta") or {}
+        clusters.add(cluster_line(meta))
         host = machine.get("host") or meta.get("host") or "unknown host"
         cores = machine.get("cores") or meta.get("cores") or "?"
         memory = machine.get("memory_gib") or meta.get("memory_gib") or "?"
@@ -459,8 +461,10 @@ def provenance(runs: list[Run], paths: Sequence[Path]) -> str:
         commits.add(f"`{base[:12]}`" + (" (with uncommitted changes)" if dirty else ""))
     where = ", ".join(f"`{p}`" for p in paths)
     noun = "commit" if len(commits) == 1 else "commits"
+    emulated = sorted(clusters - {"this machine"})
+    inside = f" (workers on an {'; '.join(emulated)})" if emulated else ""
     return (
-        f"Measured on {'; '.join(sorted(machines)) or 'an unknown machine'}, "
+        f"Measured on {'; '.join(sorted(machines)) or 'an unknown machine'}{inside}, "
         f"{noun} {', '.join(sorted(commits)) or 'unknown'}; {_runs(len(runs))} finished "
         f"under {where}. Recomputed from the saved results by `streamlec report`."
     )

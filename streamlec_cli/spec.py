@@ -29,6 +29,7 @@ import yaml
 
 from . import algorithms, schemes
 from .params import Param, ParamError
+from .profiles import PROFILES, Profile
 
 DATASETS = ("higgs", "kdd12")
 DATASET_FORMATS: dict[str, tuple[str, ...]] = {
@@ -61,7 +62,7 @@ _RUNTIME_KEYS = ("heartbeat_interval", "failure_timeout", "grace", "warmup", "re
 _RUNTIME_DURATIONS = _RUNTIME_KEYS[:4]
 LAUNCHER_KINDS = ("local", "ssh", "slurm")
 _CLUSTER_KEYS = ("launcher", "hosts", "place", "emulate", "ssh")
-_EMULATE_KEYS = ("hosts", "link", "cpu", "delay")
+_EMULATE_KEYS = ("profile", "hosts", "link", "cpu", "delay")
 _SSH_KEYS = ("user", "port", "identity", "options", "python", "dir")
 #: Most emulated hosts: their addresses are 198.18.S.11 .. 198.18.S.(10+N) in one /24.
 MAX_EMULATED_HOSTS = 200
@@ -245,14 +246,16 @@ class RuntimeSpec:
 @dataclass(frozen=True)
 class EmulateSpec:
     """Emulated hosts ``h1 .. hN`` on this machine: ``link`` bits per second each way, ``cpu``
-    cores of CPU time each."""
+    cores of CPU time each; ``profile``, when they come from a named profile (``profiles``)."""
 
     hosts: int
     link: float | None = None
     cpu: float | None = None
+    profile: Profile | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"hosts": self.hosts, "link": self.link, "cpu": self.cpu}
+        named = {} if self.profile is None else {"profile": self.profile.name}
+        return {**named, "hosts": self.hosts, "link": self.link, "cpu": self.cpu}
 
 
 @dataclass(frozen=True)
@@ -351,8 +354,23 @@ class Spec:
             f"{self.run_id}  scheme={self.scheme.describe()}  "
             f"algorithm={self.algorithm.describe()}  dataset={self.dataset.describe()}  "
             f"processors={self.processors}  batch={self.batch}  rate={rate}  "
-            f"failures=[{failures}]"
+            f"failures=[{failures}]" + self.cluster_text()
         )
+
+    def cluster_text(self) -> str:
+        """`` cluster=...`` when the workers run elsewhere than on this machine alone."""
+        cluster = self.cluster
+        if cluster is None:
+            return ""
+        emulate = cluster.emulate
+        if emulate is None:
+            return f"  cluster={cluster.launcher}({len(cluster.hosts) or 'allocation'} hosts)"
+        if emulate.profile is not None:
+            return f"  cluster={emulate.profile.name}({emulate.hosts} hosts)"
+        given = [f"{emulate.hosts} hosts"]
+        given += [f"cpu={emulate.cpu:g}"] if emulate.cpu is not None else []
+        given += [f"link={emulate.link / 1e6:g}mbit"] if emulate.link is not None else []
+        return f"  cluster=emulated({', '.join(given)})"
 
 
 # -- public entry points -----------------------------------------------------------------------
@@ -816,7 +834,7 @@ def _cluster(value: object, processors: int) -> ClusterSpec | None:
         _reject("cluster", value, f"cluster must be a mapping of {', '.join(_CLUSTER_KEYS)}")
     _check_keys(value, _CLUSTER_KEYS, "cluster")
     launcher = _choice("cluster.launcher", value.get("launcher", "local"), LAUNCHER_KINDS)
-    emulate = _emulate(value.get("emulate"))
+    emulate = _emulate(value.get("emulate"), processors)
     hosts_raw = value.get("hosts") or None
     if emulate is not None:
         if hosts_raw is not None:
@@ -865,11 +883,14 @@ def _cluster(value: object, processors: int) -> ClusterSpec | None:
     return ClusterSpec(launcher, hosts, place, emulate, ssh_items)
 
 
-def _emulate(value: object) -> EmulateSpec | None:
+def _emulate(value: object, processors: int) -> EmulateSpec | None:
     if value is None:
         return None
+    if isinstance(value, str):  # a profile's name: a host for each worker
+        value = {"profile": value}
     if not isinstance(value, Mapping):
-        _reject("cluster.emulate", value, "emulate must be a mapping of hosts, link, cpu")
+        why = f"emulate must be a profile ({', '.join(PROFILES)}) or a mapping of hosts, link, cpu"
+        _reject("cluster.emulate", value, why)
     _check_keys(value, _EMULATE_KEYS, "cluster.emulate")
     if value.get("delay") not in (None, 0, "0", "0ms"):
         msg = (
@@ -878,6 +899,8 @@ def _emulate(value: object) -> EmulateSpec | None:
             "here; leave delay out (the links are shaped in rate only, with tbf)"
         )
         raise SpecError(msg)
+    if value.get("profile") is not None:
+        return _profiled(value, processors)
     if "hosts" not in value:
         msg = "cluster.emulate.hosts: missing: how many hosts to emulate (e.g. hosts: 9)"
         raise SpecError(msg)
@@ -893,6 +916,33 @@ def _emulate(value: object) -> EmulateSpec | None:
         if not 0.01 <= cpu <= cores:
             _reject("cluster.emulate.cpu", value["cpu"], why)
     return EmulateSpec(hosts, link, cpu)
+
+
+def _profiled(value: Mapping, processors: int) -> EmulateSpec:
+    """Hosts from a named profile (its link and CPU; hosts: one per worker unless given)."""
+    name = value["profile"]
+    if name not in PROFILES:
+        _reject("cluster.emulate.profile", name, f"profile must be one of {', '.join(PROFILES)}")
+    profile = PROFILES[name]
+    hosts = processors + 2
+    if value.get("hosts") is not None:
+        hosts = _integer("cluster.emulate.hosts", value["hosts"], 1)
+        if hosts > MAX_EMULATED_HOSTS:
+            _reject("cluster.emulate.hosts", hosts, f"at most {MAX_EMULATED_HOSTS} hosts")
+    given = {"link": profile.emulated_link, "cpu": profile.emulated_cpu}
+    for key, own in given.items():  # a resolved spec repeats them; anything else is a clash
+        said = value.get(key)
+        if said is None:
+            continue
+        number = link_rate(said) if key == "link" else _number(said)
+        if own is None or number is None or abs(number - own) > 1e-9 * own:
+            msg = (
+                f"cluster.emulate.{key}: {_show(said)} is not allowed with profile {name}, "
+                f"which sets it ({profile.describe()}); leave {key} out, or give link and cpu "
+                "without a profile"
+            )
+            raise SpecError(msg)
+    return EmulateSpec(hosts, profile.emulated_link, profile.emulated_cpu, profile)
 
 
 def link_rate(value: object) -> float:

@@ -45,6 +45,10 @@ def build(cluster: dict, processors: int = 6, **settings) -> spec.Spec:
         ({"launcher": "slurm", "emulate": {"hosts": 2}}, "start the hosts and their slurmd"),
         ({"hosts": ["a", "b"]}, "not allowed with launcher local without emulate"),
         ({"emulate": {"hosts": 3}, "colour": 1}, "unknown key 'cluster.colour'"),
+        ({"emulate": "lan-2g"}, "profile must be one of lan-10g, lan-1g, lan-100m, cores-only"),
+        ({"emulate": {"profile": "lan-1g", "cpu": 0.5}}, "0.5 is not allowed with profile lan-1g"),
+        ({"emulate": {"profile": "cores-only", "link": "1gbit"}}, "leave link out"),
+        ({"emulate": 7}, "emulate must be a profile (lan-10g, lan-1g"),
     ],
 )
 def test_a_bad_cluster_section_is_one_clear_error(cluster, expected):
@@ -105,3 +109,42 @@ def test_addresses_follow_the_placement(tmp_path):
     assert plan.address("supervisor") == "tcp://198.18.7.1:27102"
     ssh = make_plan(build({"launcher": "ssh", "hosts": ["n1", "n2", "n3"]}), tmp_path)
     assert ssh.address("sink") == "tcp://n1:27100" and ssh.address("source") == "tcp://n2:27101"
+
+
+def test_a_profile_gives_each_worker_a_host_scaled_down_in_cpu_and_link_together():
+    lan = build({"emulate": "lan-1g"}).cluster.emulate
+    assert (lan.hosts, lan.cpu, lan.link) == (8, 0.2, 200e6)  # 6 processors, source, sink
+    assert lan.profile.name == "lan-1g" and lan.profile.dilation == 5
+    assert "1-core hosts on 1 Gbit/s links at 1/5 speed" in lan.profile.describe()
+    nine = build({"emulate": {"profile": "lan-10g", "hosts": 9}}).cluster.emulate
+    assert (nine.hosts, nine.cpu, nine.link) == (9, 0.2, 2e9)
+    assert build({"emulate": "cores-only"}).cluster.emulate.link is None
+    # the resolved spec names the profile and repeats its values, and reads back the same
+    again = build(build({"emulate": "lan-100m"}).cluster.to_dict()).cluster.emulate
+    assert (again.profile.name, again.hosts, again.cpu, again.link) == ("lan-100m", 8, 0.2, 20e6)
+
+
+def test_set_names_a_profile_on_the_command_line(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: s\ndataset: {name: higgs, items: 1000}\nprocessors: 4\n")
+    (run,) = spec.load(path, overrides=["cluster.emulate=lan-1g"])
+    assert run.cluster.emulate.profile.name == "lan-1g" and run.cluster.emulate.hosts == 6
+
+
+def test_a_figure_and_the_report_say_which_cluster_the_workers_ran_on():
+    from streamlec_cli.profiles import PROFILES, cluster_line
+
+    meta = {
+        "cluster": {
+            "emulated": True,
+            "asked": {"hosts": 8, "link_bit_s": 200e6, "cpu": 0.2},
+            "measured": {"link_bit_s": 191e6, "cpu": 0.198},
+            "profile": PROFILES["lan-1g"].to_dict(),
+        }
+    }
+    line = cluster_line(meta)
+    assert line.startswith("emulated cluster of 8 hosts, lan-1g: 1-core hosts on 1 Gbit/s")
+    assert line.endswith("measured 0.20 CPU, 191 Mbit/s")
+    meta["cluster"]["profile"] = None
+    assert cluster_line(meta).startswith("emulated cluster of 8 hosts, 0.2 CPU, 200 Mbit/s each")
+    assert cluster_line({}) == "this machine"

@@ -170,7 +170,7 @@ class Supervisor:
             )
             if part
         )
-        hosts = self.emulated.hosts
+        hosts, profile = self.emulated.hosts, self.emulated.emulate.profile
         self.event("emulated", f"{len(hosts)} hosts in {took:.1f} s; measured {said or 'nothing'}")
         addresses = {host: self.emulated.address(host) for host in hosts}
         placed = {
@@ -183,6 +183,7 @@ class Supervisor:
                 "launcher": self.launcher.kind,
                 "emulated": True,
                 "network": self.emulated.network,
+                "profile": None if profile is None else profile.to_dict(),
                 **measured,
                 "addresses": addresses,
                 "placement": placed,

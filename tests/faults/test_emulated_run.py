@@ -161,6 +161,8 @@ def test_ec42_over_9_emulated_hosts_with_two_kills_loses_nothing_and_leaves_noth
         timeout=TIMEOUT,
     )
     assert reported.returncode == 0, reported.stdout + reported.stderr
+    report = (tmp_path / "report.md").read_text()
+    assert "(workers on an emulated cluster of 9 hosts, 1 CPU, 1000 Mbit/s each" in report
 
     # nothing left behind: processes, namespaces, links, bridge, cgroups
     assert not [pid for pid in worker_pids(run_dir) if alive(pid)]
