@@ -38,8 +38,6 @@ streamlec installed at the supervisor's ``sys.executable``.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import functools
 import hashlib
 import io
@@ -66,6 +64,7 @@ from .launch import (
     worker_command,
     worker_env,
 )
+from .lifeline import die_with_parent
 
 STEP_PREFIX = "streamlec"
 STEP_SEEN_WITHIN = 10.0  # seconds for a new step to show in squeue
@@ -307,9 +306,7 @@ def _die_with_parent(sig: int = signals.SIGTERM) -> None:
     """In the ``srun`` client, before it runs: ``sig`` when the supervisor ends however it
     ends. On SIGTERM srun cancels its step (its tasks are killed); SIGUSR1 it passes on to
     them, so that they can still do something."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
+    die_with_parent(sig)
 
 
 class SlurmLauncher(Launcher):

@@ -58,6 +58,7 @@ from pathlib import Path
 
 from ..results import merge_events
 from .launch import LAUNCHERS, Handle, Launcher, Sample, give_slot
+from .lifeline import die_with_parent
 from .worker import SUPERVISOR_ENV
 
 SAMPLE_EVERY = 0.5  # seconds: how often a worker's /proc is read over ssh at most
@@ -181,12 +182,7 @@ def ssh_argv(settings: SshSettings, host: str, control: str | None = None) -> li
 def _die_with_parent() -> None:
     """In a local ``ssh`` child: end when the supervisor ends (Linux), which closes the
     channel and so ends the worker on the host."""
-    import ctypes
-    import ctypes.util
-
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    die_with_parent(signal.SIGKILL)
 
 
 def _remote(

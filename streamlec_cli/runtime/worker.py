@@ -17,8 +17,6 @@ like any other, and it tells the source and the processors to stop however it en
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import select
 import signal
@@ -27,6 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .lifeline import die_with_parent
 from .startup import DEFAULT_STARTUP_TIMEOUT
 
 if TYPE_CHECKING:  # the launcher imports this module: ``ps`` must not pay for the spec's
@@ -37,7 +36,6 @@ SUPERVISOR_ENV = "STREAMLEC_SUPERVISOR_PID"
 STANDBY = "standby"  # a warm spare's name is "standby-N" until it is given a slot
 #: A directory: every worker runs under cProfile and writes ``<worker>-<pid>.prof`` there at exit.
 PROFILE_ENV = "STREAMLEC_PROFILE"
-_PR_SET_PDEATHSIG = 1
 
 
 def is_spare(name: str) -> bool:
@@ -53,10 +51,7 @@ def _die_with_supervisor() -> None:
         return  # started by hand: it lives until STOP or a signal
     if not supervisor.isdigit():
         return  # supervised from another host: the launcher's step or channel ends it
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
+    if not die_with_parent(signal.SIGKILL):
         return
     if os.getppid() != int(supervisor):  # it ended before we could ask
         os._exit(1)
