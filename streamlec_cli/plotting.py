@@ -46,7 +46,7 @@ from matplotlib.ticker import (
     NullFormatter,
 )
 
-from .profiles import cluster_line
+from .profiles import SHARED, cluster_line
 from .results import (
     FAMILY_ORDER,
     NoRunsError,
@@ -115,19 +115,22 @@ def plot_results(
         raise NoRunsError(msg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    groups: dict[Path, list[Run]] = defaultdict(list)
+    # A spec's runs on shared cores and on an emulated cluster make figures of their own.
+    groups: dict[tuple[Path, str], list[Run]] = defaultdict(list)
     for run in runs:
-        groups[run["spec_dir"]].append(run)
+        groups[(run["spec_dir"], run.get("cluster", SHARED))].append(run)
     written: list[Path] = []
     used: set[str] = set()
-    for spec_dir in sorted(groups):
-        group = groups[spec_dir]
+    for spec_dir, cluster in sorted(groups, key=lambda key: (key[0], key[1] != SHARED, key[1])):
+        group = groups[(spec_dir, cluster)]
         spec_name = str(group[0]["spec_name"])
+        where = "" if cluster == SHARED else cluster
         for kind, subset in figure_kinds(spec_name, group):
             try:
                 for suffix, figure in DRAW[kind](subset):
                     figure.text(0.01, 0.005, provenance(subset), fontsize=7, color="#555555")
-                    written.extend(_save(figure, out / _stem(kind, spec_name, suffix, used)))
+                    stem = _stem(kind, spec_name, "-".join(p for p in (where, suffix) if p), used)
+                    written.extend(_save(figure, out / stem))
             except (KeyError, ValueError, TypeError, OSError, pd.errors.ParserError) as exc:
                 plt.close("all")
                 notes.append(

@@ -101,3 +101,25 @@ def cluster_line(meta: dict) -> str:
     if measured.get("link_bit_s"):
         got.append(f"{measured['link_bit_s'] / 1e6:.0f} Mbit/s")
     return what + (f", measured {', '.join(got)}" if got else "")
+
+
+SHARED = "shared cores"  # the label of runs whose workers all ran on this machine, unconfined
+
+
+def cluster_label(meta: dict) -> str:
+    """A short name for where a run's workers ran, to keep runs of other conditions apart:
+    ``shared cores``, a profile's name, ``emulated`` with what each host was given, or the
+    launcher across real hosts."""
+    cluster = meta.get("cluster") or {}
+    if cluster.get("emulated"):
+        profile = cluster.get("profile")
+        if profile:
+            return str(profile["name"])
+        asked = cluster.get("asked") or {}
+        given = [f"{asked.get('hosts')} hosts"]
+        given += [f"{asked['cpu']:g} CPU"] if asked.get("cpu") else []
+        given += [f"{asked['link_bit_s'] / 1e6:g} Mbit/s"] if asked.get("link_bit_s") else []
+        return f"emulated ({', '.join(given)})"
+    if cluster.get("launcher") in ("ssh", "slurm"):
+        return f"{cluster['launcher']} hosts"
+    return SHARED

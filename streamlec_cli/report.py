@@ -36,7 +36,7 @@ from statistics import median
 from typing import Any
 
 from . import schemes
-from .profiles import cluster_line
+from .profiles import SHARED, cluster_line
 from .results import FAMILY_ORDER, load_runs, natural_key
 
 Run = dict[str, Any]
@@ -79,20 +79,14 @@ def build_report(paths: Sequence[Path], all_runs: bool = False) -> Report:
     Raises :class:`~streamlec_cli.results.NoRunsError` when there is no run directory.
     """
     runs, notes = load_runs(paths, all_runs)
-    rows = [
-        throughput_row(runs, "reactive", "5.17x"),
-        throughput_row(runs, REP3, "1.55x"),
-        latency_row(runs, "reactive", 1, "8.9x"),
-        latency_row(runs, "reactive", 2, "14x"),
-        latency_row(runs, EC, 1, "negligible (about 1x)"),
-        latency_row(runs, EC, 2, "negligible (about 1x)"),
-    ]
+    clusters = sorted({run["cluster"] for run in runs}, key=lambda c: (c != SHARED, c)) or [SHARED]
+    by_cluster = {
+        cluster: claim_rows([r for r in runs if r["cluster"] == cluster]) for cluster in clusters
+    }
     lines = [
         "## StreamLEC: the paper's claims beside this reproduction",
         "",
-        "| claim | paper | measured here | measured from |",
-        "|---|---|---|---|",
-        *(f"| {r.claim} | {r.paper} | {r.measured} | {r.basis} |" for r in rows),
+        *claims_table(by_cluster),
         "",
         provenance(runs, paths),
     ]
@@ -119,11 +113,55 @@ def build_report(paths: Sequence[Path], all_runs: bool = False) -> Report:
             "",
             *_markdown(costs, CPU_COLUMNS),
         ]
-    tables = {"claims": [asdict(row) for row in rows], "throughput": throughput, "cpu": costs}
+    claims = [
+        {"cluster": cluster, **asdict(row)}
+        for cluster, cluster_rows in by_cluster.items()
+        for row in cluster_rows
+    ]
+    tables = {"claims": claims, "throughput": throughput, "cpu": costs}
     return Report("\n".join(lines), tables, notes)
 
 
 Column = tuple[str, str, Callable[[Any], str]]  # record key, Markdown header, cell text
+
+
+def claim_rows(runs: list[Run]) -> list[Row]:
+    """The paper's claims, each measured from these runs."""
+    return [
+        throughput_row(runs, "reactive", "5.17x"),
+        throughput_row(runs, REP3, "1.55x"),
+        latency_row(runs, "reactive", 1, "8.9x"),
+        latency_row(runs, "reactive", 2, "14x"),
+        latency_row(runs, EC, 1, "negligible (about 1x)"),
+        latency_row(runs, EC, 2, "negligible (about 1x)"),
+    ]
+
+
+def claims_table(by_cluster: dict[str, list[Row]]) -> list[str]:
+    """The claims as a Markdown table: one "measured here" column, or, when the runs ran in
+    several conditions (shared cores, emulated clusters), a column for each."""
+    if len(by_cluster) == 1:
+        (rows,) = by_cluster.values()
+        return [
+            "| claim | paper | measured here | measured from |",
+            "|---|---|---|---|",
+            *(f"| {r.claim} | {r.paper} | {r.measured} | {r.basis} |" for r in rows),
+        ]
+    clusters = list(by_cluster)
+    lines = [
+        f"| claim | paper | {' | '.join(clusters)} | measured from |",
+        "|---|---|" + "---|" * len(clusters) + "---|",
+    ]
+    for i, first in enumerate(by_cluster[clusters[0]]):
+        cells = [by_cluster[cluster][i] for cluster in clusters]
+        basis = "; ".join(
+            f"{cluster}: {row.basis}"
+            for cluster, row in zip(clusters, cells, strict=True)
+            if row.measured != NOT_MEASURED
+        )
+        measured = " | ".join(row.measured for row in cells)
+        lines.append(f"| {first.claim} | {first.paper} | {measured} | {basis or cells[0].basis} |")
+    return lines
 
 
 def _markdown(records: list[Record], columns: Sequence[Column]) -> list[str]:
@@ -220,9 +258,10 @@ def throughput_records(runs: list[Run]) -> list[Record]:
     records = []
     for setting in sorted(settings, key=lambda s: tuple(natural_key(str(part)) for part in s)):
         by_family = settings[setting]
-        _, algorithm, dataset, processors, *_ = setting
+        _, algorithm, dataset, processors, *_, cluster = setting
         record: Record = {
             "spec": _spec_name(by_family),
+            "cluster": cluster,
             "algorithm": algorithm,
             "dataset": dataset,
             "processors": processors,
@@ -242,9 +281,13 @@ def throughput_records(runs: list[Run]) -> list[Record]:
 
 def _throughput_columns(records: list[Record]) -> list[Column]:
     """Markdown columns of ``throughput_records``: the setting, items/s, ratios."""
-    columns: list[Column] = [(key, key, str) for key in ("spec", "algorithm", "dataset")]
+    several = len({record["cluster"] for record in records}) > 1
+    setting = ("spec", "cluster", "algorithm", "dataset") if several else ("spec", "algorithm")
+    columns: list[Column] = [(key, key, str) for key in setting]
+    if not several:
+        columns.append(("dataset", "dataset", str))
     columns.append(("processors", "processors", str))
-    for key in list(records[0])[4:]:
+    for key in list(records[0])[5:]:
         ratio = key.startswith("EC(4,2) / ")
         columns.append((key, key, _cell(_ratio if ratio else "{:,.0f}".format, "")))
     return columns
@@ -268,6 +311,7 @@ def _normal_settings(runs: list[Run]) -> dict[tuple, dict[str, list[Run]]]:
             run.get("processors"),
             run.get("batch"),
             run.get("items_in"),
+            run.get("cluster", SHARED),
         )
         settings[setting][run["family"]].append(run)
     return settings
@@ -293,8 +337,9 @@ def _mean_throughput(runs: list[Run]) -> float:
 
 
 def _describe_setting(setting: tuple) -> str:
-    _, algorithm, dataset, processors, batch, _ = setting
-    return f"{algorithm} on {dataset}, {processors} processors, batch {batch}"
+    _, algorithm, dataset, processors, batch, _, cluster = setting
+    where = "" if cluster == SHARED else f", on {cluster}"
+    return f"{algorithm} on {dataset}, {processors} processors, batch {batch}{where}"
 
 
 # -- CPU -------------------------------------------------------------------------------------

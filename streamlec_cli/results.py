@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 
 from . import schemes
+from .profiles import cluster_label
 
 BATCH_COLUMNS = (
     "batch",
@@ -369,7 +370,8 @@ def load_runs(
     """Finished runs under ``paths`` and a note for each run left out.
 
     Each run is its ``summary.json`` plus ``meta`` (``meta.json``), ``run_dir``, ``family``,
-    ``variant``, ``spec_dir`` (the folder of its spec's runs), ``setting`` (``setting_of``)
+    ``variant``, ``cluster`` (``profiles.cluster_label``: where its workers ran), ``spec_dir``
+    (the folder of its spec's runs), ``setting`` (``setting_of``)
     and ``config`` (the setting without the ``-rN`` of ``repeat``, shared by the repeats of
     one configuration). Unless ``all_runs``, only the latest complete run of each setting
     (``latest_per_setting``) is kept, and a note says which earlier ones were left out.
@@ -403,6 +405,7 @@ def load_runs(
                 "config": config,
                 "family": scheme_family(summary),
                 "variant": scheme_variant(summary),
+                "cluster": cluster_label(meta),
             }
         )
     if not all_runs:

@@ -314,8 +314,13 @@ class Spec:
         """
         parts = [self.scheme.label, self.algorithm.name, self.dataset.name]
         resolved = self.to_dict()
+        swept = set()
         for key, raw in self.sweep_values:
             parts.extend(_sweep_slug(key, _lookup(resolved, key, raw)))
+            swept.add(key)
+        emulate = self.cluster.emulate if self.cluster is not None else None
+        if emulate is not None and emulate.profile is not None and not swept & _CLUSTER_SWEEPS:
+            parts.extend(_sweep_slug("cluster.emulate", emulate.to_dict()))  # apart from shared
         if self.repeat > 1:
             parts.append(f"r{self.run_index}")
         return "-".join(part for part in parts if part)
@@ -1139,6 +1144,11 @@ def _sweep_slug(key: str, value: object) -> list[str]:
             for k, v in value.items()
             if k not in _in_base(top) and v != defaults.get(k, _MISSING)
         ]
+    if key == "cluster.emulate":  # this machine's shared cores, or a profile's hosts
+        if value is None:
+            return ["shared"]
+        if isinstance(value, dict) and value.get("profile"):
+            return [f"{_safe(str(value['profile']))}-{value['hosts']}h"]
     if top == "failures" and len(parts) == 1 and isinstance(value, list):
         if not value:
             return ["nofail"]
@@ -1150,6 +1160,7 @@ def _sweep_slug(key: str, value: object) -> list[str]:
 
 
 _MISSING = object()
+_CLUSTER_SWEEPS = {"cluster", "cluster.emulate"}
 
 
 def _section_defaults(top: str, value: dict[str, Any]) -> dict[str, object]:

@@ -148,3 +148,20 @@ def test_a_figure_and_the_report_say_which_cluster_the_workers_ran_on():
     meta["cluster"]["profile"] = None
     assert cluster_line(meta).startswith("emulated cluster of 8 hosts, 0.2 CPU, 200 Mbit/s each")
     assert cluster_line({}) == "this machine"
+
+
+def test_a_profile_names_the_run_apart_from_the_same_setting_on_shared_cores(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        "name: s\ndataset: {name: higgs, items: 1000}\nprocessors: 6\n"
+        "sweep: {scheme: [{name: rep, copies: 3}, {name: ec, k: 2, r: 1}]}\n"
+    )
+    shared = [run.run_id for run in spec.load(path)]
+    emulated = [run.run_id for run in spec.load(path, overrides=["cluster.emulate=lan-1g"])]
+    assert shared == ["rep3-logreg-higgs", "ec21-logreg-higgs"]
+    assert emulated == ["rep3-logreg-higgs-lan-1g-8h", "ec21-logreg-higgs-lan-1g-8h"]
+    swept = spec.load(path, overrides=["sweep.cluster.emulate=[null, lan-100m]"])
+    assert [run.run_id for run in swept][:2] == [
+        "rep3-logreg-higgs-shared",
+        "rep3-logreg-higgs-lan-100m-8h",
+    ]

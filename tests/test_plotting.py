@@ -46,6 +46,7 @@ def write_run(
     rate: str | float = "max",
     kill: tuple[str, ...] = (),
     spike: float = 1.0,
+    cluster: dict | None = None,
     **fields: Any,
 ) -> Path:
     """One run directory in the results contract's format; returns it."""
@@ -119,6 +120,7 @@ def write_run(
         "commit": COMMIT,
         **machine,
         "versions": {"python": "3.11.7", "streamlec": "0.1.0", "numpy": "2.0"},
+        "cluster": cluster,
     }
     (run_dir / "meta.json").write_text(json.dumps(meta))
     planned = [{"at": 3.0, "kill": list(kill)}] if kill else []
@@ -325,3 +327,23 @@ def test_plot_uses_the_latest_run_of_each_setting_and_names_the_others(tmp_path:
     )
     assert every.exit_code == 0, every.output
     assert str(first) not in every.stderr
+
+
+def test_runs_on_an_emulated_cluster_make_figures_of_their_own(tmp_path: Path) -> None:
+    lan = {
+        "emulated": True,
+        "asked": {"hosts": 8, "link_bit_s": 200e6, "cpu": 0.2},
+        "measured": {"link_bit_s": 191e6, "cpu": 0.2},
+        "profile": {"name": "lan-1g", "description": "lan-1g: 1-core hosts on 1 Gbit/s links"},
+    }
+    root = tmp_path / "results"
+    for scheme in ("rep3", "ec42"):
+        write_run(root, "throughput", scheme=scheme, throughput=200e3)
+        write_run(root, "throughput", scheme=scheme, throughput=50e3, cluster=lan, repeat=1)
+    out = tmp_path / "plots"
+    result = CliRunner().invoke(main, ["plot", str(root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.stem for p in out.glob("*.svg")) == ["throughput", "throughput-lan-1g"]
+    emulated = (out / "throughput-lan-1g.svg").read_text()
+    assert "emulated cluster of 8 hosts, lan-1g: 1-core hosts on 1 Gbit/s links" in emulated
+    assert "emulated cluster" not in (out / "throughput.svg").read_text()

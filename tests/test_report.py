@@ -31,6 +31,7 @@ def write_summary(
     p99: tuple[float, float] | None = None,
     p50: tuple[float, float] = (10.0, 10.0),
     rate: str | float = "max",
+    cluster: dict | None = None,
     **fields: Any,
 ) -> Path:
     """A run directory holding summary.json and meta.json only; ``p99`` is (before, after)."""
@@ -74,7 +75,8 @@ def write_summary(
         **settings,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary))
-    (run_dir / "meta.json").write_text(json.dumps({"run_index": 0, "commit": summary["commit"]}))
+    meta = {"run_index": 0, "commit": summary["commit"], "cluster": cluster}
+    (run_dir / "meta.json").write_text(json.dumps(meta))
     return run_dir
 
 
@@ -389,13 +391,15 @@ def test_tables_as_csv_and_json_for_pandas(tmp_path: Path) -> None:
     _, result = report(tmp_path, extra=("--csv", str(tables), "--json", str(data)))
     assert result.exit_code == 0, result.output
     claims = pd.read_csv(tables / "claims.csv").set_index("claim")
-    assert list(claims.columns) == ["paper", "measured", "basis", "ratio", "p50_ratio"]
+    assert list(claims.columns) == ["cluster", "paper", "measured", "basis", "ratio", "p50_ratio"]
+    assert set(claims["cluster"]) == {"shared cores"}
     assert claims.loc["throughput, EC(4,2) / Reactive", "ratio"] == pytest.approx(5.0)
     assert claims.loc["latency after 1 failure / before, EC(4,2)", "ratio"] == pytest.approx(1.2)
     assert pd.isna(claims.loc["latency after 2 failures / before, Reactive", "ratio"])
     throughput = pd.read_csv(tables / "throughput.csv")
     assert list(throughput.columns) == [
         "spec",
+        "cluster",
         "algorithm",
         "dataset",
         "processors",
@@ -431,3 +435,31 @@ def test_a_run_directory_of_any_name_is_labelled_by_its_spec(
         _, result = report(path)
         assert result.exit_code == 0, result.output
         assert row in result.stdout
+
+
+LAN_1G = {
+    "launcher": "local",
+    "emulated": True,
+    "asked": {"hosts": 8, "link_bit_s": 200e6, "cpu": 0.2},
+    "measured": {"link_bit_s": 190e6, "cpu": 0.2},
+    "profile": {"name": "lan-1g", "description": "lan-1g: 1-core hosts on 1 Gbit/s links"},
+}
+
+
+def test_runs_on_shared_cores_and_on_an_emulated_cluster_are_measured_apart(tmp_path: Path):
+    # the same spec run twice: on this machine's shared cores, then with --set
+    # cluster.emulate=lan-1g; each condition gets its own ratio, never a mix of both
+    write_summary(tmp_path, "throughput", "ec42", 1000.0)
+    write_summary(tmp_path, "throughput", "rep3", 800.0)
+    write_summary(tmp_path, "throughput", "ec42", 300.0, cluster=LAN_1G)
+    write_summary(tmp_path, "throughput", "rep3", 150.0, cluster=LAN_1G)
+    _, result = report(tmp_path)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "| claim | paper | shared cores | lan-1g | measured from |" in lines
+    (row,) = [line for line in lines if line.startswith("| throughput, EC(4,2) / Rep-3x")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1:4] == ["1.55x", "1.25x", "2.00x"]
+    assert "shared cores: " in cells[4] and "lan-1g: " in cells[4]
+    assert "on lan-1g" in cells[4]
+    assert "(workers on an emulated cluster of 8 hosts, lan-1g: 1-core hosts" in result.stdout
