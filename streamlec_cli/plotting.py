@@ -46,6 +46,7 @@ from matplotlib.ticker import (
     NullFormatter,
 )
 
+from . import regime
 from .profiles import SHARED, cluster_line
 from .results import (
     FAMILY_ORDER,
@@ -59,7 +60,9 @@ from .results import (
 Run = dict[str, Any]
 Drawn = Iterable[tuple[str, Figure]]
 
-FIGURES = ("throughput", "recovery", "coding", "parameters", "scalability")
+FIGURES = ("throughput", "recovery", "coding", "parameters", "scalability", "regime")
+#: Figures that set the conditions (shared cores, emulated clusters) of their runs side by side.
+ACROSS_CLUSTERS = ("regime",)
 
 #: One colour per scheme family, the same in every figure.
 SCHEME_COLOURS: dict[str, str] = dict(
@@ -118,7 +121,8 @@ def plot_results(
     # A spec's runs on shared cores and on an emulated cluster make figures of their own.
     groups: dict[tuple[Path, str], list[Run]] = defaultdict(list)
     for run in runs:
-        groups[(run["spec_dir"], run.get("cluster", SHARED))].append(run)
+        apart = run["spec_name"] not in ACROSS_CLUSTERS
+        groups[(run["spec_dir"], run.get("cluster", SHARED) if apart else SHARED)].append(run)
     written: list[Path] = []
     used: set[str] = set()
     for spec_dir, cluster in sorted(groups, key=lambda key: (key[0], key[1] != SHARED, key[1])):
@@ -529,12 +533,76 @@ def _oversubscribed(processors: np.ndarray, cores: np.ndarray) -> np.ndarray:
     return (processors.astype(float) + 2) > cores
 
 
+# -- regime ---------------------------------------------------------------------------------
+
+
+def draw_regime(runs: list[Run]) -> Drawn:
+    """EC(4,2)'s throughput over rep-3x's and reactive's against link rate (left) and CPU per
+    host (right), with shared cores as the first point on the left and the paper's ratios."""
+    found = regime.conditions(runs)
+    links, cpus = regime.link_series(found), regime.cpu_series(found)
+    shared = [c for c in found if not c.emulated]
+    if not links and not cpus:
+        msg = "no failure-free run at rate max on emulated hosts: nothing to set against"
+        raise ValueError(msg)
+    fig, axes = _figure(1, 2, (12.0, 5.5), sharey=True)
+    left, right = axes[0, 0], axes[0, 1]
+    series = [*shared, *links]
+    for other in (regime.REP3, "reactive"):
+        colour = scheme_colour(other)
+        name = f"EC(4,2) / {'Rep-3x' if other == regime.REP3 else 'Reactive'}"
+        for ax, points, xs in (
+            (left, series, list(range(len(series)))),
+            (right, cpus, [c.cpu for c in cpus]),
+        ):
+            ratios = [c.ratio(other) for c in points]
+            shown = [(x, y) for x, y in zip(xs, ratios, strict=True) if y is not None]
+            if shown:
+                ax.plot(*zip(*shown, strict=True), marker="o", color=colour, lw=1.6, label=name)
+            paper = regime.PAPER[other]
+            ax.axhline(paper, color=colour, ls="--", lw=1.0)
+            ax.annotate(
+                f"paper {paper:g}x",
+                (0.99, paper),
+                xycoords=("axes fraction", "data"),
+                ha="right",
+                va="bottom",
+                fontsize=8,
+                color=colour,
+            )
+    left.set_xticks(range(len(series)), [_condition_tick(c) for c in series], fontsize=8)
+    cpu_text = f"{links[0].cpu:g} CPU per emulated host" if links and links[0].cpu else ""
+    left.set_title(f"against link rate ({cpu_text or 'links only'})", fontsize=10, loc="left")
+    left.set_ylabel("throughput ratio (EC(4,2) over the other scheme)")
+    right.set_title("against CPU per host (links unshaped)", fontsize=10, loc="left")
+    right.set_xlabel("CPU share of each emulated host (cores)")
+    if cpus:
+        right.set_xticks([c.cpu for c in cpus], [f"{c.cpu:g}" for c in cpus])
+    for ax in (left, right):
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+    left.legend(loc="upper left", fontsize=9)
+    fig.suptitle("Where the paper's throughput ratios hold: by network and CPU per host")
+    yield "", fig
+
+
+def _condition_tick(condition: regime.Condition) -> str:
+    if not condition.emulated:
+        return "shared\ncores"
+    link = "unshaped" if condition.link_bit_s is None else f"{condition.link_bit_s / 1e6:g} Mbit/s"
+    if condition.label.startswith("emulated"):
+        return link
+    return f"{condition.label}\n({link})"
+
+
 DRAW: dict[str, Callable[[list[Run]], Drawn]] = {
     "throughput": draw_throughput,
     "recovery": draw_recovery,
     "coding": draw_coding,
     "parameters": draw_parameters,
     "scalability": draw_scalability,
+    "regime": draw_regime,
 }
 
 
@@ -813,6 +881,8 @@ def provenance(runs: list[Run]) -> str:
     version_text = "; ".join(sorted(v for v in versions if v)) or "versions unknown"
     count = "1 run" if len(runs) == 1 else f"{len(runs)} runs"
     where = "" if clusters == ["this machine"] else "  |  " + "; ".join(clusters)
+    if len(clusters) > 2:  # a figure across conditions names them on its axes
+        where = f"  |  {len(clusters)} conditions: this machine's shared cores and emulated hosts"
     return f"{first}\n{version_text}  |  spec {specs}: {count}{where}"
 
 

@@ -186,6 +186,25 @@ def synthetic_results(root: Path) -> None:
             write_run(root, "scalability", scheme=scheme, processors=processors, throughput=tp)
     for scheme in ("none", "ec42"):  # a user's own spec: named after no figure
         write_run(root, "mine", scheme=scheme, throughput=123e3)
+    for n, (profile, link, cpu) in enumerate(REGIME):  # shared cores, then emulated hosts
+        cluster = None
+        if cpu is not None:
+            asked = {"hosts": 8, "link_bit_s": link, "cpu": cpu}
+            cluster = {"emulated": True, "asked": asked, "profile": profile and {"name": profile}}
+        slower = 1.0 if link is None else link / 1e10  # the network costs replication most
+        for scheme, tp in (("reactive", 60e3), ("rep3", 150e3 * slower), ("ec42", 200e3)):
+            write_run(root, "regime", scheme=scheme, throughput=tp, cluster=cluster, repeat=n)
+
+
+#: Conditions of the regime spec's runs: (profile, link bit/s, CPU per host).
+REGIME = (
+    (None, None, None),
+    ("cores-only", None, 0.2),
+    ("lan-10g", 2e9, 0.2),
+    ("lan-1g", 2e8, 0.2),
+    (None, None, 0.1),
+    (None, None, 0.25),
+)
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +216,15 @@ def plotted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     return out, result
 
 
-EXPECTED = ("throughput", "recovery", "coding", "parameters", "scalability", "throughput-mine")
+EXPECTED = (
+    "throughput",
+    "recovery",
+    "coding",
+    "parameters",
+    "scalability",
+    "regime",
+    "throughput-mine",
+)
 
 
 def test_plot_writes_every_figure(plotted: tuple[Path, Any]) -> None:
@@ -347,3 +374,12 @@ def test_runs_on_an_emulated_cluster_make_figures_of_their_own(tmp_path: Path) -
     emulated = (out / "throughput-lan-1g.svg").read_text()
     assert "emulated cluster of 8 hosts, lan-1g: 1-core hosts on 1 Gbit/s links" in emulated
     assert "emulated cluster" not in (out / "throughput.svg").read_text()
+
+
+def test_regime_sets_the_ratio_against_link_rate_and_cpu_beside_the_papers(plotted) -> None:
+    out, _ = plotted
+    svg = (out / "regime.svg").read_text()
+    for text in ("paper 1.55x", "paper 5.17x", "EC(4,2) / Rep-3x", "EC(4,2) / Reactive"):
+        assert text in svg
+    for tick in ("shared", "lan-10g", "lan-1g", "cores-only", "0.1", "0.25"):
+        assert tick in svg
