@@ -407,8 +407,13 @@ class SlurmLauncher(Launcher):
         _slurm(*self.srun(node, "sh", "-c", script), stdin=buf.getvalue())
         self.staged.append(node)
         # The copy's keeper: a step that removes it when its standard input closes (finish)
-        # or when the supervisor is gone (its srun passes the parent-death SIGUSR1 on).
-        keep = f"trap 'rm -rf {d}' EXIT; trap 'exit 0' TERM HUP INT USR1; cat >/dev/null"
+        # or when the supervisor is gone (its srun passes the parent-death SIGUSR1 on, and
+        # the input closes). Each way removes it itself, not only through the exit trap.
+        remove = f"rm -rf {d}"
+        keep = (
+            f"trap '{remove}; exit 0' TERM HUP INT USR1; trap '{remove}' EXIT; "
+            f"cat >/dev/null; {remove}"
+        )
         self.keepers[node] = subprocess.Popen(
             self.srun(node, "sh", "-c", keep, step_name=f"{STEP_PREFIX}:keeper:{self.run_tag}"),
             stdin=subprocess.PIPE,
