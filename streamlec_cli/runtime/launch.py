@@ -151,6 +151,12 @@ class Launcher(ABC):
     def finish(self) -> None:  # noqa: B027 - most launchers have nothing to bring back
         """After the last worker ended: bring back what the workers wrote elsewhere."""
 
+    def peer_addresses(self) -> dict[str, str]:
+        """Where the workers reach each host of the run and the supervisor, for hosts whose
+        names alone do not say it (written to the run directory, ``plan.ADDRESSES_FILE``);
+        empty: the names are the addresses."""
+        return {}
+
     def clock_offset(self, host: str) -> tuple[float, float] | None:
         """How far ``host``'s wall clock is ahead of this one's (seconds) and the round trip
         that bounds the error; None when ``host`` reads this machine's clock."""
