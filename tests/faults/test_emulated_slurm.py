@@ -39,6 +39,7 @@ pytestmark = pytest.mark.skipif(available() is not None, reason=str(available())
 TIMEOUT = 300
 HOSTS = 9
 SALLOC = ["salloc", f"-N{HOSTS}", "--job-name=streamlec-eslurm"]
+STREAMLEC = [sys.executable, "-m", "streamlec_cli"]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def cluster(tmp_path_factory):
 def in_allocation(cluster, tmp_path: Path, *args: str) -> subprocess.Popen:
     """``salloc -N9 python -m streamlec_cli ARGS`` in the background, on this machine."""
     return subprocess.Popen(
-        [*SALLOC, sys.executable, "-m", "streamlec_cli", *args],
+        [*SALLOC, *STREAMLEC, *args],
         env={**cluster.env(), "STREAMLEC_RUNTIME_DIR": str(tmp_path / "registry")},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -154,7 +155,7 @@ def test_ec42_over_9_slurm_nodes_in_emulated_hosts_with_two_kills(cluster, tmp_p
         ["report", str(out), "--out", str(tmp_path / "report.md")],
     ):
         done = subprocess.run(
-            [sys.executable, "-m", "streamlec_cli", *command],
+            [*STREAMLEC, *command],
             capture_output=True,
             text=True,
             env=env,
@@ -176,3 +177,47 @@ def test_ec42_over_9_slurm_nodes_in_emulated_hosts_with_two_kills(cluster, tmp_p
 def leftovers(cluster) -> list[str]:
     """What runs in the emulated hosts besides the slurmd's: slurmstepd, workers, srun."""
     return [" ".join(p["argv"]) for p in processes_in(cluster) if p["comm"] != "slurmd"]
+
+
+def test_cluster_check_reaches_every_node_through_a_step(cluster, tmp_path):
+    spec = spec_file(tmp_path, transport="tcp", cluster={"launcher": "slurm"})
+    check = in_allocation(cluster, tmp_path, "cluster", "check", str(spec))
+    stdout, stderr = check.communicate(timeout=TIMEOUT)
+    assert check.returncode == 0, stdout + stderr
+    lines = stdout.split(f"hosts of {spec}:")[1].strip().splitlines()
+    assert len(lines) == HOSTS, stdout
+    for host, line in zip(cluster.nodes, lines, strict=True):
+        # the answer came from inside the node, over its link, to this host's bridge address
+        assert line.strip().startswith(f"ok  {host} ({cluster.emulated.address(host)})"), line
+        assert f"reached {cluster.emulated.gateway}" in line and "same code" in line, line
+    assert cluster.steps() == []
+
+
+def test_cluster_check_outside_an_allocation_says_so(cluster, tmp_path):
+    spec = spec_file(tmp_path, transport="tcp", cluster={"launcher": "slurm"})
+    done = subprocess.run(
+        [*STREAMLEC, "cluster", "check", str(spec)],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "not inside a Slurm allocation" in done.stdout, done.stdout
+    assert "salloc -N<nodes> streamlec cluster check SPEC" in done.stdout, done.stdout
+
+
+def test_cluster_check_names_a_node_its_step_cannot_reach(cluster, tmp_path):
+    two = {"launcher": "slurm", "hosts": ["h1", "h2"]}
+    spec = spec_file(tmp_path, transport="tcp", cluster=two)
+    check = subprocess.run(
+        ["salloc", "-N1", "-w", "h1", *STREAMLEC, "cluster", "check", str(spec)],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert check.returncode == 1, check.stdout + check.stderr
+    h1, h2 = check.stdout.split(f"hosts of {spec}:")[1].strip().splitlines()
+    assert h1.strip().startswith("ok  h1") and h2.strip().startswith("no  h2"), check.stdout
+    assert "did not answer" in h2, check.stdout  # h2 is not in the allocation: no step
