@@ -44,9 +44,11 @@ import functools
 import hashlib
 import io
 import os
+import select
 import signal as signals
 import socket
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -61,6 +63,7 @@ from .launch import (
     LocalHandle,
     LocalLauncher,
     Sample,
+    best_offset,
     give_slot,
     no_slot,
     worker_command,
@@ -69,8 +72,13 @@ from .launch import (
 
 STEP_PREFIX = "streamlec"
 STEP_SEEN_WITHIN = 10.0  # seconds for a new step to show in squeue
+CLOCK_WITHIN = 10.0  # seconds for a node's clock step to answer
 REMOTE_SUPERVISOR = "slurm"  # a worker's supervisor is on another host: its step ends it
 EVENTS = "events.csv"
+
+
+#: Runs in a step on a node: says its wall clock once for each line on its standard input.
+_CLOCK = "import sys, time\nfor _ in sys.stdin:\n    print(repr(time.time()), flush=True)"
 
 
 class SlurmError(RuntimeError):
@@ -419,11 +427,63 @@ class SlurmLauncher(Launcher):
 
     # -- where the workers reach each other -----------------------------------------------
 
+    @functools.cached_property
+    def node_addresses(self) -> dict[str, str]:
+        return node_addresses()
+
+    def clock_offset(self, host: str) -> tuple[float, float] | None:
+        """Read through one step on ``host`` that says its clock for each line it is sent:
+        the best of three round trips (the step's start, 30 to 70 ms, is not in them). None
+        when ``host`` is this machine, or its step does not answer (then latencies compare
+        the clocks uncorrected)."""
+        if on_this_machine(host, self.node_addresses):
+            return None
+        step_name = f"{STEP_PREFIX}:clock:{self.run_tag}"
+        proc = subprocess.Popen(
+            self.srun(host, sys.executable, "-c", _CLOCK, step_name=step_name),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            bufsize=0,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        fd, pending = proc.stdout.fileno(), bytearray()
+
+        def read_clock() -> float:
+            proc.stdin.write(b"\n")
+            deadline = time.monotonic() + CLOCK_WITHIN
+            while b"\n" not in pending:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise OSError(f"no answer from the clock step on {host}")
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    raise OSError(f"the clock step on {host} ended")
+                pending.extend(chunk)
+            line, _, rest = bytes(pending).partition(b"\n")
+            pending[:] = rest
+            return float(line)
+
+        try:
+            return best_offset(read_clock)
+        except (OSError, ValueError):
+            return None
+        finally:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=CLOCK_WITHIN)
+            except subprocess.TimeoutExpired:
+                proc.terminate()  # srun cancels its step
+                proc.wait()
+
     def peer_addresses(self) -> dict[str, str]:
         """Each node's ``NodeAddr`` where it is not its name, and the supervisor's address as
         the nodes reach it (this host's on the way to them); nothing when every node is this
         machine (the workers then meet on loopback)."""
-        addresses = node_addresses()
+        addresses = self.node_addresses
         if all(on_this_machine(node, addresses) for node in self.nodes):
             return {}
         known = {node: addresses.get(node, node) for node in self.nodes}

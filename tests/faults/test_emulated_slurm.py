@@ -142,6 +142,12 @@ def test_ec42_over_9_slurm_nodes_in_emulated_hosts_with_two_kills(cluster, tmp_p
         # it ran in that host's namespace and CPU group (its slurmd's, inherited by the step)
         assert placed[worker][0] == host, placed
         assert placed[worker][1].endswith(f"/{host}"), placed
+    # the clocks of the sink's and the source's nodes, read through a step on each: this
+    # machine's clock, so the offset is within the round trip that bounds its error
+    clocks = json.loads((run_dir / "meta.json").read_text())["clock_offset"]
+    assert clocks["sink"]["host"] == "h1" and clocks["source"]["host"] == "h2", clocks
+    for clock in clocks.values():
+        assert abs(clock["offset_s"]) <= clock["round_trip_s"], clocks
     addresses = json.loads((run_dir / "addresses.json").read_text())
     assert addresses["supervisor"] == cluster.emulated.gateway
     assert addresses["h1"] == cluster.emulated.address("h1")
