@@ -108,12 +108,15 @@ class SlurmCluster:
             raise RuntimeError(f"munged did not start: {started.stderr.strip()}")
         self.procs.append(int(self._wait_for_file(sockdir / "pid").read_text()))
         (root / "plugstack.conf").write_text("")
+        (root / "cgroup.conf").write_text("CgroupPlugin=cgroup/v1\n")
         self.conf.write_text(self.config())
         env = self.env()
-        daemons = [["slurmctld"]] + [["slurmd", "-N", node] for node in self.nodes]
-        for daemon, *args in daemons:
+        daemons = [([], "slurmctld", [])] + [
+            (self.enter(node), "slurmd", ["-N", node]) for node in self.nodes
+        ]
+        for enter, daemon, args in daemons:
             proc = subprocess.Popen(
-                [_sbin(daemon), "-D", "-f", str(self.conf), *args],
+                [*enter, _sbin(daemon), "-D", "-f", str(self.conf), *args],
                 env=env,
                 stdout=open(root / "log" / f"{daemon}.out", "ab"),  # noqa: SIM115
                 stderr=subprocess.STDOUT,
@@ -126,15 +129,27 @@ class SlurmCluster:
         self._wait_until(["sinfo", "-h", "-o", "%D %t"], f"{len(self.nodes)} idle", 30)
         return self
 
+    #: Where the nodes reach slurmctld (it runs on this machine, as ``self.node``).
+    controller_address = "127.0.0.1"
+
+    def node_address(self, node: str) -> str:
+        """Slurm's ``NodeAddr`` of ``node``: where slurmctld and ``srun`` reach its slurmd."""
+        return "127.0.0.1"
+
+    def enter(self, node: str) -> list[str]:
+        """The argv prefix that runs ``node``'s slurmd where the node is (here: nothing)."""
+        return []
+
     def config(self) -> str:
         root = self.root
         nodes = "\n".join(
-            f"NodeName={node} NodeAddr=127.0.0.1 Port={_free_port()} CPUs={self.cpus}"
+            f"NodeName={node} NodeAddr={self.node_address(node)} Port={_free_port()} "
+            f"CPUs={self.cpus}"
             for node in self.nodes
         )
         return f"""\
 ClusterName=streamlec
-SlurmctldHost={self.node}(127.0.0.1)
+SlurmctldHost={self.node}({self.controller_address})
 SlurmctldPort={_free_port()}
 SlurmUser=root
 SlurmdUser=root
@@ -221,3 +236,22 @@ PartitionName=debug Nodes={",".join(self.nodes)} Default=YES State=UP OverSubscr
         self.procs.clear()
         if hasattr(self, "munge_dir"):
             shutil.rmtree(self.munge_dir, ignore_errors=True)
+
+
+class EmulatedSlurmCluster(SlurmCluster):
+    """A Slurm node per emulated host (``emulate.EmulatedCluster``, already made): node ``hI``
+    is a slurmd started inside host ``hI`` (its network namespace and CPU group, which its
+    job steps inherit), reached at the host's address; slurmctld runs on this machine and
+    the nodes reach it at the bridge (the cluster's gateway)."""
+
+    def __init__(self, root: Path, emulated) -> None:
+        super().__init__(root, nodes=len(emulated.hosts))
+        self.emulated = emulated
+        self.nodes = list(emulated.hosts)
+        self.controller_address = emulated.gateway
+
+    def node_address(self, node: str) -> str:
+        return self.emulated.address(node)
+
+    def enter(self, node: str) -> list[str]:
+        return self.emulated.enter_argv(node)

@@ -165,3 +165,18 @@ def test_a_profile_names_the_run_apart_from_the_same_setting_on_shared_cores(tmp
         "rep3-logreg-higgs-shared",
         "rep3-logreg-higgs-lan-100m-8h",
     ]
+
+
+def test_addresses_the_launcher_wrote_are_where_the_workers_meet(tmp_path):
+    """Slurm nodes whose NodeAddr is not their name: the run directory's addresses.json."""
+    hosts = {"launcher": "slurm", "hosts": ["n1", "n2", "n3"]}
+    (tmp_path / "port").write_text("27100")
+    before = make_plan(build(hosts), tmp_path)
+    assert before.address("sink") == "tcp://n1:27100"
+    (tmp_path / "addresses.json").write_text(
+        '{"n1": "198.18.200.11", "n2": "198.18.200.12", "supervisor": "198.18.200.1"}'
+    )
+    plan = make_plan(build(hosts), tmp_path)
+    assert plan.address("sink") == "tcp://198.18.200.11:27100"
+    assert plan.address("source") == "tcp://198.18.200.12:27101"
+    assert plan.address("supervisor") == "tcp://198.18.200.1:27102"

@@ -3,8 +3,8 @@
 ``capabilities`` probes for real (as root): it makes a throw-away network namespace and, inside
 it only, a bridge, a veth pair, a ``tbf`` and a ``netem`` qdisc, then removes the namespace.
 ``check_hosts`` asks each host of a spec to run this streamlec and say its version over the
-network; the launchers fill ``HOST_CHECKS`` (``emulate`` here; ``ssh`` and ``slurm`` register
-theirs from their own modules).
+network; ``HOST_CHECKS`` has one check per launcher: ``emulate`` and ``slurm`` (a step on each
+node of the allocation) here, ``ssh`` through ``launch_ssh.check_cluster``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +27,9 @@ from .emulate import (
     cgroup_version,
     signals_held,
 )
+
+#: Seconds a host's answer may take (a step, or a process entering an emulated host).
+ANSWER_WITHIN = 30.0
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,6 @@ def check_emulated(spec: Spec) -> list[Check]:
     checks = []
     try:
         with socket.create_server((cluster.gateway, 0)) as server:
-            server.settimeout(30)
             port = server.getsockname()[1]
             for host in cluster.hosts:
                 checks.append(_ask(cluster, host, server, port))
@@ -128,31 +131,123 @@ def check_emulated(spec: Spec) -> list[Check]:
 _REPORT = """
 import json, socket, sys
 import streamlec_cli
+from streamlec_cli.provenance import code_commit
+said = {"version": streamlec_cli.__version__}
+if sys.argv[3:] == ["commit"]:
+    said["commit"] = code_commit()
 with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as c:
-    c.sendall(json.dumps({"version": streamlec_cli.__version__}).encode())
+    c.sendall(json.dumps(said).encode())
 """
 
 
 def _ask(cluster: EmulatedCluster, host: str, server: socket.socket, port: int) -> Check:
-    where = f"{host} ({cluster.address(host)})"
     argv = [*cluster.enter_argv(host), sys.executable, "-c", _REPORT, cluster.gateway, str(port)]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
-    try:
-        conn, peer = server.accept()
-        with conn:
-            said = json.loads(conn.recv(4096) or b"{}")
-    except (OSError, ValueError) as exc:
-        proc.kill()
-        _, err = proc.communicate()
-        return Check(where, False, f"did not answer ({exc}): {err.strip()[-300:]}")
-    proc.wait(timeout=30)
-    if peer[0] != cluster.address(host):
-        return Check(where, False, f"answered from {peer[0]}, not its own address")
+    said = _answer(argv, server, cluster.address(host))
+    where = f"{host} ({cluster.address(host)})"
+    if isinstance(said, str):
+        return Check(where, False, said)
     version = said.get("version")
     same = version == __version__
     return Check(
         where, same, f"reachable, streamlec {version}" + ("" if same else f" (here {__version__})")
     )
+
+
+def _answer(
+    argv: list[str], server: socket.socket, address: str | None, env: dict | None = None
+) -> dict | str:
+    """Run ``argv`` (``_REPORT`` somewhere) and read what it sends to ``server``; a string
+    says what went wrong (no answer, or one from another address than ``address``)."""
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + ANSWER_WITHIN
+    server.settimeout(0.1)
+    try:
+        while True:  # until it connects, ends without a word, or the deadline passes
+            try:
+                conn, peer = server.accept()
+                break
+            except TimeoutError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise TimeoutError(f"nothing within {ANSWER_WITHIN:g} s") from None
+        with conn:
+            conn.settimeout(10)
+            said = json.loads(conn.recv(4096) or b"{}")
+    except (OSError, ValueError) as exc:
+        proc.kill()
+        _, err = proc.communicate()
+        return f"did not answer ({exc}): {err.strip()[-300:]}"
+    proc.wait(timeout=30)
+    if address is not None and peer[0] != address:
+        return f"answered from {peer[0]}, not its own address"
+    return said
+
+
+def check_slurm(spec: Spec) -> list[Check]:
+    """Inside an allocation, each node (the spec's ``cluster.hosts``, else the allocation's)
+    runs a step that connects back to this host at the address a run's supervisor listens at
+    (``launch_slurm.address_towards``) and says its streamlec code commit, which must be this
+    one's. Outside an allocation, one line that says how to run the check."""
+    from ..provenance import code_commit
+    from .launch import worker_env
+    from .launch_slurm import (
+        REMOTE_SUPERVISOR,
+        STEP_PREFIX,
+        SlurmError,
+        address_towards,
+        allocation_nodes,
+        node_addresses,
+        on_this_machine,
+        step_argv,
+    )
+
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        msg = (
+            "not inside a Slurm allocation (no SLURM_JOB_ID): the nodes are an allocation's; "
+            "check them from inside one, `salloc -N<nodes> streamlec cluster check SPEC`"
+        )
+        return [Check("slurm", False, msg)]
+    try:
+        named = spec.cluster.hosts if spec.cluster is not None else ()
+        nodes = list(dict.fromkeys(named)) or allocation_nodes()
+        addresses = node_addresses()
+    except SlurmError as exc:
+        return [Check("slurm", False, str(exc))]
+    here, env = code_commit(), worker_env(REMOTE_SUPERVISOR)
+    checks = []
+    with socket.create_server(("", 0)) as server:
+        port = server.getsockname()[1]
+        for node in nodes:
+            address = addresses.get(node, node)
+            local = on_this_machine(node, addresses)
+            towards = "127.0.0.1" if local else address_towards(address)
+            where = f"{node} ({address})"
+            if towards is None:
+                checks.append(Check(where, False, f"no route from this host to {address}"))
+                continue
+            probe = [sys.executable, "-c", _REPORT, towards, str(port), "commit"]
+            argv = step_argv(job, node, probe, f"{STEP_PREFIX}:check")
+            said = _answer(argv, server, None if local else _ip(address), env)
+            if isinstance(said, str):
+                checks.append(Check(where, False, said))
+                continue
+            commit = said.get("commit")
+            same = commit == here
+            detail = f"a step reached {towards}, " + (
+                f"same code ({commit})" if same else f"streamlec at commit {commit}, here {here}"
+            )
+            checks.append(Check(where, same, detail))
+    return checks
+
+
+def _ip(address: str) -> str | None:
+    """``address`` if it is an IPv4 address (a node's answer must come from there)."""
+    with contextlib.suppress(OSError):
+        socket.inet_aton(address)
+        return address
+    return None
 
 
 def check_ssh(spec: Spec) -> list[Check]:
@@ -166,6 +261,7 @@ def check_ssh(spec: Spec) -> list[Check]:
 HOST_CHECKS: dict[str, Callable[[Spec], list[Check]]] = {
     "emulate": check_emulated,
     "ssh": check_ssh,
+    "slurm": check_slurm,
 }
 
 

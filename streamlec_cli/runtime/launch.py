@@ -35,8 +35,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -151,10 +152,31 @@ class Launcher(ABC):
     def finish(self) -> None:  # noqa: B027 - most launchers have nothing to bring back
         """After the last worker ended: bring back what the workers wrote elsewhere."""
 
+    def peer_addresses(self) -> dict[str, str]:
+        """Where the workers reach each host of the run and the supervisor, for hosts whose
+        names alone do not say it (written to the run directory, ``plan.ADDRESSES_FILE``);
+        empty: the names are the addresses."""
+        return {}
+
     def clock_offset(self, host: str) -> tuple[float, float] | None:
         """How far ``host``'s wall clock is ahead of this one's (seconds) and the round trip
         that bounds the error; None when ``host`` reads this machine's clock."""
         return None
+
+
+def best_offset(read_clock: Callable[[], float], tries: int = 3) -> tuple[float, float]:
+    """How far another host's wall clock is ahead of this one's, in seconds, and the round
+    trip that bounds the error, the best of ``tries`` (``read_clock`` asks the host for its
+    time): the host's time is taken as read halfway through the round trip."""
+    best: tuple[float, float] | None = None
+    for _ in range(tries):
+        began = time.time()
+        there = read_clock()
+        ended = time.time()
+        if best is None or ended - began < best[1]:
+            best = (there - (began + ended) / 2, ended - began)
+    assert best is not None
+    return best
 
 
 def give_slot(

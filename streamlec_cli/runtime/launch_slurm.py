@@ -42,9 +42,11 @@ import functools
 import hashlib
 import io
 import os
+import select
 import signal as signals
 import socket
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -59,6 +61,7 @@ from .launch import (
     LocalHandle,
     LocalLauncher,
     Sample,
+    best_offset,
     give_slot,
     no_slot,
     worker_command,
@@ -68,8 +71,13 @@ from .lifeline import die_with_parent
 
 STEP_PREFIX = "streamlec"
 STEP_SEEN_WITHIN = 10.0  # seconds for a new step to show in squeue
+CLOCK_WITHIN = 10.0  # seconds for a node's clock step to answer
 REMOTE_SUPERVISOR = "slurm"  # a worker's supervisor is on another host: its step ends it
 EVENTS = "events.csv"
+
+
+#: Runs in a step on a node: says its wall clock once for each line on its standard input.
+_CLOCK = "import sys, time\nfor _ in sys.stdin:\n    print(repr(time.time()), flush=True)"
 
 
 class SlurmError(RuntimeError):
@@ -95,14 +103,48 @@ def this_host(node: str) -> bool:
     return node in (name, name.split(".")[0], "localhost")
 
 
-def on_loopback(node: str) -> bool:
-    """Whether Slurm reaches ``node`` at a loopback address (its ``NodeAddr``)."""
-    fields = dict(
-        field.split("=", 1)
-        for field in _slurm("scontrol", "-o", "show", "node", node).split()
-        if "=" in field
-    )
-    return fields.get("NodeAddr", "").startswith("127.")
+def node_addresses() -> dict[str, str]:
+    """Every node's ``NodeAddr``: where Slurm, and so the other nodes, reach it (its name
+    where the cluster gives no address of its own)."""
+    addresses = {}
+    for line in _slurm("scontrol", "-o", "show", "node").splitlines():
+        fields = dict(field.split("=", 1) for field in line.split() if "=" in field)
+        if "NodeName" in fields:
+            addresses[fields["NodeName"]] = fields.get("NodeAddr") or fields["NodeName"]
+    return addresses
+
+
+def on_this_machine(node: str, addresses: dict[str, str]) -> bool:
+    """Whether ``node`` is this host by name, or reached at a loopback address."""
+    return this_host(node) or addresses.get(node, node).startswith("127.")
+
+
+def address_towards(address: str) -> str | None:
+    """This host's address on the way to ``address`` (the kernel's choice of source address),
+    which is where the host at ``address`` reaches this one; None when there is no route."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((address, 9))  # UDP: no packet is sent
+        except OSError:
+            return None
+        return s.getsockname()[0]
+
+
+def step_argv(job: str, node: str, argv: list[str], step_name: str) -> list[str]:
+    """``srun`` running ``argv`` as a step of its own on ``node`` of allocation ``job``,
+    sharing the allocation's CPUs with the other steps."""
+    return [
+        "srun",
+        f"--jobid={job}",
+        "--overlap",
+        "--exact",
+        "-N1",
+        "-n1",
+        f"--nodelist={node}",
+        f"--job-name={step_name}",
+        "--quiet",
+        *argv,
+    ]
 
 
 def allocation_nodes() -> list[str]:
@@ -354,7 +396,8 @@ class SlurmLauncher(Launcher):
 
         try:
             nodes = allocation_nodes()
-            here = all(this_host(node) or on_loopback(node) for node in nodes)
+            addresses = node_addresses()
+            here = all(on_this_machine(node, addresses) for node in nodes)
         except SlurmError as exc:  # not in an allocation, no Slurm: said in one line
             raise RunFailed(f"cluster.launcher slurm: {exc}", exit_code=2) from None
         # Nodes that are all this machine are reached on loopback, whatever their names.
@@ -377,18 +420,76 @@ class SlurmLauncher(Launcher):
     # -- files to and from the nodes -----------------------------------------------------
 
     def srun(self, node: str, *argv: str, step_name: str = "") -> list[str]:
-        return [
-            "srun",
-            f"--jobid={self.job}",
-            "--overlap",
-            "--exact",
-            "-N1",
-            "-n1",
-            f"--nodelist={node}",
-            f"--job-name={step_name or f'{STEP_PREFIX}:files'}",
-            "--quiet",
-            *argv,
-        ]
+        return step_argv(self.job, node, list(argv), step_name or f"{STEP_PREFIX}:files")
+
+    # -- where the workers reach each other -----------------------------------------------
+
+    @functools.cached_property
+    def node_addresses(self) -> dict[str, str]:
+        return node_addresses()
+
+    def clock_offset(self, host: str) -> tuple[float, float] | None:
+        """Read through one step on ``host`` that says its clock for each line it is sent:
+        the best of three round trips (the step's start, 30 to 70 ms, is not in them). None
+        when ``host`` is this machine, or its step does not answer (then latencies compare
+        the clocks uncorrected)."""
+        if on_this_machine(host, self.node_addresses):
+            return None
+        step_name = f"{STEP_PREFIX}:clock:{self.run_tag}"
+        proc = subprocess.Popen(
+            self.srun(host, sys.executable, "-c", _CLOCK, step_name=step_name),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            bufsize=0,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        fd, pending = proc.stdout.fileno(), bytearray()
+
+        def read_clock() -> float:
+            proc.stdin.write(b"\n")
+            deadline = time.monotonic() + CLOCK_WITHIN
+            while b"\n" not in pending:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise OSError(f"no answer from the clock step on {host}")
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    raise OSError(f"the clock step on {host} ended")
+                pending.extend(chunk)
+            line, _, rest = bytes(pending).partition(b"\n")
+            pending[:] = rest
+            return float(line)
+
+        try:
+            return best_offset(read_clock)
+        except (OSError, ValueError):
+            return None
+        finally:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=CLOCK_WITHIN)
+            except subprocess.TimeoutExpired:
+                proc.terminate()  # srun cancels its step
+                proc.wait()
+
+    def peer_addresses(self) -> dict[str, str]:
+        """Each node's ``NodeAddr`` where it is not its name, and the supervisor's address as
+        the nodes reach it (this host's on the way to them); nothing when every node is this
+        machine (the workers then meet on loopback)."""
+        addresses = self.node_addresses
+        if all(on_this_machine(node, addresses) for node in self.nodes):
+            return {}
+        known = {node: addresses.get(node, node) for node in self.nodes}
+        elsewhere = [known[node] for node in self.nodes if not this_host(node)]
+        supervisor = address_towards(elsewhere[0]) if elsewhere else None
+        return {
+            **{node: address for node, address in known.items() if address != node},
+            "supervisor": supervisor or socket.gethostname(),
+        }
 
     def remote_dir(self, node: str) -> Path:
         """The node-local copy of the run directory on ``node`` (the node in its name, so

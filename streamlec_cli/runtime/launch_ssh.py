@@ -57,7 +57,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..results import merge_events
-from .launch import LAUNCHERS, Handle, Launcher, Sample, give_slot
+from .launch import LAUNCHERS, Handle, Launcher, Sample, best_offset, give_slot
 from .lifeline import die_with_parent
 from .worker import SUPERVISOR_ENV
 
@@ -737,21 +737,16 @@ def clock_offset(
     """How far ``host``'s wall clock is ahead of this one's, in seconds, and the round trip
     that bounds the error (the best of ``tries``): the host's time is taken as read halfway
     through the round trip."""
-    best: tuple[float, float] | None = None
-    for _ in range(tries):
-        began = time.time()
+
+    def read_clock() -> float:
         done = _remote(settings, host, "date +%s.%N", control, timeout=10.0)
-        ended = time.time()
         try:
-            there = float(done.stdout.decode().strip())
+            return float(done.stdout.decode().strip())
         except ValueError as exc:
             msg = f"cannot read the clock of host {host!r}: {done.stderr.decode().strip()}"
             raise OSError(msg) from exc
-        rtt = ended - began
-        if best is None or rtt < best[1]:
-            best = (there - (began + ended) / 2, rtt)
-    assert best is not None
-    return best
+
+    return best_offset(read_clock, tries)
 
 
 def check_host(settings: SshSettings, host: str) -> tuple[bool, str]:

@@ -60,12 +60,23 @@ class Plan:
             if host is None:
                 return gateway_address(subnet)
             return host_address(host_index(host), subnet)
+        known = self.addresses
+        if name == "supervisor" and name in known:
+            return known[name]
         if name == "supervisor":  # on the host that runs ``streamlec run``
             loopback = cluster.hosts and all(h.startswith("127.") for h in cluster.hosts)
             return (
                 "127.0.0.1" if loopback or cluster.hosts == ("localhost",) else socket.gethostname()
             )
-        return host_of(self.spec, name) or "127.0.0.1"
+        host = host_of(self.spec, name)
+        return "127.0.0.1" if host is None else known.get(host, host)
+
+    @cached_property
+    def addresses(self) -> dict[str, str]:
+        """The run's hosts' addresses, and the supervisor's, where the launcher gave them
+        (``ADDRESSES_FILE``: Slurm nodes whose ``NodeAddr`` is not their name)."""
+        path = self.run_dir / ADDRESSES_FILE
+        return json.loads(path.read_text()) if path.exists() else {}
 
     @cached_property
     def token(self) -> str:
@@ -85,6 +96,9 @@ DEFAULT_PORT = 27100
 PORT_RANGE = (20000, 32000)
 #: The file in the run directory that holds the run's token (written by the supervisor).
 TOKEN_FILE = "token"
+#: The file in the run directory that maps hosts (and ``supervisor``) to the addresses the
+#: workers reach them at, when the launcher knows better than the host names (JSON).
+ADDRESSES_FILE = "addresses.json"
 
 
 def base_port(run_dir: Path) -> int:

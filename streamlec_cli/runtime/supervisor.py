@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import json
 import os
 import signal
 import time
@@ -38,7 +39,7 @@ from .interrupt import SIGNALS, Interrupted
 from .launch import LAUNCHERS, ExitWatch, Handle, Launcher
 from .membership import Membership, Verdict
 from .placement import host_of
-from .plan import base_port, free_ports, make_plan, new_run_token, taken_ports
+from .plan import ADDRESSES_FILE, base_port, free_ports, make_plan, new_run_token, taken_ports
 from .registry import LiveRun
 from .summary import Observed, add_meta, summarise, write_meta, write_resolved_spec
 from .worker import STANDBY, is_spare
@@ -130,6 +131,9 @@ class Supervisor:
     def prepare(self) -> None:
         (self.run_dir / "logs").mkdir()
         write_resolved_spec(self.spec, self.run_dir / "spec.yaml")
+        addresses = self.launcher.peer_addresses()
+        if addresses:  # the workers read where their peers and the supervisor are
+            (self.run_dir / ADDRESSES_FILE).write_text(json.dumps(addresses, indent=1) + "\n")
         if self.spec.transport == "tcp" and self.spec.port is None:
             port = free_ports(len(wire.DEFAULT_PORTS))
             if port is None:

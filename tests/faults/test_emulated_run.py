@@ -105,6 +105,24 @@ def worker_pids(run_dir: Path) -> set[int]:
     return pids
 
 
+def assert_two_kills_absorbed(out: Path) -> tuple[Path, list[dict[str, str]]]:
+    """The one run under ``out`` (36,000 items, processor-1 killed at batch 8 and processor-4
+    at batch 20) lost nothing, duplicated nothing, matched the reference and replaced both;
+    its directory and events."""
+    (run_dir,) = [p.parent for p in out.rglob("summary.json")]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["complete"] and summary["items_out"] == 36_000, summary
+    assert summary["items_lost"] == 0 and summary["items_duplicated"] == 0, summary
+    assert summary["reference"]["matches"] and summary["reference_max_rel_err"] <= 1e-9
+    events = events_of(run_dir)
+    kills = [(e["worker"], e["detail"]) for e in events if e["event"] == "kill"]
+    assert [w for w, _ in kills] == ["processor-1", "processor-4"]
+    assert "batch 8" in kills[0][1] and "batch 20" in kills[1][1]
+    restarted = {e["worker"] for e in events if e["event"] == "restarted"}
+    assert restarted == {"processor-1", "processor-4"}
+    return run_dir, events
+
+
 def test_ec42_over_9_emulated_hosts_with_two_kills_loses_nothing_and_leaves_nothing(tmp_path):
     spec = spec_file(
         tmp_path,
@@ -118,18 +136,7 @@ def test_ec42_over_9_emulated_hosts_with_two_kills_loses_nothing_and_leaves_noth
     proc = start_run(tmp_path, spec, out)
     stdout, stderr = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 0, stdout + stderr
-    (run_dir,) = [p.parent for p in out.rglob("summary.json")]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["complete"] and summary["items_out"] == 36_000
-    assert summary["items_lost"] == 0 and summary["items_duplicated"] == 0
-    assert summary["reference"]["matches"] and summary["reference_max_rel_err"] <= 1e-9
-
-    events = events_of(run_dir)
-    kills = [(e["worker"], e["detail"]) for e in events if e["event"] == "kill"]
-    assert [w for w, _ in kills] == ["processor-1", "processor-4"]
-    assert "batch 8" in kills[0][1] and "batch 20" in kills[1][1]
-    restarted = {e["worker"] for e in events if e["event"] == "restarted"}
-    assert restarted == {"processor-1", "processor-4"}
+    run_dir, events = assert_two_kills_absorbed(out)
     spawned = {e["worker"]: e["detail"] for e in events if e["event"] == "spawned"}
     assert spawned["sink"].endswith("on h1") and spawned["source"].endswith("on h2")
     for i in range(6):
