@@ -48,27 +48,26 @@ def _listening(port: int) -> bool:
         return False
 
 
-@contextmanager
-def sshd(where: Path) -> Iterator[SshSettings]:
-    """Run sshd until the block ends; the settings that reach it as root with the test key."""
-    reason = why_not()
-    if reason:
-        pytest.skip(reason)
-    where.mkdir(parents=True, exist_ok=True)
+def make_keys(where: Path) -> None:
+    """A host key, a client key, and ``authorized_keys`` that lets the client key in."""
     for key in ("host_key", "client_key"):
         subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(where / key)], check=True
         )
     shutil.copy(where / "client_key.pub", where / "authorized_keys")
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
-    port = free_port()
-    config = where / "sshd_config"
-    listen = "".join(f"ListenAddress {host}\n" for host in HOSTS)
+
+
+def write_config(where: Path, port: int, addresses: list[str], name: str = "") -> Path:
+    """An sshd configuration in ``where`` (keys from ``make_keys``): root logs in with the
+    client key only, on ``port`` of these addresses only."""
+    config = where / f"sshd_config{name}"
+    listen = "".join(f"ListenAddress {address}\n" for address in addresses)
     config.write_text(
         f"Port {port}\n{listen}"
         f"HostKey {where / 'host_key'}\n"
         f"AuthorizedKeysFile {where / 'authorized_keys'}\n"
-        f"PidFile {where / 'sshd.pid'}\n"
+        f"PidFile {where / f'sshd{name}.pid'}\n"
         "PermitRootLogin prohibit-password\n"
         "StrictModes no\n"
         "PasswordAuthentication no\n"
@@ -77,6 +76,33 @@ def sshd(where: Path) -> Iterator[SshSettings]:
         "MaxSessions 100\n"
         "MaxStartups 100\n"
     )
+    return config
+
+
+def client_settings(where: Path, port: int) -> SshSettings:
+    """The settings that reach such an sshd as root with the client key."""
+    return SshSettings(
+        user="root",
+        port=port,
+        identity=str(where / "client_key"),
+        options=(
+            f"UserKnownHostsFile={where / 'known_hosts'}",
+            "StrictHostKeyChecking=accept-new",
+            "LogLevel=ERROR",
+        ),
+    )
+
+
+@contextmanager
+def sshd(where: Path) -> Iterator[SshSettings]:
+    """Run sshd until the block ends; the settings that reach it as root with the test key."""
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    where.mkdir(parents=True, exist_ok=True)
+    make_keys(where)
+    port = free_port()
+    config = write_config(where, port, HOSTS)
     server = subprocess.Popen(
         [SSHD, "-D", "-e", "-f", str(config)],
         stdout=subprocess.DEVNULL,
@@ -88,16 +114,7 @@ def sshd(where: Path) -> Iterator[SshSettings]:
             assert server.poll() is None, (where / "sshd.log").read_text()
             assert time.monotonic() < deadline, "sshd did not listen within 10 s"
             time.sleep(0.02)
-        yield SshSettings(
-            user="root",
-            port=port,
-            identity=str(where / "client_key"),
-            options=(
-                f"UserKnownHostsFile={where / 'known_hosts'}",
-                "StrictHostKeyChecking=accept-new",
-                "LogLevel=ERROR",
-            ),
-        )
+        yield client_settings(where, port)
     finally:
         server.terminate()
         server.wait(10)

@@ -187,15 +187,14 @@ def _answer(
 def check_slurm(spec: Spec) -> list[Check]:
     """Inside an allocation, each node (the spec's ``cluster.hosts``, else the allocation's)
     runs a step that connects back to this host at the address a run's supervisor listens at
-    (``launch_slurm.address_towards``) and says its streamlec code commit, which must be this
+    (``launch.route_source``) and says its streamlec code commit, which must be this
     one's. Outside an allocation, one line that says how to run the check."""
     from ..provenance import code_commit
-    from .launch import worker_env
+    from .launch import route_source, worker_env
     from .launch_slurm import (
         REMOTE_SUPERVISOR,
         STEP_PREFIX,
         SlurmError,
-        address_towards,
         allocation_nodes,
         node_addresses,
         on_this_machine,
@@ -222,7 +221,7 @@ def check_slurm(spec: Spec) -> list[Check]:
         for node in nodes:
             address = addresses.get(node, node)
             local = on_this_machine(node, addresses)
-            towards = "127.0.0.1" if local else address_towards(address)
+            towards = "127.0.0.1" if local else route_source([address])
             where = f"{node} ({address})"
             if towards is None:
                 checks.append(Check(where, False, f"no route from this host to {address}"))

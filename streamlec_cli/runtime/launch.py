@@ -205,6 +205,23 @@ def no_slot(spare: subprocess.Popen) -> None:
             spare.stdin.close()
 
 
+def route_source(targets: Iterable[str]) -> str | None:
+    """The address of this host that the kernel sends from to reach every one of
+    ``targets`` (names or addresses), when it is one and the same for all; None when one does
+    not resolve or they are reached from different addresses. Nothing is sent: a UDP socket
+    is only connected, which looks the route up."""
+    found = set()
+    for target in targets:
+        try:
+            (*_, where), *_ = socket.getaddrinfo(target, 9, socket.AF_INET, socket.SOCK_DGRAM)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect(where)
+                found.add(probe.getsockname()[0])
+        except OSError:
+            return None
+    return found.pop() if len(found) == 1 else None
+
+
 def worker_command(spec_file: Path, run_dir: Path, name: str, incarnation: int | None) -> list[str]:
     """``streamlec worker`` for ``name`` with this interpreter (the same path on every host)."""
     argv = [sys.executable, "-m", "streamlec_cli", "worker", str(spec_file), name]

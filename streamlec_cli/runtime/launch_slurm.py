@@ -64,6 +64,7 @@ from .launch import (
     best_offset,
     give_slot,
     no_slot,
+    route_source,
     worker_command,
     worker_env,
 )
@@ -117,17 +118,6 @@ def node_addresses() -> dict[str, str]:
 def on_this_machine(node: str, addresses: dict[str, str]) -> bool:
     """Whether ``node`` is this host by name, or reached at a loopback address."""
     return this_host(node) or addresses.get(node, node).startswith("127.")
-
-
-def address_towards(address: str) -> str | None:
-    """This host's address on the way to ``address`` (the kernel's choice of source address),
-    which is where the host at ``address`` reaches this one; None when there is no route."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect((address, 9))  # UDP: no packet is sent
-        except OSError:
-            return None
-        return s.getsockname()[0]
 
 
 def step_argv(job: str, node: str, argv: list[str], step_name: str) -> list[str]:
@@ -485,7 +475,7 @@ class SlurmLauncher(Launcher):
             return {}
         known = {node: addresses.get(node, node) for node in self.nodes}
         elsewhere = [known[node] for node in self.nodes if not this_host(node)]
-        supervisor = address_towards(elsewhere[0]) if elsewhere else None
+        supervisor = route_source(elsewhere[:1]) if elsewhere else None
         return {
             **{node: address for node, address in known.items() if address != node},
             "supervisor": supervisor or socket.gethostname(),

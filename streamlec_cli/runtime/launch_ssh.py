@@ -57,7 +57,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..results import merge_events
-from .launch import LAUNCHERS, Handle, Launcher, Sample, best_offset, give_slot
+from .launch import LAUNCHERS, Handle, Launcher, Sample, best_offset, give_slot, route_source
 from .lifeline import die_with_parent
 from .worker import SUPERVISOR_ENV
 
@@ -117,12 +117,13 @@ _GUARD = (
 
 def sent_files(name: str) -> list[str]:
     """Files of the local run directory that worker ``name`` reads: the resolved spec, the
-    run's token and ports, and for the source the staged rows. (Imported here, not at the
-    top: ``ps`` imports this module and must stay light.)"""
+    run's token, ports and the supervisor's address, and for the source the staged rows.
+    (Imported here, not at the top: ``ps`` imports this module and must stay light.)"""
     from ..datasets import STAGED_FILE
-    from .plan import TOKEN_FILE
+    from .plan import ADDRESSES_FILE, TOKEN_FILE
 
-    return ["spec.yaml", TOKEN_FILE, "port", *([STAGED_FILE] if name == "source" else [])]
+    files = ["spec.yaml", TOKEN_FILE, "port", ADDRESSES_FILE]
+    return [*files, *([STAGED_FILE] if name == "source" else [])]
 
 
 def left_on_hosts() -> list[str]:
@@ -446,6 +447,13 @@ class SshLauncher(Launcher):
         addresses = {} if cluster is None else {host: cluster.address(host) for host in hosts}
         settings = SshSettings.from_mapping(dict(section.ssh))
         return cls(run_dir, Path(run_dir) / "spec.yaml", hosts, settings, addresses)
+
+    def peer_addresses(self) -> dict[str, str]:
+        """The supervisor's address as the hosts reach it: this host's on the route to them
+        (127.0.0.1 for loopback hosts, the bridge's for emulated ones), when all are reached
+        from one; else the plan's own choice."""
+        route = route_source(self.addresses.get(host, host) for host in self.hosts)
+        return {} if route is None else {"supervisor": route}
 
     def clock_offset(self, host: str) -> tuple[float, float] | None:
         return clock_offset(self.reach(host), host, self.controls.get(host))

@@ -146,7 +146,8 @@ def run_processor(
     tell(
         name,
         f"incarnation {incarnation}, pid {os.getpid()}, run dir {plan.run_dir}; connects to "
-        f"the sink at {plan.address('sink')} and the source at {plan.address('source')}",
+        f"the sink at {plan.address('sink')}, the source at {plan.address('source')} and "
+        f"the supervisor at {plan.address('supervisor')}",
     )
     hello = {"pid": os.getpid(), "slot": slot, "incarnation": incarnation}
     for sock in (from_source, to_sink):

@@ -76,7 +76,7 @@ class Sink:
         tell(
             self.name,
             f"pid {os.getpid()}, run dir {self.run_dir}; listens at "
-            f"{wire.bind_address(self.plan.address('sink'))}; waiting for "
+            f"{wire.bound(self.sock)}; waiting for "
             f"{', '.join(self.absent())}",
         )
         poller = zmq.Poller()
@@ -172,7 +172,7 @@ class Sink:
         missing = self.absent()
         self.event("gave up", "start-up deadline passed; missing: " + ", ".join(missing))
         self.stop_workers()
-        address = wire.bind_address(self.plan.address("sink"))
+        address = wire.bound(self.sock)
         detail = f"waited at {address} for {', '.join(missing)}, which never connected"
         raise StartupTimeout(self.name, self.startup.seconds or 0.0, missing, detail)
 

@@ -175,7 +175,7 @@ class Source:
         tell(
             self.name,
             f"pid {os.getpid()}, run dir {self.plan.run_dir}; listens for processors at "
-            f"{wire.bind_address(self.plan.address('source'))}; connects to the sink at "
+            f"{wire.bound(self.workers)}; connects to the sink at "
             f"{self.plan.address('sink')}",
         )
         try:

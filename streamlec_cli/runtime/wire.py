@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import ipaddress
 import json
 import os
 import sys
@@ -229,10 +230,21 @@ def endpoint(
 
 
 def bind_address(address: str) -> str:
-    """What the owner binds: for tcp, every interface on the port."""
+    """What the owner binds: for tcp, the address itself when it is an IP address (the one the
+    others reach it at, and nothing else of the host), every interface on the port when it
+    is a host name (ZeroMQ binds no names)."""
     if address.startswith("tcp://"):
-        return "tcp://*:" + address.rsplit(":", 1)[1]
+        host, port = address[len("tcp://") :].rsplit(":", 1)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return f"tcp://*:{port}"
     return address
+
+
+def bound(sock: zmq.Socket) -> str:
+    """The address a socket was bound at (``router`` may fall back to every interface)."""
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT).replace("tcp://0.0.0.0:", "tcp://*:")
 
 
 HWM = 64  # messages queued per peer before a send would block
@@ -259,7 +271,15 @@ def router(ctx: zmq.Context, address: str) -> zmq.Socket:
     sock.setsockopt(zmq.RCVHWM, RCV_HWM)
     where = bind_address(address)
     try:
-        sock.bind(where)
+        try:
+            sock.bind(where)
+        except zmq.ZMQError as exc:
+            if exc.errno != errno.EADDRNOTAVAIL or not where.startswith("tcp://"):
+                raise
+            # not an address of this host (one the others reach through NAT, say): the port
+            # on every interface, as for a host name
+            where = "tcp://*:" + where.rsplit(":", 1)[1]
+            sock.bind(where)
     except zmq.ZMQError as exc:
         sock.close(linger=0)
         hint = ""

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 TIMEOUT = 300
+TWO_KILLS = [{"at_batch": 8, "kill": "processor-1"}, {"at_batch": 20, "kill": "processor-4"}]
 
 
 def spec_file(tmp_path: Path, **settings) -> Path:
@@ -105,14 +106,13 @@ def worker_pids(run_dir: Path) -> set[int]:
     return pids
 
 
-def assert_two_kills_absorbed(out: Path) -> tuple[Path, list[dict[str, str]]]:
-    """The one run under ``out`` (36,000 items, processor-1 killed at batch 8 and processor-4
-    at batch 20) lost nothing, duplicated nothing, matched the reference and replaced both;
-    its directory and events."""
-    (run_dir,) = [p.parent for p in out.rglob("summary.json")]
+def assert_two_kills_absorbed(run_dir: Path) -> list[dict[str, str]]:
+    """The run of ``spec_file`` with ``TWO_KILLS``: complete, nothing lost or duplicated,
+    the reference matched, both kills at their batches and both processors replaced; its
+    events."""
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["complete"] and summary["items_out"] == 36_000, summary
-    assert summary["items_lost"] == 0 and summary["items_duplicated"] == 0, summary
+    assert summary["complete"] and summary["items_out"] == 36_000
+    assert summary["items_lost"] == 0 and summary["items_duplicated"] == 0
     assert summary["reference"]["matches"] and summary["reference_max_rel_err"] <= 1e-9
     events = events_of(run_dir)
     kills = [(e["worker"], e["detail"]) for e in events if e["event"] == "kill"]
@@ -120,23 +120,37 @@ def assert_two_kills_absorbed(out: Path) -> tuple[Path, list[dict[str, str]]]:
     assert "batch 8" in kills[0][1] and "batch 20" in kills[1][1]
     restarted = {e["worker"] for e in events if e["event"] == "restarted"}
     assert restarted == {"processor-1", "processor-4"}
-    return run_dir, events
+    return events
+
+
+def assert_plot_and_report_read(tmp_path: Path, out: Path) -> None:
+    """``streamlec plot`` and ``streamlec report`` read the results in ``out``."""
+    for command in (
+        ("plot", str(out), "--out", str(tmp_path / "plots")),
+        ("report", str(out), "--out", str(tmp_path / "report.md")),
+    ):
+        done = subprocess.run(
+            streamlec(tmp_path, *command),
+            capture_output=True,
+            text=True,
+            env=env_of(tmp_path),
+            timeout=TIMEOUT,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_ec42_over_9_emulated_hosts_with_two_kills_loses_nothing_and_leaves_nothing(tmp_path):
     spec = spec_file(
         tmp_path,
         rate=20_000,  # 50 ms a batch: each kill lands at its batch, not after the stream
-        failures=[
-            {"at_batch": 8, "kill": "processor-1"},
-            {"at_batch": 20, "kill": "processor-4"},
-        ],
+        failures=TWO_KILLS,
     )
     out = tmp_path / "results"
     proc = start_run(tmp_path, spec, out)
     stdout, stderr = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 0, stdout + stderr
-    run_dir, events = assert_two_kills_absorbed(out)
+    (run_dir,) = [p.parent for p in out.rglob("summary.json")]
+    events = assert_two_kills_absorbed(run_dir)
     spawned = {e["worker"]: e["detail"] for e in events if e["event"] == "spawned"}
     assert spawned["sink"].endswith("on h1") and spawned["source"].endswith("on h2")
     for i in range(6):
@@ -151,23 +165,7 @@ def test_ec42_over_9_emulated_hosts_with_two_kills_loses_nothing_and_leaves_noth
     assert cluster["placement"]["sink"] == "h1"
 
     # the same results directory as a local run: plot and report read it unchanged
-    plots = tmp_path / "plots"
-    plotted = subprocess.run(
-        streamlec(tmp_path, "plot", str(out), "--out", str(plots)),
-        capture_output=True,
-        text=True,
-        env=env_of(tmp_path),
-        timeout=TIMEOUT,
-    )
-    assert plotted.returncode == 0, plotted.stdout + plotted.stderr
-    reported = subprocess.run(
-        streamlec(tmp_path, "report", str(out), "--out", str(tmp_path / "report.md")),
-        capture_output=True,
-        text=True,
-        env=env_of(tmp_path),
-        timeout=TIMEOUT,
-    )
-    assert reported.returncode == 0, reported.stdout + reported.stderr
+    assert_plot_and_report_read(tmp_path, out)
     report = (tmp_path / "report.md").read_text()
     assert "(workers on an emulated cluster of 9 hosts, 1 CPU, 1000 Mbit/s each" in report
 

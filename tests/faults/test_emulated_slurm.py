@@ -134,7 +134,8 @@ def test_ec42_over_9_slurm_nodes_in_emulated_hosts_with_two_kills(cluster, tmp_p
         time.sleep(0.05)
     stdout, stderr = run.communicate(timeout=TIMEOUT)
     assert run.returncode == 0, stdout + stderr
-    run_dir, events = assert_two_kills_absorbed(out)
+    (run_dir,) = [p.parent for p in out.rglob("summary.json")]
+    events = assert_two_kills_absorbed(run_dir)
     assert any(e["worker"] == "sink" and e["event"] == "finished" for e in events)
     spawned = {e["worker"]: e["detail"] for e in events if e["event"] == "spawned"}
     for worker, host in where.items():
