@@ -490,10 +490,9 @@ def _rate(run: Run) -> str:
 
 def provenance(runs: list[Run], paths: Sequence[Path]) -> str:
     """Where the numbers came from: machine(s), commit(s), how many runs under which paths."""
-    machines, commits, clusters = set(), set(), set()
+    machines, commits = set(), set()
     for run in runs:
         machine, meta = run.get("machine") or {}, run.get("meta") or {}
-        clusters.add(cluster_line(meta))
         host = machine.get("host") or meta.get("host") or "unknown host"
         cores = machine.get("cores") or meta.get("cores") or "?"
         memory = machine.get("memory_gib") or meta.get("memory_gib") or "?"
@@ -506,13 +505,45 @@ def provenance(runs: list[Run], paths: Sequence[Path]) -> str:
         commits.add(f"`{base[:12]}`" + (" (with uncommitted changes)" if dirty else ""))
     where = ", ".join(f"`{p}`" for p in paths)
     noun = "commit" if len(commits) == 1 else "commits"
-    emulated = sorted(clusters - {"this machine"})
-    inside = f" (workers on an {'; '.join(emulated)})" if emulated else ""
+    emulated = _emulated_clusters(runs)
+    inside = f" (the emulated runs' workers on an {'; an '.join(emulated)})" if emulated else ""
     return (
         f"Measured on {'; '.join(sorted(machines)) or 'an unknown machine'}{inside}, "
         f"{noun} {', '.join(sorted(commits)) or 'unknown'}; {_runs(len(runs))} finished "
         f"under {where}. Recomputed from the saved results by `streamlec report`."
     )
+
+
+def _emulated_clusters(runs: list[Run]) -> list[str]:
+    """Each emulated cluster the runs used, once, with the range of what its runs measured
+    (one link and one host per run)."""
+    measured: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        cluster = (run.get("meta") or {}).get("cluster") or {}
+        if not cluster.get("emulated"):
+            continue
+        asked = cluster_line({"cluster": {**cluster, "measured": {}}})
+        got = measured.setdefault(asked, {"cpu": [], "link_bit_s": []})
+        for key, values in got.items():
+            if (cluster.get("measured") or {}).get(key):
+                values.append(float(cluster["measured"][key]))
+    lines = []
+    for asked, got in sorted(measured.items()):
+        parts = []
+        for key, unit, scale, digits in (("cpu", "CPU", 1, 2), ("link_bit_s", "Mbit/s", 1e6, 0)):
+            if got[key]:
+                low, high = min(got[key]) / scale, max(got[key]) / scale
+                span = (
+                    f"{low:.{digits}f}"
+                    if f"{low:.{digits}f}" == f"{high:.{digits}f}"
+                    else (f"{low:.{digits}f} to {high:.{digits}f}")
+                )
+                parts.append(f"{span} {unit}")
+        runs_measured = max(len(got["cpu"]), len(got["link_bit_s"]))
+        lines.append(
+            asked + (f", measured {', '.join(parts)} in {_runs(runs_measured)}" if parts else "")
+        )
+    return lines
 
 
 def _scheme_name(family: str) -> str:

@@ -452,7 +452,8 @@ def test_runs_on_shared_cores_and_on_an_emulated_cluster_are_measured_apart(tmp_
     write_summary(tmp_path, "throughput", "ec42", 1000.0)
     write_summary(tmp_path, "throughput", "rep3", 800.0)
     write_summary(tmp_path, "throughput", "ec42", 300.0, cluster=LAN_1G)
-    write_summary(tmp_path, "throughput", "rep3", 150.0, cluster=LAN_1G)
+    slower = {**LAN_1G, "measured": {"link_bit_s": 180e6, "cpu": 0.18}}
+    write_summary(tmp_path, "throughput", "rep3", 150.0, cluster=slower)
     _, result = report(tmp_path)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -462,4 +463,8 @@ def test_runs_on_shared_cores_and_on_an_emulated_cluster_are_measured_apart(tmp_
     assert cells[1:4] == ["1.55x", "1.25x", "2.00x"]
     assert "shared cores: " in cells[4] and "lan-1g: " in cells[4]
     assert "on lan-1g" in cells[4]
-    assert "(workers on an emulated cluster of 8 hosts, lan-1g: 1-core hosts" in result.stdout
+    assert (
+        "(the emulated runs' workers on an emulated cluster of 8 hosts, lan-1g: 1-core hosts "
+        "on 1 Gbit/s links, measured 0.18 to 0.20 CPU, 180 to 190 Mbit/s in 2 runs)"
+        in result.stdout
+    )

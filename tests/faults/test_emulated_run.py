@@ -167,7 +167,7 @@ def test_ec42_over_9_emulated_hosts_with_two_kills_loses_nothing_and_leaves_noth
     # the same results directory as a local run: plot and report read it unchanged
     assert_plot_and_report_read(tmp_path, out)
     report = (tmp_path / "report.md").read_text()
-    assert "(workers on an emulated cluster of 9 hosts, 1 CPU, 1000 Mbit/s each" in report
+    assert "workers on an emulated cluster of 9 hosts, 1 CPU, 1000 Mbit/s each, measured" in report
 
     # nothing left behind: processes, namespaces, links, bridge, cgroups
     assert not [pid for pid in worker_pids(run_dir) if alive(pid)]
