@@ -124,7 +124,7 @@ def run_baseline(config: SparkBaseline, out: Path, quiet: bool = False) -> Path:
             "setting": SETTING,
             "config": asdict(config),
             "commit": code_commit(),
-            "started": time.time(),
+            "start_time": time.time(),
             **machine_info(),
             "pyspark": version,
         },
