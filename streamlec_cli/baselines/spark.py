@@ -140,23 +140,29 @@ def run_baseline(config: SparkBaseline, out: Path, quiet: bool = False) -> Path:
         "params": {"lr": config.lr, "l2": config.l2},
     }
     driver = _Driver(run_dir, job)
-    first = driver.start(1)
-    say(f"spark: query running after {first.startup_s:.1f} s (pid {first.pid}); feeding")
-    feeder = _Feeder(work, batches, config.batch / config.rate)
-    feeder.start()
-    kill = None
-    deadline = time.monotonic() + config.timeout
-    if config.kill_at_batch is not None:
-        while _applied_batches(work) < config.kill_at_batch:
-            driver.check(first, deadline)
-            time.sleep(0.01)
-        kill = driver.kill(first)
-        say(f"spark: SIGKILL to the driver (pid {first.pid}) and its JVM at {kill:.3f}")
-        second = driver.start(2)
-        say(f"spark: restarted from the checkpoint, running after {second.startup_s:.1f} s")
-        driver.wait(second, deadline)
-    else:
-        driver.wait(first, deadline)
+    try:
+        first = driver.start(1)
+        say(f"spark: query running after {first.startup_s:.1f} s (pid {first.pid}); feeding")
+        feeder = _Feeder(work, batches, config.batch / config.rate)
+        feeder.start()
+        kill = None
+        deadline = time.monotonic() + config.timeout
+        if config.kill_at_batch is not None:
+            while _applied_batches(work) < config.kill_at_batch:
+                driver.check(first, deadline)
+                time.sleep(0.01)
+            kill = driver.kill(first)
+            say(f"spark: SIGKILL to the driver (pid {first.pid}) and its JVM at {kill:.3f}")
+            second = driver.start(2)
+            say(f"spark: restarted from the checkpoint, running after {second.startup_s:.1f} s")
+            driver.wait(second, deadline)
+        else:
+            driver.wait(first, deadline)
+    except BaseException as exc:
+        driver.stop()  # no Spark process outlives the harness
+        why = str(exc) or type(exc).__name__
+        write_json(run_dir / "summary.json", {"engine": "spark", "complete": False, "error": why})
+        raise
     feeder.join()
     summary = _summarise(run_dir, work, config, batches, feeder.written, kill, driver)
     summary["pyspark"] = version
@@ -182,6 +188,7 @@ class _Driver:
         self.run_dir = run_dir
         self.job = job
         self.starts: list[_Start] = []
+        self.processes: list[subprocess.Popen] = []  # every driver started, running or not
 
     def start(self, incarnation: int) -> _Start:
         status = self.run_dir / "spark" / f"driver-{incarnation}.json"
@@ -194,6 +201,7 @@ class _Driver:
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
+        self.processes.append(process)
         append_event(self.run_dir, began, "spark-driver", "start", f"incarnation {incarnation}")
         while not status.exists():
             if process.poll() is not None:
@@ -208,6 +216,13 @@ class _Driver:
         start = _Start(incarnation, process, process.pid, began, started - began, said["jvm_pid"])
         self.starts.append(start)
         return start
+
+    def stop(self) -> None:
+        """SIGKILL every driver process group still running."""
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
     def kill(self, start: _Start) -> float:
         """SIGKILL the driver's process group (Python driver, JVM, Python workers)."""
