@@ -615,7 +615,7 @@ DRAW: dict[str, Callable[[list[Run]], Drawn]] = {
 
 # -- motivation: Spark's recovery beside streamlec's --------------------------------------------
 
-SPARK_COLOUR = "#e31a1c"
+SPARK_COLOUR = "#222222"  # apart from every scheme's colour
 
 
 def draw_motivation(rows: list[dict[str, Any]]) -> Figure:
@@ -634,6 +634,7 @@ def draw_motivation(rows: list[dict[str, Any]]) -> Figure:
         left.text(value or 0.0, i, " " + text, va="center", fontsize=8)
     left.set_yticks(y, names)
     left.set_xscale("symlog", linthresh=0.01)
+    left.set_xlim(0, 5 * max([v for v in recovery if v is not None], default=1.0))
     left.set_xlabel("recovery after the kill (s)")
     left.set_title("Spark: kill -> first commit\nstreamlec: kill -> full tolerance", fontsize=9)
     height = 0.38
