@@ -75,6 +75,7 @@ def test_a_killed_driver_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     failure = summary["failures"][0]
     assert not _alive(failure["pid"]) and not _alive(failure["jvm_pid"])
     assert summary["recovery_s"] > 0
+    assert not (run_dir / "spark" / "input").exists()  # the stream's files are removed
     with open(run_dir / "batches.csv", newline="") as f:
         batches = [int(row["batch"]) for row in csv.DictReader(f)]
     assert batches == list(range(12))

@@ -11,13 +11,15 @@ feeding. Measured: the recovery time (from the kill until Spark's commit log hol
 micro-batch committed after it), the latency of each batch (file written -> its update
 committed) before and after the kill, items lost and duplicated (every item id applied
 exactly once), and the final model against the single-process reference of the same batches
-(the model a run without a kill computes).
+(the model a run without a kill computes). The batch files are removed at the end (the seed
+makes them again); Spark's checkpoint and the sink's state stay under ``spark/``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,6 +170,8 @@ def run_baseline(config: SparkBaseline, out: Path, quiet: bool = False) -> Path:
     summary["pyspark"] = version
     np.save(run_dir / "model.npy", read_state(work / "state")[0])
     write_json(run_dir / "summary.json", summary)
+    for fed in ("input", "staging"):  # the stream's files: the seed makes them again
+        shutil.rmtree(work / fed)
     return run_dir
 
 
