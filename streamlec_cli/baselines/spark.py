@@ -110,7 +110,9 @@ def from_spec(run: Any) -> dict[str, Any]:
 def run_baseline(config: SparkBaseline, out: Path, quiet: bool = False) -> Path:
     """Run the Spark baseline; return its new run directory (never an existing one)."""
     version = require_pyspark()
-    batches = [b.copy() for b in datasets.batches(config.dataset, config.items, config.batch)]
+    batches = [
+        b.copy() for b in datasets.batches(config.dataset, config.items, config.batch, config.seed)
+    ]
     if config.kill_at_batch is not None and not 0 < config.kill_at_batch < len(batches):
         msg = f"kill_at_batch must be between 1 and {len(batches) - 1}, not {config.kill_at_batch}"
         raise BaselineError(msg)
@@ -150,7 +152,7 @@ def run_baseline(config: SparkBaseline, out: Path, quiet: bool = False) -> Path:
         kill = None
         deadline = time.monotonic() + config.timeout
         if config.kill_at_batch is not None:
-            while _applied_batches(work) < config.kill_at_batch:
+            while _applied_batches(work, config.batch) < config.kill_at_batch:
                 driver.check(first, deadline)
                 time.sleep(0.01)
             kill = driver.kill(first)
@@ -289,8 +291,9 @@ class _Feeder(threading.Thread):
             self.written.append(time.time())
 
 
-def _applied_batches(work: Path) -> int:
-    return read_state(work / "state")[1] + 1
+def _applied_batches(work: Path, batch: int) -> int:
+    """Stream batches whose update is in the sink's state."""
+    return read_state(work / "state")[2] // batch
 
 
 def _summarise(

@@ -82,9 +82,10 @@ class ModelSink:
                 model = self.algorithm.update(model, self.algorithm.statistics(part, F))
         np.save(self.state_dir / APPLIED / f"{batch_id}.npy", ids)
         record = {"batch_id": batch_id, "count": int(ids.size), "t_start": started}
-        write_state(self.state_dir, model, batch_id, items + int(ids.size))
         record["t_committed"] = time.time()
+        # the record first: whenever the state holds this batch, its record is there too
         (self.state_dir / APPLIED / f"{batch_id}.json").write_text(json.dumps(record))
+        write_state(self.state_dir, model, batch_id, items + int(ids.size))
 
     def _record(self, batch_id: int, record: dict[str, Any]) -> None:
         name = f"{batch_id}-replay-{os.getpid()}.json"
