@@ -16,6 +16,10 @@ other spec the figure that fits what varies among its runs:
   vary);
 * ``throughput``: bars per scheme grouped by algorithm, one row per dataset (anything else).
 
+Besides, ``motivation`` (one figure) when the paths hold a ``streamlec baseline spark`` run:
+Spark's recovery time and latency around its kill beside those of the streamlec runs with
+kills in the same spec folder (``motivation.py``).
+
 A scheme keeps its colour in every figure (:data:`SCHEME_COLOURS`); repeats give the mean
 and min-max whiskers; every figure names the commit, machine and versions it came from.
 """

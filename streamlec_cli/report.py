@@ -21,6 +21,9 @@ How each ratio is measured:
   Items count by delivery time, not arrival: by arrival, the items that arrived just before
   a crash and waited for the recovery (the batches reactive replays) would land in the
   "before" window and hide the slowdown.
+* **Motivation** (a section of its own, when the paths hold a ``streamlec baseline spark``
+  run): recovery time and latency around the kill, Spark beside the streamlec runs with
+  kills in the same spec folder (``motivation.py``).
 """
 
 from __future__ import annotations
