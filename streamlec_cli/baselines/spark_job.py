@@ -60,7 +60,6 @@ class ModelSink:
         self.batch = batch  # items per stream batch: item i is in stream batch i // batch
         (self.state_dir / APPLIED).mkdir(parents=True, exist_ok=True)
         self.algorithm = make_algorithm("logreg", features, **params)
-        self.features = features
 
     def __call__(self, frame: Any, batch_id: int) -> None:
         started = time.time()
