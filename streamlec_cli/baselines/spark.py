@@ -203,8 +203,9 @@ class _Driver:
         log = open(self.run_dir / "logs" / f"driver-{incarnation}.log", "wb")  # noqa: SIM115
         began = time.time()
         command = [sys.executable, "-m", "streamlec_cli.baselines.spark_job", str(job_file)]
+        env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}  # Spark binds loopback only
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
         log.close()
         self.processes.append(process)

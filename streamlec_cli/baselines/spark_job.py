@@ -60,6 +60,7 @@ class ModelSink:
         self.batch = batch  # items per stream batch: item i is in stream batch i // batch
         (self.state_dir / APPLIED).mkdir(parents=True, exist_ok=True)
         self.algorithm = make_algorithm("logreg", features, **params)
+        self.features = features
 
     def __call__(self, frame: Any, batch_id: int) -> None:
         started = time.time()
@@ -67,7 +68,8 @@ class ModelSink:
         if batch_id <= last:  # a replay of a micro-batch whose update is already in the state
             self._record(batch_id, {"event": "replay-skipped", "t_start": started})
             return
-        rows = frame.toPandas().sort_values("item").to_numpy(dtype=np.float64)
+        rows = np.array(frame.collect(), dtype=np.float64).reshape(-1, 2 + self.features)
+        rows = rows[np.argsort(rows[:, 0], kind="stable")]  # item ids are exact in float64
         ids = rows[:, 0].astype(np.int64)
         if ids.size and ids[0] != items:
             msg = f"micro-batch {batch_id} starts at item {ids[0]}, not {items}: out of order"
@@ -104,6 +106,7 @@ def run(job: dict[str, Any]) -> None:
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
