@@ -59,13 +59,13 @@ class SparkBaseline:
 
     name: str = SETTING  # the folder its run goes into under --out (a spec's name)
     dataset: str = "higgs"
-    items: int = 96_000
+    items: int = 60_000
     seed: int = 1
     batch: int = 2000
     rate: float = 4000.0  # items per second: one file every batch / rate seconds
     lr: float = 0.05
     l2: float = 1e-4
-    kill_at_batch: int | None = 20  # micro-batches applied before the kill; None: no kill
+    kill_at_batch: int | None = 10  # stream batches applied before the kill; None: no kill
     timeout: float = 600.0
 
 
