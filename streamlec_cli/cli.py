@@ -144,6 +144,84 @@ def run(spec_file: Path, overrides: tuple[str, ...], out: Path, quiet: bool, res
         raise click.exceptions.Exit(code)
 
 
+@main.group("baseline")
+def baseline_group() -> None:
+    """Another stream engine on the same stream, killed mid-stream (the paper's motivation)."""
+
+
+@baseline_group.command("spark")
+@click.argument("spec_file", required=False, metavar="[SPEC.yaml]", type=click.Path(path_type=Path))
+@_SET_OPTION
+@_out_directory(Path("results"), "Directory the results go under (OUT/<spec name>/...).")
+@click.option("--items", type=click.IntRange(min=2), default=None, help="Stream items.")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Items per batch.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Items per second fed (one file of BATCH items every BATCH/RATE seconds).",
+)
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate."
+)
+@click.option(
+    "--kill-at-batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="SIGKILL the Spark driver once this many batches are applied.",
+)
+@click.option("--no-kill", is_flag=True, help="Run the stream without a kill.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def baseline_spark(
+    spec_file: Path | None,
+    overrides: tuple[str, ...],
+    out: Path,
+    quiet: bool,
+    no_kill: bool,
+    **options: object,
+) -> None:
+    """Run SPEC's logistic-regression stream (first run; else the options) on Spark
+    Structured Streaming (local[2], checkpointing on) and SIGKILL its driver mid-stream."""
+    from .baselines.spark import (
+        BaselineError,
+        SparkBaseline,
+        from_spec,
+        require_pyspark,
+        run_baseline,
+    )
+
+    settings: dict[str, object] = {}
+    try:
+        require_pyspark()
+        if spec_file is not None:
+            settings.update(from_spec(_load_runs(spec_file, overrides)[0]))
+        settings.update({key: value for key, value in options.items() if value is not None})
+        if no_kill:
+            settings["kill_at_batch"] = None
+        run_dir = run_baseline(SparkBaseline(**settings), out, quiet)
+    except BaselineError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(2) from None
+    summary = json.loads((run_dir / "summary.json").read_text())
+    click.echo(f"{run_dir}")
+    click.echo(
+        f"items in {summary['items_in']}, out {summary['items_out']}, lost "
+        f"{summary['items_lost']}, duplicated {summary['items_duplicated']}; model vs "
+        f"reference: max rel. err. {summary['model_max_rel_err']:.3g}"
+    )
+    if summary.get("recovery_s") is not None:
+        before = summary["latency_ms_before_kill"]["p50"]
+        after = summary["latency_ms_after_kill"]["p50"]
+        click.echo(
+            f"recovery {summary['recovery_s']:.2f} s (kill -> first commit); latency p50 "
+            f"{_ms(before)} before, {_ms(after)} after the kill"
+        )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
 @main.command("worker")
 @click.argument("spec_file", metavar="SPEC.yaml", type=click.Path(path_type=Path))
 @click.argument("worker")

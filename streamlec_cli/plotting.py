@@ -16,6 +16,10 @@ other spec the figure that fits what varies among its runs:
   vary);
 * ``throughput``: bars per scheme grouped by algorithm, one row per dataset (anything else).
 
+Besides, ``motivation`` (one figure) when the paths hold a ``streamlec baseline spark`` run:
+Spark's recovery time and latency around its kill beside those of the streamlec runs with
+kills in the same spec folder (``motivation.py``).
+
 A scheme keeps its colour in every figure (:data:`SCHEME_COLOURS`); repeats give the mean
 and min-max whiskers; every figure names the commit, machine and versions it came from.
 """
@@ -46,11 +50,12 @@ from matplotlib.ticker import (
     NullFormatter,
 )
 
-from . import regime
+from . import motivation, regime
 from .profiles import SHARED, cluster_line
 from .results import (
     FAMILY_ORDER,
     NoRunsError,
+    load_baselines,
     load_runs,
     natural_key,
     read_events,
@@ -109,7 +114,8 @@ def plot_results(
     Raises :class:`~streamlec_cli.results.NoRunsError` when there is nothing to plot.
     """
     runs, notes = load_runs(paths, all_runs)
-    if not runs:
+    baselines = load_baselines(paths)
+    if not runs and not baselines:
         where = ", ".join(repr(str(p)) for p in paths)
         msg = (
             f"no finished run in {where}: every run directory found stopped before the end "
@@ -141,6 +147,11 @@ def plot_results(
                     f"{spec_dir}: the {kind} figure could not be drawn "
                     f"({type(exc).__name__}: {exc}); the other figures are unaffected"
                 )
+    compared = motivation.records(runs, baselines)
+    if compared:
+        figure = draw_motivation(compared)
+        figure.text(0.01, 0.005, provenance([*runs, *baselines]), fontsize=7, color="#555555")
+        written.extend(_save(figure, out / _stem("motivation", "motivation", "", used)))
     return written, notes
 
 
@@ -604,6 +615,45 @@ DRAW: dict[str, Callable[[list[Run]], Drawn]] = {
     "scalability": draw_scalability,
     "regime": draw_regime,
 }
+
+
+# -- motivation: Spark's recovery beside streamlec's --------------------------------------------
+
+SPARK_COLOUR = "#222222"  # apart from every scheme's colour
+
+
+def draw_motivation(rows: list[dict[str, Any]]) -> Figure:
+    """Recovery time after a kill per system, and p50 latency before and after it."""
+    names = [row["system"] for row in rows][::-1]
+    colours = [
+        SPARK_COLOUR if row["family"] == "spark" else scheme_colour(row["family"]) for row in rows
+    ][::-1]
+    fig, axes = _figure(1, 2, (11.0, 1.6 + 0.45 * len(rows)))
+    left, right = axes[0, 0], axes[0, 1]
+    y = np.arange(len(rows))
+    recovery = [row["recovery_s"] for row in rows][::-1]
+    left.barh(y, [v or 0.0 for v in recovery], color=colours)
+    for i, value in enumerate(recovery):
+        text = "n/a" if value is None else f"{value:.3g} s"
+        left.text(value or 0.0, i, " " + text, va="center", fontsize=8)
+    left.set_yticks(y, names)
+    left.set_xscale("symlog", linthresh=0.01)
+    left.set_xlim(0, 5 * max([v for v in recovery if v is not None], default=1.0))
+    left.set_xlabel("recovery after the kill (s)")
+    left.set_title("Spark: kill -> first commit\nstreamlec: kill -> full tolerance", fontsize=9)
+    height = 0.38
+    for offset, key, label, alpha in (
+        (height / 2, "p50_before_ms", "before the kill", 0.45),
+        (-height / 2, "p50_after_ms", "after the kill", 1.0),
+    ):
+        values = [row[key] or 0.0 for row in rows][::-1]
+        right.barh(y + offset, values, height, color=colours, alpha=alpha, label=label)
+    right.set_yticks(y, [""] * len(rows))
+    right.set_xscale("log")
+    right.set_xlabel("latency p50 (ms)")
+    right.set_title("latency p50, light: before the kill, dark: after", fontsize=9)
+    fig.suptitle("Recovery from one killed process: Spark Structured Streaming vs streamlec")
+    return fig
 
 
 # -- reading runs into a table -------------------------------------------------------------

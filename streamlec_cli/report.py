@@ -21,6 +21,9 @@ How each ratio is measured:
   Items count by delivery time, not arrival: by arrival, the items that arrived just before
   a crash and waited for the recovery (the batches reactive replays) would land in the
   "before" window and hide the slowdown.
+* **Motivation** (a section of its own, when the paths hold a ``streamlec baseline spark``
+  run): recovery time and latency around the kill, Spark beside the streamlec runs with
+  kills in the same spec folder (``motivation.py``).
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from . import schemes
+from . import motivation, schemes
 from .profiles import SHARED, cluster_line
-from .results import FAMILY_ORDER, load_runs, natural_key
+from .results import FAMILY_ORDER, load_baselines, load_runs, natural_key
 
 Run = dict[str, Any]
 Record = dict[str, Any]  # one row of a table, as numbers where it holds numbers
@@ -119,6 +122,10 @@ def build_report(paths: Sequence[Path], all_runs: bool = False) -> Report:
         for row in cluster_rows
     ]
     tables = {"claims": claims, "throughput": throughput, "cpu": costs}
+    compared = motivation.records(runs, load_baselines(paths))
+    if compared:
+        lines += ["", *motivation_section(compared)]
+        tables["motivation"] = compared
     return Report("\n".join(lines), tables, notes)
 
 
@@ -562,3 +569,33 @@ def _geomean(values: Sequence[float]) -> float:
 
 def _ratio(value: float) -> str:
     return f"{value:.2f}x"
+
+
+# -- motivation: Spark beside streamlec -----------------------------------------------------
+
+
+_MS = _cell("{:.0f}".format, "-")
+MOTIVATION_COLUMNS: tuple[Column, ...] = (
+    ("system", "system", str),
+    ("recovery_s", "recovery (s)", _cell("{:.3g}".format, "n/a")),
+    ("p50_before_ms", "latency p50 before (ms)", _MS),
+    ("p50_after_ms", "latency p50 after (ms)", _MS),
+    ("items_lost", "lost", _cell(str, "-")),
+    ("items_duplicated", "duplicated", _cell(str, "-")),
+)
+
+
+def motivation_section(records: list[Record]) -> list[str]:
+    """The paper's motivation: recovery after one kill, Spark beside streamlec's schemes."""
+    return [
+        "### Motivation: recovery after a kill, Spark Structured Streaming vs streamlec",
+        "",
+        "Spark (`streamlec baseline spark`, local[2], checkpointing on): from the SIGKILL of "
+        "the driver and its JVM until the first micro-batch committed after the restart from "
+        "the checkpoint; latency per batch, every batch committed before and after the kill. "
+        "streamlec: `time_to_full_tolerance_s` of the first failure (from the kill until "
+        "every slot has a live processor again); latency per item, 5 s either side of the "
+        "kill, by delivery.",
+        "",
+        *_markdown(records, MOTIVATION_COLUMNS),
+    ]

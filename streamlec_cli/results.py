@@ -384,6 +384,8 @@ def load_runs(
         except (OSError, ValueError) as exc:
             notes.append(f"{run_dir}: summary.json cannot be read ({exc})")
             continue
+        if engine_of(summary) != STREAMLEC:  # another engine's run: see load_baselines
+            continue
         if not summary.get("complete") or summary.get("throughput_items_per_s") is None:
             why = summary.get("error") or "the run did not finish"
             notes.append(f"{run_dir}: left out, {why}")
@@ -413,6 +415,33 @@ def load_runs(
         notes.extend(earlier)
     label_algorithms(runs)
     return runs, notes
+
+
+STREAMLEC = "streamlec"
+
+
+def engine_of(summary: dict[str, Any]) -> str:
+    """Which engine a run ran on: ``streamlec`` (no ``engine`` key), or the engine a
+    ``streamlec baseline`` run names (``spark``)."""
+    return str(summary.get("engine") or STREAMLEC)
+
+
+def load_baselines(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """The complete runs of other engines under ``paths`` (``streamlec baseline``): the
+    latest per engine and spec folder, each its ``summary.json`` plus ``run_dir``,
+    ``spec_dir`` and ``meta``. :func:`load_runs` leaves these runs out."""
+    latest: dict[tuple[str, Path], dict[str, Any]] = {}
+    for run_dir in sorted(run_directories(paths), key=started):
+        try:
+            summary = read_summary(run_dir)
+        except (OSError, ValueError):
+            continue
+        if engine_of(summary) == STREAMLEC or not summary.get("complete"):
+            continue
+        run = {**summary, "run_dir": run_dir, "spec_dir": run_dir.parent}
+        run["meta"] = read_meta(run_dir)
+        latest[(engine_of(summary), run_dir.parent)] = run
+    return list(latest.values())
 
 
 def latest_per_setting(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
