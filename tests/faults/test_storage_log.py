@@ -1,0 +1,49 @@
+"""The reactive scheme's log on storage workers of their own (``log: storage``): every batch
+is acknowledged by ``replicas`` storage processes before it is sent, and read back from one of
+them when a processor crash rolls the run back."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from test_runtime import assert_absorbed, events, run_spec
+
+STORAGE = {"name": "reactive", "checkpoint_every": 4, "log": "storage", "replicas": 2}
+
+
+def test_storage_log_replays_after_a_kill_and_leaves_no_file(tmp_path):
+    summary, run_dir, _ = run_spec(
+        tmp_path,
+        scheme=STORAGE,
+        failures=[{"at_batch": 6, "kill": ["processor-2"]}],
+        runtime={"warmup": 0.0, "standby": False},  # a cold restart: its tasks are lost
+    )
+    assert_absorbed(summary, run_dir, ["processor-2"])
+    assert summary["rollbacks"] >= 1
+    assert summary["replayed_batches"] >= 1
+    assert summary["log"] == {"where": "storage", "replicas": 2}
+    assert summary["scheme_label"] == "reactive-storage"
+    spawned = {e["worker"] for e in events(run_dir) if e["event"] == "spawned"}
+    assert {"storage-0", "storage-1"} <= spawned  # two processes of their own
+    # each replica logged every item (fsynced) and its file is gone once the run is over
+    assert summary["wal_bytes"] >= 2 * 144_000 * 29 * 8
+    assert not list(run_dir.glob("storage-*.bin"))
+    assert not (run_dir / "wal.bin").exists()  # nothing logged by the source itself
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["log"] == {"where": "storage", "replicas": 2}
+    assert yaml.safe_load((run_dir / "spec.yaml").read_text())["scheme"]["log"] == "storage"
+
+
+def test_source_log_stays_on_the_source(tmp_path):
+    summary, run_dir, _ = run_spec(
+        tmp_path,
+        scheme={"name": "reactive", "checkpoint_every": 4, "log": "source"},
+        failures=[{"at_batch": 6, "kill": ["processor-1"]}],
+        runtime={"warmup": 0.0, "standby": False},
+    )
+    assert_absorbed(summary, run_dir, ["processor-1"])
+    assert summary["log"] == {"where": "source", "replicas": 0}
+    assert summary["scheme_label"] == "reactive-source"
+    assert not any(e["worker"].startswith("storage-") for e in events(run_dir))
+    assert summary["wal_bytes"] >= 144_000 * 29 * 8
