@@ -30,6 +30,7 @@ import yaml
 from . import algorithms, schemes
 from .params import Param, ParamError
 from .profiles import PROFILES, Profile
+from .schemes.base import storage_workers
 
 DATASETS = ("higgs", "kdd12")
 DATASET_FORMATS: dict[str, tuple[str, ...]] = {
@@ -302,8 +303,17 @@ class Spec:
 
     @property
     def workers(self) -> tuple[str, ...]:
-        """``("source", "processor-0", ..., "processor-{P-1}", "sink")``."""
-        return ("source", *_processor_names(self.processors), "sink")
+        """``("source", "processor-0", ..., "processor-{P-1}", "sink")``, then the storage
+        workers that hold the log (``storage-0``, ...) when the scheme asks for them."""
+        return ("source", *_processor_names(self.processors), "sink", *self.storage)
+
+    @property
+    def storage(self) -> tuple[str, ...]:
+        """The storage workers of the scheme's log (``log: storage``): ``storage-0``, ..."""
+        params = dict(self.scheme.params)
+        if params.get("log") != "storage":
+            return ()
+        return storage_workers(int(params.get("replicas", 1)))
 
     @property
     def run_id(self) -> str:
@@ -522,7 +532,8 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
     scheme = _scheme(raw.get("scheme"))
     processors = _processors(raw["processors"], scheme)
     _check_group(scheme, processors)
-    cluster = _cluster(raw.get("cluster"), processors)
+    storage = Spec(name, scheme=scheme).storage
+    cluster = _cluster(raw.get("cluster"), processors, storage)
     transport = _choice("transport", raw.get("transport", "ipc"), TRANSPORTS)
     if cluster is not None and (cluster.emulate is not None or cluster.launcher != "local"):
         if "transport" in raw and transport != "tcp":
@@ -801,14 +812,23 @@ def _port(value: object) -> int | None:
     return port
 
 
-def _worker_mapping(key: str, value: object, processors: int, *, spares: bool = False) -> Mapping:
-    """``value`` as a mapping whose keys are workers of the run (``spares``: or standby-N)."""
+def _worker_mapping(
+    key: str,
+    value: object,
+    processors: int,
+    *,
+    spares: bool = False,
+    storage: Sequence[str] = (),
+) -> Mapping:
+    """``value`` as a mapping whose keys are workers of the run (``spares``: or standby-N;
+    ``storage``: the storage workers of the log)."""
     if not isinstance(value, Mapping):
         _reject(key, value, f"{_leaf(key)} must map worker names to host names")
-    workers = ("source", *_processor_names(processors), "sink")
+    workers = ("source", *_processor_names(processors), "sink", *storage)
     for worker in value:
         if worker not in workers and not (spares and re.fullmatch(r"standby-\d+", str(worker))):
             known = f"source, {_name_range(_processor_names(processors))}, sink"
+            known += f", {_name_range(storage)}" if storage else ""
             known += ", standby-N" if spares else ""
             msg = f"{key}.{worker}: {worker} does not exist ({known})"
             raise SpecError(msg)
@@ -831,15 +851,16 @@ def _hosts(value: object, processors: int, transport: str) -> tuple[tuple[str, s
     return tuple((worker, value[worker]) for worker in workers if worker in value)
 
 
-def _cluster(value: object, processors: int) -> ClusterSpec | None:
-    """``cluster``: the launcher, its hosts, placement and emulation (see ``ClusterSpec``)."""
+def _cluster(value: object, processors: int, storage: Sequence[str] = ()) -> ClusterSpec | None:
+    """``cluster``: the launcher, its hosts, placement and emulation (see ``ClusterSpec``);
+    ``storage``: the storage workers of the scheme's log, which get hosts too."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
         _reject("cluster", value, f"cluster must be a mapping of {', '.join(_CLUSTER_KEYS)}")
     _check_keys(value, _CLUSTER_KEYS, "cluster")
     launcher = _choice("cluster.launcher", value.get("launcher", "local"), LAUNCHER_KINDS)
-    emulate = _emulate(value.get("emulate"), processors)
+    emulate = _emulate(value.get("emulate"), processors, len(storage))
     hosts_raw = value.get("hosts") or None
     if emulate is not None:
         if hosts_raw is not None:
@@ -878,7 +899,7 @@ def _cluster(value: object, processors: int) -> ClusterSpec | None:
     if launcher == "ssh" and not hosts:
         msg = "cluster.hosts: missing: launcher ssh needs the hosts to start workers on"
         raise SpecError(msg)
-    place = _place(value.get("place"), processors, hosts)
+    place = _place(value.get("place"), processors, hosts, storage)
     ssh = value.get("ssh")
     if ssh is not None:
         if not isinstance(ssh, Mapping):
@@ -888,7 +909,7 @@ def _cluster(value: object, processors: int) -> ClusterSpec | None:
     return ClusterSpec(launcher, hosts, place, emulate, ssh_items)
 
 
-def _emulate(value: object, processors: int) -> EmulateSpec | None:
+def _emulate(value: object, processors: int, storage: int = 0) -> EmulateSpec | None:
     if value is None:
         return None
     if isinstance(value, str):  # a profile's name: a host for each worker
@@ -905,7 +926,7 @@ def _emulate(value: object, processors: int) -> EmulateSpec | None:
         )
         raise SpecError(msg)
     if value.get("profile") is not None:
-        return _profiled(value, processors)
+        return _profiled(value, processors, storage)
     if "hosts" not in value:
         msg = "cluster.emulate.hosts: missing: how many hosts to emulate (e.g. hosts: 9)"
         raise SpecError(msg)
@@ -923,13 +944,14 @@ def _emulate(value: object, processors: int) -> EmulateSpec | None:
     return EmulateSpec(hosts, link, cpu)
 
 
-def _profiled(value: Mapping, processors: int) -> EmulateSpec:
-    """Hosts from a named profile (its link and CPU; hosts: one per worker unless given)."""
+def _profiled(value: Mapping, processors: int, storage: int = 0) -> EmulateSpec:
+    """Hosts from a named profile (its link and CPU; hosts: one per worker unless given:
+    the sink, the source, the processors and the ``storage`` workers of the log)."""
     name = value["profile"]
     if name not in PROFILES:
         _reject("cluster.emulate.profile", name, f"profile must be one of {', '.join(PROFILES)}")
     profile = PROFILES[name]
-    hosts = processors + 2
+    hosts = processors + 2 + storage
     if value.get("hosts") is not None:
         hosts = _integer("cluster.emulate.hosts", value["hosts"], 1)
         if hosts > MAX_EMULATED_HOSTS:
@@ -967,10 +989,13 @@ def link_rate(value: object) -> float:
     return float(number)
 
 
-def _place(value: object, processors: int, hosts: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def _place(
+    value: object, processors: int, hosts: tuple[str, ...], storage: Sequence[str] = ()
+) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
-    for worker, host in _worker_mapping("cluster.place", value, processors, spares=True).items():
+    mapping = _worker_mapping("cluster.place", value, processors, spares=True, storage=storage)
+    for worker, host in mapping.items():
         if host not in hosts:
             known = ", ".join(hosts) if hosts else "none: give cluster.hosts or cluster.emulate"
             msg = f"cluster.place.{worker}: {_show(host)} is not one of the hosts ({known})"

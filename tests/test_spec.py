@@ -109,6 +109,8 @@ def test_rep_and_reactive_keep_their_own_fields() -> None:
         "name": "reactive",
         "checkpoint_every": 3,
         "wal_fsync": False,
+        "log": "storage",
+        "replicas": 2,
     }
 
 
