@@ -213,10 +213,11 @@ def throughput_row(runs: list[Run], other: str, paper: str) -> Row:
     settings = _normal_settings(runs)
     for setting, by_family in settings.items():
         ec, variant = _ec_runs(by_family)
-        if ec and by_family.get(other) and _mean_throughput(by_family[other]) > 0:
-            ratio = _mean_throughput(ec) / _mean_throughput(by_family[other])
+        theirs = _default_variant(by_family.get(other, []), other)
+        if ec and theirs and _mean_throughput(theirs) > 0:
+            ratio = _mean_throughput(ec) / _mean_throughput(theirs)
             if ratio > 0:
-                pairs.append((setting, ratio, len(ec), len(by_family[other]), variant))
+                pairs.append((setting, ratio, len(ec), len(theirs), variant))
     preferred = [
         pair for pair in pairs if _spec_name(settings[pair[0]]) == PREFERRED_THROUGHPUT_SPEC
     ]
@@ -268,10 +269,10 @@ def throughput_records(runs: list[Run]) -> list[Record]:
         }
         ec = _ec_runs(by_family)[0]
         for family in families:
-            chosen = ec if family == EC else by_family.get(family)
+            chosen = ec if family == EC else _default_variant(by_family.get(family, []), family)
             record[family] = _mean_throughput(chosen) if chosen else None
         for family in ratios:
-            other = by_family.get(family)
+            other = _default_variant(by_family.get(family, []), family)
             fits = ec and other
             ratio = _mean_throughput(ec) / _mean_throughput(other) if fits else None
             record[f"EC(4,2) / {_scheme_name(family)}"] = ratio
@@ -321,6 +322,13 @@ def _spec_name(by_family: dict[str, list[Run]]) -> str:
     """The name of the spec a setting's runs ran (a by-hand run's directory is the user's,
     named after nothing, so it is not read from the path)."""
     return str(next(iter(by_family.values()))[0]["spec_name"])
+
+
+def _default_variant(runs: list[Run], family: str) -> list[Run]:
+    """A family's runs of its default variant if there are any (reactive: the log on storage
+    workers, as the paper's backup to persistent storage), else all of them."""
+    default = [run for run in runs if run["variant"] == family]
+    return default or runs
 
 
 def _ec_runs(by_family: dict[str, list[Run]]) -> tuple[list[Run], str]:
@@ -420,6 +428,7 @@ def latency_row(runs: list[Run], family: str, killed: int, paper: str) -> Row:
     candidates = [
         run for run in runs if run["family"] == family and len(run.get("failures") or []) == killed
     ]
+    candidates = _default_variant(candidates, family)
     open_loop = [run for run in candidates if run.get("rate") not in (None, "max")]
     measured = []
     for run in open_loop or candidates:

@@ -195,12 +195,24 @@ class SchemeSpec:
 
     def to_dict(self) -> dict[str, object]:
         """The keys that apply to this scheme and their values."""
-        return {"name": self.name, **dict(self.params)}
+        return {"name": self.name, **dict(self.applying)}
 
     def describe(self) -> str:
         """One-line summary, e.g. ``ec(k=4,r=2,code=gaussian,attach=linear,incremental=true)``."""
-        params = [f"{k}={_plain(v)}" for k, v in self.params]
+        params = [f"{k}={_plain(v)}" for k, v in self.applying]
         return f"{self.name}({','.join(params)})" if params else self.name
+
+    @property
+    def applying(self) -> tuple[tuple[str, object], ...]:
+        """``params`` without those that mean nothing with the others' values (``replicas``
+        with ``log: source``): a spec may not give them, so its resolved form leaves them out."""
+        values = dict(self.params)
+        when = {p.name: p.applies_when for p in schemes.parameters(self.name)}
+        return tuple(
+            (key, value)
+            for key, value in self.params
+            if when.get(key) is None or values.get(when[key][0]) == when[key][1]
+        )
 
 
 def _defaults(params: Sequence[Param]) -> dict[str, object]:
@@ -671,6 +683,16 @@ def _scheme(value: object) -> SchemeSpec:
     params = {
         p.name: _param(f"scheme.{p.name}", p, section.get(p.name, p.default)) for p in declared
     }
+    for p in declared:
+        if p.name in section and p.applies_when is not None:
+            other, value = p.applies_when
+            if params[other] != value:
+                msg = (
+                    f"scheme.{p.name}: not allowed with {other}: {_plain(params[other])}: "
+                    f"{p.name} ({p.doc}) applies only with {other}: {_plain(value)}; leave "
+                    f"{p.name} out, or set {other}: {_plain(value)}"
+                )
+                raise SpecError(msg)
     try:
         schemes.scheme_class(name).check(params)
     except ParamError as exc:
@@ -1450,7 +1472,8 @@ def _choice(
             return aliases[text]
     extra = f" (or {', '.join(f'{a} for {t}' for a, t in aliases.items())})" if aliases else ""
     scope = f" for {what}" if what else ""
-    _reject(key, value, f"choose one of {', '.join(choices)}{scope}{extra}")
+    hint = _did_you_mean(value.strip().lower(), choices) if isinstance(value, str) else ""
+    _reject(key, value, f"choose one of {', '.join(choices)}{scope}{extra}{hint}")
 
 
 def _leaf(key: str) -> str:

@@ -158,7 +158,7 @@ def summarise(
         "recovery_rounds": sink.get("recovery_rounds"),
         "rollbacks": sink.get("rollbacks"),
         "replayed_batches": sink.get("replayed_batches"),
-        "log": log_used(spec),
+        **_flat_log(spec),
         "wal_bytes": seen.wal_bytes,
         **batch_tolerance(plan, run_dir / "batches.csv"),
         "supervised": seen.supervised,
@@ -196,6 +196,15 @@ def write_meta(spec: Spec, run_dir: Path) -> None:
         **machine_info(),
     }
     write_json(run_dir / "meta.json", meta)
+
+
+def _flat_log(spec: Spec) -> dict:
+    """The summary's ``log`` (``storage``, ``source``; None without a log) and ``replicas``
+    (storage workers; 0 for the source's own file), beside the scheme's other parameters."""
+    used = log_used(spec)
+    if used is None:
+        return {"log": None, "replicas": None}
+    return {"log": used["where"], "replicas": used["replicas"]}
 
 
 def log_used(spec: Spec) -> dict | None:

@@ -135,7 +135,14 @@ class Reactive(Partitioned):
             choices=("source", "storage"),
             label=MODE,
         ),
-        Param("replicas", int, 2, "storage workers that hold every batch (log: storage)", 1),
+        Param(
+            "replicas",
+            int,
+            2,
+            "storage workers that hold every batch",
+            minimum=1,
+            applies_when=("log", "storage"),
+        ),
     )
     checkpoint_every: int
     wal_fsync: bool

@@ -22,7 +22,7 @@ def test_storage_log_replays_after_a_kill_and_leaves_no_file(tmp_path):
     assert_absorbed(summary, run_dir, ["processor-2"])
     assert summary["rollbacks"] >= 1
     assert summary["replayed_batches"] >= 1
-    assert summary["log"] == {"where": "storage", "replicas": 2}
+    assert (summary["log"], summary["replicas"]) == ("storage", 2)
     assert summary["scheme_label"] == "reactive-storage"
     spawned = {e["worker"] for e in events(run_dir) if e["event"] == "spawned"}
     assert {"storage-0", "storage-1"} <= spawned  # two processes of their own
@@ -43,7 +43,9 @@ def test_source_log_stays_on_the_source(tmp_path):
         runtime={"warmup": 0.0, "standby": False},
     )
     assert_absorbed(summary, run_dir, ["processor-1"])
-    assert summary["log"] == {"where": "source", "replicas": 0}
+    assert (summary["log"], summary["replicas"]) == ("source", 0)
     assert summary["scheme_label"] == "reactive-source"
     assert not any(e["worker"].startswith("storage-") for e in events(run_dir))
     assert summary["wal_bytes"] >= 144_000 * 29 * 8
+    resolved = yaml.safe_load((run_dir / "spec.yaml").read_text())["scheme"]
+    assert resolved["log"] == "source" and "replicas" not in resolved  # read back by workers
