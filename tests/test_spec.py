@@ -718,6 +718,9 @@ def test_storage_log_adds_workers_hosts_and_labels() -> None:
     local = only(ec_spec(scheme=source, cluster={"emulate": "lan-1g"}))
     assert local.storage == () and local.cluster.emulate.hosts == 8
     assert placement(local)["processor-0"] == "h3"
+    fixed = only(ec_spec(scheme={"name": "reactive"}, cluster={"emulate": {"hosts": 8}}))
+    placed = placement(fixed)  # no host for every worker: processors placed as without storage
+    assert placed == {**placement(local), "storage-0": "h3", "storage-1": "h4"}
     assert schemes.label("reactive", {"log": "storage"}, "scheme") == "reactive-storage"
     assert schemes.label("reactive", {"log": "source"}, "variant") == "reactive source"
     assert schemes.label("reactive", {"log": "storage"}, "variant") == "reactive"

@@ -1,10 +1,12 @@
 """Which host each worker of a run goes to (``cluster.hosts``, or the emulated ``h1 .. hN``).
 
 By default the sink and the source each get a host of their own (the first two), and so does
-each storage worker of the log (``storage-0``, ``storage-1``, ...: the next ones, while hosts
-remain); then the processors go one per host over the rest, round robin, and the warm spares
-continue that round robin; with fewer than three hosts every worker goes round robin over all
-of them.
+each storage worker of the log (``storage-0``, ``storage-1``, ...: the next ones) when there is
+a host for every worker of the run; then the processors go one per host over the rest, round
+robin, and the warm spares continue that round robin. With fewer hosts than workers the storage
+workers share the processors' hosts (``storage-I`` on the I-th of them), so the processors are
+placed as under any other scheme; with fewer than three hosts every worker goes round robin
+over all of them.
 ``cluster.place`` overrides any of it, worker by worker. Without a ``cluster`` section there is
 no placement (every worker runs on this host).
 """
@@ -15,11 +17,12 @@ from ..spec import Spec
 
 
 def _own(spec: Spec, hosts: tuple[str, ...]) -> int:
-    """How many of the first hosts go to one worker each (sink, source, storage workers),
-    leaving at least one for the processors."""
+    """How many of the first hosts go to one worker each: the sink and the source, and the
+    storage workers too when there is a host for every worker of the run."""
     if len(hosts) < 3:
         return 0
-    return min(2 + len(spec.storage), len(hosts) - 1)
+    every = 2 + len(spec.storage) + spec.processors
+    return 2 + len(spec.storage) if len(hosts) >= every else 2
 
 
 def _rest(spec: Spec, hosts: tuple[str, ...]) -> tuple[str, ...]:
@@ -42,9 +45,11 @@ def host_of(spec: Spec, worker: str) -> str | None:
     if worker == "source":
         return hosts[1 % len(hosts)]
     number = int(worker.rsplit("-", 1)[1])
-    if worker.startswith("storage-"):  # a host of its own while they last, then round robin
-        own = _own(spec, hosts)
-        return hosts[2 + number] if 2 + number < own else hosts[(2 + number) % len(hosts)]
+    if worker.startswith("storage-"):  # a host of its own, else the processors' in turn
+        if _own(spec, hosts) > 2:
+            return hosts[2 + number]
+        rest = _rest(spec, hosts)
+        return rest[number % len(rest)]
     turn = number if worker.startswith("processor-") else spec.processors + number - 1
     rest = _rest(spec, hosts)
     offset = 0 if len(hosts) >= 3 else 2
