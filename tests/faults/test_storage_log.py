@@ -5,9 +5,22 @@ them when a processor crash rolls the run back."""
 from __future__ import annotations
 
 import json
+import os
 
+import pytest
 import yaml
 from test_runtime import assert_absorbed, events, run_spec
+
+from .test_emulated_run import (
+    TIMEOUT,
+    TWO_KILLS,
+    alive,
+    assert_two_kills_absorbed,
+    kernel_leftovers,
+    spec_file,
+    start_run,
+    worker_pids,
+)
 
 STORAGE = {"name": "reactive", "checkpoint_every": 4, "log": "storage", "replicas": 2}
 
@@ -49,3 +62,38 @@ def test_source_log_stays_on_the_source(tmp_path):
     assert summary["wal_bytes"] >= 144_000 * 29 * 8
     resolved = yaml.safe_load((run_dir / "spec.yaml").read_text())["scheme"]
     assert resolved["log"] == "source" and "replicas" not in resolved  # read back by workers
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="emulated hosts need root")
+def test_storage_log_over_emulated_hosts_crosses_the_links(tmp_path):
+    """A host for every worker (6 processors, sink, source, 2 storage workers): the log goes
+    to the storage workers' own hosts over tcp, and a kill is still absorbed."""
+    spec = spec_file(
+        tmp_path,
+        scheme=STORAGE,
+        rate=20_000,  # 50 ms a batch: the kills land at their batches
+        failures=TWO_KILLS,
+        cluster={"launcher": "local", "emulate": {"hosts": 10, "link": "1gbit", "cpu": 1.0}},
+    )
+    out = tmp_path / "results"
+    proc = start_run(tmp_path, spec, out)
+    stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, stdout + stderr
+    (run_dir,) = [p.parent for p in out.rglob("summary.json")]
+    events = assert_two_kills_absorbed(run_dir)
+    spawned = {e["worker"]: e["detail"] for e in events if e["event"] == "spawned"}
+    assert spawned["storage-0"].endswith("on h3") and spawned["storage-1"].endswith("on h4")
+    assert {spawned[f"processor-{i}"].split()[-1] for i in range(6)} == {
+        f"h{i}" for i in range(5, 11)
+    }
+    meta = json.loads((run_dir / "meta.json").read_text())
+    network = meta["cluster"]["network"].removesuffix("0/24")
+    for i, host in ((0, 13), (1, 14)):  # hI is .(10+I): listening on its host's address
+        log = (run_dir / "logs" / f"storage-{i}.log").read_text()
+        assert f"listens for the source at tcp://{network}{host}:" in log
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["log"], summary["replicas"]) == ("storage", 2)
+    assert summary["wal_bytes"] >= 2 * 36_000 * 29 * 8
+    assert not list(run_dir.glob("storage-*.bin"))
+    assert not [pid for pid in worker_pids(run_dir) if alive(pid)]
+    assert kernel_leftovers(proc.pid) == ""
