@@ -158,8 +158,9 @@ class ReplicatedLog:
         while True:
             for _, msg in self._replies(deadline, {self.replicas[0]}, f"send back batch {batch}"):
                 if msg.kind == wire.FETCHED and msg.meta["batch"] == batch:
-                    meta = msg.meta
-                    return meta["offset"], msg.arrays[0], meta["t_first"], meta["t_last"]
+                    meta = msg.meta  # the rows are copied out of the frame, writable, as
+                    rows = np.array(msg.arrays[0])  # a batch read from the local file is
+                    return meta["offset"], rows, meta["t_first"], meta["t_last"]
 
     def _replies(self, deadline: float, waiting: set[str], what: str):
         """The messages the replicas have sent, waiting up to ``deadline`` for one."""
