@@ -355,8 +355,9 @@ def _describe_setting(setting: tuple) -> str:
 
 def cpu_records(runs: list[Run]) -> list[Record]:
     """Per scheme variant: CPU seconds per million items delivered by the source, the sink,
-    the processors and in total (median over runs), the processors' share and the share of
-    the machine left idle (None for runs from before it was recorded)."""
+    the processors, the storage workers of a reactive log and in total (median over runs), the
+    processors' share and the share of the machine left idle (None for runs from before it was
+    recorded)."""
     by_variant: dict[str, list[tuple[float | None, ...]]] = defaultdict(list)
     normal = [
         run
@@ -373,11 +374,13 @@ def cpu_records(runs: list[Run]) -> list[Record]:
         cpu, items = run["cpu_seconds_during_stream"], run["items_out"]
         per_million = 1e6 / items
         processors = sum(v for k, v in cpu.items() if k.startswith("processor-"))
+        storage = sum(v for k, v in cpu.items() if k.startswith("storage-"))
         by_variant[run["variant"]].append(
             (
                 cpu.get("source", 0.0) * per_million,
                 cpu.get("sink", 0.0) * per_million,
                 processors * per_million,
+                storage * per_million,
                 run.get("machine_idle_during_stream"),
             )
         )
@@ -386,9 +389,9 @@ def cpu_records(runs: list[Run]) -> list[Record]:
     records = []
     for variant in sorted(by_variant, key=lambda v: (order.get(v.split()[0], 99), v)):
         rows = by_variant[variant]
-        source, sink, processors = (median(row[i] for row in rows) for i in range(3))
-        total = source + sink + processors
-        idle = [row[3] for row in rows if row[3] is not None]
+        source, sink, processors, storage = (median(row[i] for row in rows) for i in range(4))
+        total = source + sink + processors + storage
+        idle = [row[4] for row in rows if row[4] is not None]
         records.append(
             {
                 "scheme": variant,
@@ -396,6 +399,7 @@ def cpu_records(runs: list[Run]) -> list[Record]:
                 "source": source,
                 "sink": sink,
                 "processors": processors,
+                "storage": storage,
                 "total": total,
                 "processors_share": processors / total,
                 "machine_idle": median(idle) if idle else None,
@@ -412,6 +416,7 @@ CPU_COLUMNS: tuple[Column, ...] = (
     ("source", "source", _SECONDS),
     ("sink", "sink", _SECONDS),
     ("processors", "processors", _SECONDS),
+    ("storage", "storage", _SECONDS),
     ("total", "total", _SECONDS),
     ("processors_share", "processors' share", "{:.0%}".format),
     ("machine_idle", "machine idle", _cell("{:.0%}".format, "-")),
