@@ -150,8 +150,8 @@ class ReplicatedLog:
         self.count = max(self.count, batch + 1)
 
     def read(self, batch: int) -> tuple[int, np.ndarray, float, float]:
-        """``(offset, rows, t_first, t_last)`` of a logged batch, from the first replica that
-        sends it back."""
+        """``(offset, rows, t_first, t_last)`` of a logged batch, read back from the first
+        replica (every replica holds every logged batch; one that is down stops the run)."""
         sock = self.socks[self.replicas[0]]
         wire.send(sock, wire.FETCH, {"batch": batch})
         deadline = time.monotonic() + self.timeout
