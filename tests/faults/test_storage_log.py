@@ -25,9 +25,11 @@ from .test_emulated_run import (
 STORAGE = {"name": "reactive", "checkpoint_every": 4, "log": "storage", "replicas": 2}
 
 
-def test_storage_log_replays_after_a_kill_and_leaves_no_file(tmp_path):
+@pytest.mark.parametrize("transport", ["ipc", "tcp"])  # tcp: storage-I on port base+3+I
+def test_storage_log_replays_after_a_kill_and_leaves_no_file(tmp_path, transport):
     summary, run_dir, _ = run_spec(
         tmp_path,
+        transport=transport,
         scheme=STORAGE,
         failures=[{"at_batch": 6, "kill": ["processor-2"]}],
         runtime={"warmup": 0.0, "standby": False},  # a cold restart: its tasks are lost
@@ -45,6 +47,10 @@ def test_storage_log_replays_after_a_kill_and_leaves_no_file(tmp_path):
     assert not (run_dir / "wal.bin").exists()  # nothing logged by the source itself
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["log"] == {"where": "storage", "replicas": 2}
+    if transport == "tcp":
+        base = int((run_dir / "port").read_text())
+        log = (run_dir / "logs" / "storage-1.log").read_text()
+        assert f"listens for the source at tcp://127.0.0.1:{base + 4}" in log
     assert yaml.safe_load((run_dir / "spec.yaml").read_text())["scheme"]["log"] == "storage"
 
 
