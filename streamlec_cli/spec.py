@@ -589,7 +589,7 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
         repeat=_integer("repeat", raw.get("repeat", 1), 1),
         transport=transport,
         port=_port(raw.get("port")),
-        hosts=_hosts(raw.get("hosts"), processors, transport),
+        hosts=_hosts(raw.get("hosts"), processors, transport, storage),
         runtime=_runtime(raw.get("runtime")),
         cluster=cluster,
         sweep_values=sweep_values,
@@ -857,11 +857,13 @@ def _worker_mapping(
     return value
 
 
-def _hosts(value: object, processors: int, transport: str) -> tuple[tuple[str, str], ...]:
+def _hosts(
+    value: object, processors: int, transport: str, storage: Sequence[str] = ()
+) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
-    workers = ("source", *_processor_names(processors), "sink")
-    for worker, host in _worker_mapping("hosts", value, processors).items():
+    workers = ("source", *_processor_names(processors), "sink", *storage)
+    for worker, host in _worker_mapping("hosts", value, processors, storage=storage).items():
         if not isinstance(host, str) or not host.strip() or any(c.isspace() for c in host):
             _reject(f"hosts.{worker}", host, "a host must be a host name or address")
     if transport == "ipc" and len(set(value.values())) > 1:

@@ -729,3 +729,13 @@ def test_storage_log_adds_workers_hosts_and_labels() -> None:
     )
     assert len({run.run_id for run in both}) == 2
     assert both[1].run_id.endswith("log_source")
+
+
+def test_storage_workers_can_be_placed_by_hand_and_only_those_that_exist() -> None:
+    scheme = {"name": "reactive", "replicas": 2}
+    by_hand = only(ec_spec(scheme=scheme, transport="tcp", hosts={"storage-1": "node4"}))
+    assert dict(by_hand.hosts) == {"storage-1": "node4"}
+    with pytest.raises(SpecError, match=r"hosts.storage-2: storage-2 does not exist \(.*storage-0"):
+        parse(ec_spec(scheme=scheme, transport="tcp", hosts={"storage-2": "node4"}))
+    with pytest.raises(SpecError, match=r"hosts\.storage-0: storage-0 does not exist"):
+        parse(ec_spec(scheme={"name": "reactive", "log": "source"}, hosts={"storage-0": "x"}))
