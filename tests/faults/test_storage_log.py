@@ -6,10 +6,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
 import pytest
 import yaml
-from test_runtime import assert_absorbed, events, run_spec
+from test_runtime import (
+    RUN_TIMEOUT,
+    assert_absorbed,
+    events,
+    leftover_processes,
+    live_run,
+    only_run_dir,
+    run_spec,
+    streamlec,
+)
 
 from .test_emulated_run import (
     TIMEOUT,
@@ -19,8 +29,9 @@ from .test_emulated_run import (
     kernel_leftovers,
     spec_file,
     start_run,
-    worker_pids,
 )
+from .test_emulated_run import worker_pids as spawned_pids
+from .test_replacement import worker_pids
 
 STORAGE = {"name": "reactive", "checkpoint_every": 4, "log": "storage", "replicas": 2}
 
@@ -101,5 +112,25 @@ def test_storage_log_over_emulated_hosts_crosses_the_links(tmp_path):
     assert (summary["log"], summary["replicas"]) == ("storage", 2)
     assert summary["wal_bytes"] >= 2 * 36_000 * 29 * 8
     assert not list(run_dir.glob("storage-*.bin"))
-    assert not [pid for pid in worker_pids(run_dir) if alive(pid)]
+    assert not [pid for pid in spawned_pids(run_dir) if alive(pid)]
     assert kernel_leftovers(proc.pid) == ""
+
+
+def test_a_crashed_storage_worker_stops_the_run_plainly_and_keeps_what_finished(tmp_path):
+    """A storage worker is outside the processors: its SIGKILL ends the run with exit 1,
+    naming it, instead of a stall; the batches committed before stay, and no worker or log
+    file outlives the run."""
+    with live_run(tmp_path, scheme=STORAGE, rate=30_000) as (run, env, out):  # about 5 s
+        refused = streamlec("kill-worker", "storage-0", env=env)  # not a tolerated fault
+        assert refused.returncode != 0 and "cannot be SIGKILLed" in refused.stderr
+        pid = worker_pids(env)["storage-0"]
+        os.kill(pid, signal.SIGKILL)
+        _, stderr = run.communicate(timeout=RUN_TIMEOUT)
+    assert run.returncode == 1, stderr
+    assert "storage-0 exited with code -9" in stderr
+    run_dir = only_run_dir(out)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["complete"] is False and summary["items_out"] > 0
+    assert summary["items_duplicated"] == 0
+    assert not list(run_dir.glob("storage-*.bin"))
+    assert leftover_processes(run_dir) == []
