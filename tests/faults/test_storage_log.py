@@ -21,6 +21,10 @@ from test_runtime import (
     streamlec,
 )
 
+from streamlec_cli.runtime import wire
+from streamlec_cli.runtime.plan import free_ports
+
+from .test_by_hand import finish, start_worker, write_spec
 from .test_emulated_run import (
     TIMEOUT,
     TWO_KILLS,
@@ -134,3 +138,28 @@ def test_a_crashed_storage_worker_stops_the_run_plainly_and_keeps_what_finished(
     assert summary["items_duplicated"] == 0
     assert not list(run_dir.glob("storage-*.bin"))
     assert leftover_processes(run_dir) == []
+
+
+def test_storage_workers_started_by_hand_hold_the_log_and_stop_with_the_source(tmp_path):
+    """Every worker by hand over tcp, the storage workers first: the run finishes exact, each
+    storage worker stops when the source does and says how many batches it logged (by hand
+    its log stays, as the source's wal.bin does)."""
+    port = free_ports(wire.port_count(2))
+    assert port is not None
+    spec = write_spec(tmp_path, transport="tcp", port=port, scheme=STORAGE)
+    run_dir = tmp_path / "hand"
+    order = ("storage-0", "storage-1", "processor-0", "processor-1", "processor-2", "source")
+    procs = {name: start_worker(spec, name, run_dir) for name in (*order, "sink")}
+    said = finish(procs)
+    for name, (code, out, err) in said.items():
+        assert code == 0, (name, out, err)
+        assert "Traceback" not in err, (name, err)
+    for i in range(2):
+        out = said[f"storage-{i}"][1]
+        assert f"tcp://127.0.0.1:{port + 3 + i}" in out
+        assert "stopped by the source after 12 batches logged" in out
+        assert (run_dir / f"storage-{i}.bin").stat().st_size >= 36_000 * 29 * 8
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["complete"] and summary["items_lost"] == 0 and summary["items_duplicated"] == 0
+    assert summary["reference"]["matches"]
+    assert (summary["log"], summary["replicas"]) == ("storage", 2)
