@@ -27,7 +27,7 @@ class Param:
     ``label`` says where a scheme's parameter shows in its labels: ``shape`` (it sizes the
     group, and names the scheme everywhere, run ids included), ``mode`` (always in the
     scheme's label, and in the variant when not the default), ``option`` (in the variant when
-    not the default) or ``""`` (nowhere).
+    not the default) or ``""`` (nowhere). ``applies_when`` ties it to another parameter's value.
     """
 
     name: str
@@ -38,6 +38,9 @@ class Param:
     exclusive: bool = False
     choices: tuple[str, ...] = ()
     label: str = ""
+    #: ``(other, value)``: the parameter means something only while parameter ``other`` has
+    #: that value; a spec that gives it otherwise is refused.
+    applies_when: tuple[str, Any] | None = None
 
     def allows(self, value: Any) -> bool:
         """Whether ``value`` (already of ``kind``) is within the declared range or choices."""

@@ -220,10 +220,11 @@ def throughput_row(runs: list[Run], other: str, paper: str) -> Row:
     settings = _normal_settings(runs)
     for setting, by_family in settings.items():
         ec, variant = _ec_runs(by_family)
-        if ec and by_family.get(other) and _mean_throughput(by_family[other]) > 0:
-            ratio = _mean_throughput(ec) / _mean_throughput(by_family[other])
+        theirs = _default_variant(by_family.get(other, []), other)
+        if ec and theirs and _mean_throughput(theirs) > 0:
+            ratio = _mean_throughput(ec) / _mean_throughput(theirs)
             if ratio > 0:
-                pairs.append((setting, ratio, len(ec), len(by_family[other]), variant))
+                pairs.append((setting, ratio, len(ec), len(theirs), variant))
     preferred = [
         pair for pair in pairs if _spec_name(settings[pair[0]]) == PREFERRED_THROUGHPUT_SPEC
     ]
@@ -275,10 +276,10 @@ def throughput_records(runs: list[Run]) -> list[Record]:
         }
         ec = _ec_runs(by_family)[0]
         for family in families:
-            chosen = ec if family == EC else by_family.get(family)
+            chosen = ec if family == EC else _default_variant(by_family.get(family, []), family)
             record[family] = _mean_throughput(chosen) if chosen else None
         for family in ratios:
-            other = by_family.get(family)
+            other = _default_variant(by_family.get(family, []), family)
             fits = ec and other
             ratio = _mean_throughput(ec) / _mean_throughput(other) if fits else None
             record[f"EC(4,2) / {_scheme_name(family)}"] = ratio
@@ -330,6 +331,13 @@ def _spec_name(by_family: dict[str, list[Run]]) -> str:
     return str(next(iter(by_family.values()))[0]["spec_name"])
 
 
+def _default_variant(runs: list[Run], family: str) -> list[Run]:
+    """A family's runs of its default variant if there are any (reactive: the log on storage
+    workers, as the paper's backup to persistent storage), else all of them."""
+    default = [run for run in runs if run["variant"] == family]
+    return default or runs
+
+
 def _ec_runs(by_family: dict[str, list[Run]]) -> tuple[list[Run], str]:
     """The EC(4,2) runs of a setting: the full StreamLEC variant if there, else any."""
     runs = by_family.get(EC, [])
@@ -354,8 +362,9 @@ def _describe_setting(setting: tuple) -> str:
 
 def cpu_records(runs: list[Run]) -> list[Record]:
     """Per scheme variant: CPU seconds per million items delivered by the source, the sink,
-    the processors and in total (median over runs), the processors' share and the share of
-    the machine left idle (None for runs from before it was recorded)."""
+    the processors, the storage workers of a reactive log and in total (median over runs), the
+    processors' share and the share of the machine left idle (None for runs from before it was
+    recorded)."""
     by_variant: dict[str, list[tuple[float | None, ...]]] = defaultdict(list)
     normal = [
         run
@@ -372,11 +381,13 @@ def cpu_records(runs: list[Run]) -> list[Record]:
         cpu, items = run["cpu_seconds_during_stream"], run["items_out"]
         per_million = 1e6 / items
         processors = sum(v for k, v in cpu.items() if k.startswith("processor-"))
+        storage = sum(v for k, v in cpu.items() if k.startswith("storage-"))
         by_variant[run["variant"]].append(
             (
                 cpu.get("source", 0.0) * per_million,
                 cpu.get("sink", 0.0) * per_million,
                 processors * per_million,
+                storage * per_million,
                 run.get("machine_idle_during_stream"),
             )
         )
@@ -385,9 +396,9 @@ def cpu_records(runs: list[Run]) -> list[Record]:
     records = []
     for variant in sorted(by_variant, key=lambda v: (order.get(v.split()[0], 99), v)):
         rows = by_variant[variant]
-        source, sink, processors = (median(row[i] for row in rows) for i in range(3))
-        total = source + sink + processors
-        idle = [row[3] for row in rows if row[3] is not None]
+        source, sink, processors, storage = (median(row[i] for row in rows) for i in range(4))
+        total = source + sink + processors + storage
+        idle = [row[4] for row in rows if row[4] is not None]
         records.append(
             {
                 "scheme": variant,
@@ -395,6 +406,7 @@ def cpu_records(runs: list[Run]) -> list[Record]:
                 "source": source,
                 "sink": sink,
                 "processors": processors,
+                "storage": storage,
                 "total": total,
                 "processors_share": processors / total,
                 "machine_idle": median(idle) if idle else None,
@@ -411,6 +423,7 @@ CPU_COLUMNS: tuple[Column, ...] = (
     ("source", "source", _SECONDS),
     ("sink", "sink", _SECONDS),
     ("processors", "processors", _SECONDS),
+    ("storage", "storage", _SECONDS),
     ("total", "total", _SECONDS),
     ("processors_share", "processors' share", "{:.0%}".format),
     ("machine_idle", "machine idle", _cell("{:.0%}".format, "-")),
@@ -427,6 +440,7 @@ def latency_row(runs: list[Run], family: str, killed: int, paper: str) -> Row:
     candidates = [
         run for run in runs if run["family"] == family and len(run.get("failures") or []) == killed
     ]
+    candidates = _default_variant(candidates, family)
     open_loop = [run for run in candidates if run.get("rate") not in (None, "max")]
     measured = []
     for run in open_loop or candidates:

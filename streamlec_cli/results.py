@@ -342,12 +342,21 @@ def stream_start(run_dir: Path) -> float | None:
 
 def scheme_family(summary: dict[str, Any]) -> str:
     """``none``, ``reactive``, ``rep-3x`` or ``ec(4,2)``: the scheme without its options."""
-    return schemes.label(str(summary.get("scheme")), summary, "family")
+    return schemes.label(str(summary.get("scheme")), _scheme_values(summary), "family")
 
 
 def scheme_variant(summary: dict[str, Any]) -> str:
-    """The family plus the options that differ from the defaults, e.g. ``ec(4,2) inputs``."""
-    return schemes.label(str(summary.get("scheme")), summary, "variant")
+    """The family plus the options that differ from the defaults, e.g. ``ec(4,2) inputs``,
+    ``reactive source`` (the log on the source's own disk)."""
+    return schemes.label(str(summary.get("scheme")), _scheme_values(summary), "variant")
+
+
+def _scheme_values(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary's scheme parameters; a reactive run from before ``log`` was recorded kept
+    its log on the source (the only place there was)."""
+    if summary.get("scheme") == "reactive" and summary.get("log") is None:
+        return {**summary, "log": "source"}
+    return summary
 
 
 #: The paper's schemes in the order of tables and legends (least redundancy last).

@@ -30,6 +30,7 @@ import yaml
 from . import algorithms, schemes
 from .params import Param, ParamError
 from .profiles import PROFILES, Profile
+from .schemes.base import storage_workers
 
 DATASETS = ("higgs", "kdd12")
 DATASET_FORMATS: dict[str, tuple[str, ...]] = {
@@ -194,12 +195,24 @@ class SchemeSpec:
 
     def to_dict(self) -> dict[str, object]:
         """The keys that apply to this scheme and their values."""
-        return {"name": self.name, **dict(self.params)}
+        return {"name": self.name, **dict(self.applying)}
 
     def describe(self) -> str:
         """One-line summary, e.g. ``ec(k=4,r=2,code=gaussian,attach=linear,incremental=true)``."""
-        params = [f"{k}={_plain(v)}" for k, v in self.params]
+        params = [f"{k}={_plain(v)}" for k, v in self.applying]
         return f"{self.name}({','.join(params)})" if params else self.name
+
+    @property
+    def applying(self) -> tuple[tuple[str, object], ...]:
+        """``params`` without those that mean nothing with the others' values (``replicas``
+        with ``log: source``): a spec may not give them, so its resolved form leaves them out."""
+        values = dict(self.params)
+        when = {p.name: p.applies_when for p in schemes.parameters(self.name)}
+        return tuple(
+            (key, value)
+            for key, value in self.params
+            if when.get(key) is None or values.get(when[key][0]) == when[key][1]
+        )
 
 
 def _defaults(params: Sequence[Param]) -> dict[str, object]:
@@ -302,8 +315,17 @@ class Spec:
 
     @property
     def workers(self) -> tuple[str, ...]:
-        """``("source", "processor-0", ..., "processor-{P-1}", "sink")``."""
-        return ("source", *_processor_names(self.processors), "sink")
+        """``("source", "processor-0", ..., "processor-{P-1}", "sink")``, then the storage
+        workers that hold the log (``storage-0``, ...) when the scheme asks for them."""
+        return ("source", *_processor_names(self.processors), "sink", *self.storage)
+
+    @property
+    def storage(self) -> tuple[str, ...]:
+        """The storage workers of the scheme's log (``log: storage``): ``storage-0``, ..."""
+        params = dict(self.scheme.params)
+        if params.get("log") != "storage":
+            return ()
+        return storage_workers(int(params.get("replicas", 1)))
 
     @property
     def run_id(self) -> str:
@@ -522,7 +544,8 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
     scheme = _scheme(raw.get("scheme"))
     processors = _processors(raw["processors"], scheme)
     _check_group(scheme, processors)
-    cluster = _cluster(raw.get("cluster"), processors)
+    storage = Spec(name, scheme=scheme).storage
+    cluster = _cluster(raw.get("cluster"), processors, storage)
     transport = _choice("transport", raw.get("transport", "ipc"), TRANSPORTS)
     if cluster is not None and (cluster.emulate is not None or cluster.launcher != "local"):
         if "transport" in raw and transport != "tcp":
@@ -566,7 +589,7 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
         repeat=_integer("repeat", raw.get("repeat", 1), 1),
         transport=transport,
         port=_port(raw.get("port")),
-        hosts=_hosts(raw.get("hosts"), processors, transport),
+        hosts=_hosts(raw.get("hosts"), processors, transport, storage),
         runtime=_runtime(raw.get("runtime")),
         cluster=cluster,
         sweep_values=sweep_values,
@@ -660,6 +683,16 @@ def _scheme(value: object) -> SchemeSpec:
     params = {
         p.name: _param(f"scheme.{p.name}", p, section.get(p.name, p.default)) for p in declared
     }
+    for p in declared:
+        if p.name in section and p.applies_when is not None:
+            other, value = p.applies_when
+            if params[other] != value:
+                msg = (
+                    f"scheme.{p.name}: not allowed with {other}: {_plain(params[other])}: "
+                    f"{p.name} ({p.doc}) applies only with {other}: {_plain(value)}; leave "
+                    f"{p.name} out, or set {other}: {_plain(value)}"
+                )
+                raise SpecError(msg)
     try:
         schemes.scheme_class(name).check(params)
     except ParamError as exc:
@@ -801,25 +834,36 @@ def _port(value: object) -> int | None:
     return port
 
 
-def _worker_mapping(key: str, value: object, processors: int, *, spares: bool = False) -> Mapping:
-    """``value`` as a mapping whose keys are workers of the run (``spares``: or standby-N)."""
+def _worker_mapping(
+    key: str,
+    value: object,
+    processors: int,
+    *,
+    spares: bool = False,
+    storage: Sequence[str] = (),
+) -> Mapping:
+    """``value`` as a mapping whose keys are workers of the run (``spares``: or standby-N;
+    ``storage``: the storage workers of the log)."""
     if not isinstance(value, Mapping):
         _reject(key, value, f"{_leaf(key)} must map worker names to host names")
-    workers = ("source", *_processor_names(processors), "sink")
+    workers = ("source", *_processor_names(processors), "sink", *storage)
     for worker in value:
         if worker not in workers and not (spares and re.fullmatch(r"standby-\d+", str(worker))):
             known = f"source, {_name_range(_processor_names(processors))}, sink"
+            known += f", {_name_range(storage)}" if storage else ""
             known += ", standby-N" if spares else ""
             msg = f"{key}.{worker}: {worker} does not exist ({known})"
             raise SpecError(msg)
     return value
 
 
-def _hosts(value: object, processors: int, transport: str) -> tuple[tuple[str, str], ...]:
+def _hosts(
+    value: object, processors: int, transport: str, storage: Sequence[str] = ()
+) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
-    workers = ("source", *_processor_names(processors), "sink")
-    for worker, host in _worker_mapping("hosts", value, processors).items():
+    workers = ("source", *_processor_names(processors), "sink", *storage)
+    for worker, host in _worker_mapping("hosts", value, processors, storage=storage).items():
         if not isinstance(host, str) or not host.strip() or any(c.isspace() for c in host):
             _reject(f"hosts.{worker}", host, "a host must be a host name or address")
     if transport == "ipc" and len(set(value.values())) > 1:
@@ -831,15 +875,16 @@ def _hosts(value: object, processors: int, transport: str) -> tuple[tuple[str, s
     return tuple((worker, value[worker]) for worker in workers if worker in value)
 
 
-def _cluster(value: object, processors: int) -> ClusterSpec | None:
-    """``cluster``: the launcher, its hosts, placement and emulation (see ``ClusterSpec``)."""
+def _cluster(value: object, processors: int, storage: Sequence[str] = ()) -> ClusterSpec | None:
+    """``cluster``: the launcher, its hosts, placement and emulation (see ``ClusterSpec``);
+    ``storage``: the storage workers of the scheme's log, which get hosts too."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
         _reject("cluster", value, f"cluster must be a mapping of {', '.join(_CLUSTER_KEYS)}")
     _check_keys(value, _CLUSTER_KEYS, "cluster")
     launcher = _choice("cluster.launcher", value.get("launcher", "local"), LAUNCHER_KINDS)
-    emulate = _emulate(value.get("emulate"), processors)
+    emulate = _emulate(value.get("emulate"), processors, len(storage))
     hosts_raw = value.get("hosts") or None
     if emulate is not None:
         if hosts_raw is not None:
@@ -878,7 +923,7 @@ def _cluster(value: object, processors: int) -> ClusterSpec | None:
     if launcher == "ssh" and not hosts:
         msg = "cluster.hosts: missing: launcher ssh needs the hosts to start workers on"
         raise SpecError(msg)
-    place = _place(value.get("place"), processors, hosts)
+    place = _place(value.get("place"), processors, hosts, storage)
     ssh = value.get("ssh")
     if ssh is not None:
         if not isinstance(ssh, Mapping):
@@ -888,7 +933,7 @@ def _cluster(value: object, processors: int) -> ClusterSpec | None:
     return ClusterSpec(launcher, hosts, place, emulate, ssh_items)
 
 
-def _emulate(value: object, processors: int) -> EmulateSpec | None:
+def _emulate(value: object, processors: int, storage: int = 0) -> EmulateSpec | None:
     if value is None:
         return None
     if isinstance(value, str):  # a profile's name: a host for each worker
@@ -905,7 +950,7 @@ def _emulate(value: object, processors: int) -> EmulateSpec | None:
         )
         raise SpecError(msg)
     if value.get("profile") is not None:
-        return _profiled(value, processors)
+        return _profiled(value, processors, storage)
     if "hosts" not in value:
         msg = "cluster.emulate.hosts: missing: how many hosts to emulate (e.g. hosts: 9)"
         raise SpecError(msg)
@@ -923,13 +968,14 @@ def _emulate(value: object, processors: int) -> EmulateSpec | None:
     return EmulateSpec(hosts, link, cpu)
 
 
-def _profiled(value: Mapping, processors: int) -> EmulateSpec:
-    """Hosts from a named profile (its link and CPU; hosts: one per worker unless given)."""
+def _profiled(value: Mapping, processors: int, storage: int = 0) -> EmulateSpec:
+    """Hosts from a named profile (its link and CPU; hosts: one per worker unless given:
+    the sink, the source, the processors and the ``storage`` workers of the log)."""
     name = value["profile"]
     if name not in PROFILES:
         _reject("cluster.emulate.profile", name, f"profile must be one of {', '.join(PROFILES)}")
     profile = PROFILES[name]
-    hosts = processors + 2
+    hosts = processors + 2 + storage
     if value.get("hosts") is not None:
         hosts = _integer("cluster.emulate.hosts", value["hosts"], 1)
         if hosts > MAX_EMULATED_HOSTS:
@@ -967,10 +1013,13 @@ def link_rate(value: object) -> float:
     return float(number)
 
 
-def _place(value: object, processors: int, hosts: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def _place(
+    value: object, processors: int, hosts: tuple[str, ...], storage: Sequence[str] = ()
+) -> tuple[tuple[str, str], ...]:
     if value is None:
         return ()
-    for worker, host in _worker_mapping("cluster.place", value, processors, spares=True).items():
+    mapping = _worker_mapping("cluster.place", value, processors, spares=True, storage=storage)
+    for worker, host in mapping.items():
         if host not in hosts:
             known = ", ".join(hosts) if hosts else "none: give cluster.hosts or cluster.emulate"
             msg = f"cluster.place.{worker}: {_show(host)} is not one of the hosts ({known})"
@@ -1425,7 +1474,8 @@ def _choice(
             return aliases[text]
     extra = f" (or {', '.join(f'{a} for {t}' for a, t in aliases.items())})" if aliases else ""
     scope = f" for {what}" if what else ""
-    _reject(key, value, f"choose one of {', '.join(choices)}{scope}{extra}")
+    hint = _did_you_mean(value.strip().lower(), choices) if isinstance(value, str) else ""
+    _reject(key, value, f"choose one of {', '.join(choices)}{scope}{extra}{hint}")
 
 
 def _leaf(key: str) -> str:

@@ -166,8 +166,8 @@ def test_cpu_table_per_million_items_by_role(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     # 600,000 items delivered: 0.8 CPU s is 1.33 s per million items
     # machine idle: the median of 10%, 30% and 20%; "-" for a run that did not record it
-    assert "| rep-3x | 3 | 1.67 | 1.00 | 3.33 | 6.00 | 56% | 20% |" in result.stdout
-    assert "| ec(4,2) | 1 | 1.33 | 0.67 | 1.33 | 3.33 | 40% | - |" in result.stdout
+    assert "| rep-3x | 3 | 1.67 | 1.00 | 3.33 | 0.00 | 6.00 | 56% | 20% |" in result.stdout
+    assert "| ec(4,2) | 1 | 1.33 | 0.67 | 1.33 | 0.00 | 3.33 | 40% | - |" in result.stdout
     assert result.stdout.index("| rep-3x | 3") < result.stdout.index("| ec(4,2) | 1")
 
 
@@ -338,7 +338,28 @@ def test_cpu_table_prefers_the_throughput_spec_like_the_ratios(tmp_path: Path) -
     write_summary(tmp_path, "intensity", "ec42", 100.0, cpu_seconds_during_stream=heavy)
     _, result = report(tmp_path)
     assert "Runs of spec throughput:" in result.stdout
-    assert "| ec(4,2) | 1 | 1.00 | 1.00 | 1.00 | 3.00 | 33% |" in result.stdout
+    assert "| ec(4,2) | 1 | 1.00 | 1.00 | 1.00 | 0.00 | 3.00 | 33% |" in result.stdout
+
+
+def test_reactive_log_variants_apart_and_storage_counted(tmp_path: Path) -> None:
+    """The storage workers' CPU has a column and counts in the total; reactive with its log on
+    the source is a variant of its own, and the EC ratio uses the storage-log runs."""
+    cpu = {"source": 0.6, "sink": 0.6, "processor-0": 0.6, "storage-0": 0.3, "storage-1": 0.3}
+    write_summary(tmp_path, "throughput", "ec42", 1000.0)
+    write_summary(
+        tmp_path,
+        "throughput",
+        "reactive",
+        250.0,
+        log="storage",
+        replicas=2,
+        cpu_seconds_during_stream=cpu,
+    )
+    write_summary(tmp_path, "throughput", "reactive", 500.0, log="source", replicas=0)
+    _, result = report(tmp_path)
+    assert "| reactive | 1 | 1.00 | 1.00 | 1.00 | 1.00 | 4.00 | 25% |" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if "EC(4,2) / Reactive" in line)
+    assert "| 4.00x |" in row  # against the storage-log run (250 items/s), not 500
 
 
 def rerun(run_dir: Path, name: str, throughput: float, start: float) -> Path:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from streamlec_cli import algorithms, schemes
 from streamlec_cli.algorithms import LinReg
 from streamlec_cli.params import OPTION, SHAPE, Param
+from streamlec_cli.runtime.placement import placement
 from streamlec_cli.schemes.partition import Partitioned
 from streamlec_cli.spec import (
     AlgorithmSpec,
@@ -109,6 +110,8 @@ def test_rep_and_reactive_keep_their_own_fields() -> None:
         "name": "reactive",
         "checkpoint_every": 3,
         "wal_fsync": False,
+        "log": "storage",
+        "replicas": 2,
     }
 
 
@@ -635,7 +638,8 @@ def test_unregistering_restores_the_registries() -> None:
     assert (list(algorithms.ALGORITHMS), list(schemes.SCHEMES), schemes.aliases()) == before
     with pytest.raises(SpecError, match="choose one of none, ec, rep, reactive "):
         parse(ec_spec(scheme="toy"))
-    with pytest.raises(SpecError, match=r"choose one of linreg, logreg, svm, kmeans$"):
+    unknown = r"choose one of linreg, logreg, svm, kmeans \(did you mean 'logreg'\?\)$"
+    with pytest.raises(SpecError, match=unknown):
         parse(ec_spec(algorithm="toyreg"))
 
 
@@ -654,3 +658,84 @@ def test_scheme_labels_come_from_the_declarations() -> None:
     ]
     assert SchemeSpec("ec", k=12, r=3).label == "ec12-3"
     assert schemes.ErasureCoded(6, 4, 2, attach="inputs").describe() == "ec(4,2)-inputs"
+
+
+# -- where the reactive scheme logs ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scheme", "expected"),
+    [
+        (
+            {"name": "reactive", "log": "storag"},
+            "scheme.log: 'storag' is not allowed: choose one of source, storage "
+            "(did you mean 'storage'?)",
+        ),
+        (
+            {"name": "reactive", "replicas": 0},
+            "scheme.replicas: 0 is not allowed: replicas must be a positive integer",
+        ),
+        (
+            {"name": "reactive", "log": "source", "replicas": 3},
+            "scheme.replicas: not allowed with log: source: replicas (storage workers that hold "
+            "every batch) applies only with log: storage",
+        ),
+        (
+            {"name": "ec", "k": 4, "r": 2, "log": "storage"},
+            "key 'scheme.log' does not apply to scheme ec: allowed keys under scheme are name, "
+            "k, r, code, attach, incremental when name is ec (log is for reactive)",
+        ),
+        (
+            {"name": "rep", "copies": 3, "replicas": 2},
+            "key 'scheme.replicas' does not apply to scheme rep",
+        ),
+        ({"name": "reactive", "replica": 2}, "unknown key 'scheme.replica' (did you mean"),
+    ],
+    ids=["log-typo", "no-replicas", "replicas-not-storage", "log-ec", "replicas-rep", "key-typo"],
+)
+def test_bad_log_settings_are_one_paragraph_naming_the_key(scheme, expected) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse(ec_spec(scheme=scheme))
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_storage_log_adds_workers_hosts_and_labels() -> None:
+    storage = only(ec_spec(scheme={"name": "reactive"}, cluster={"emulate": "lan-1g"}))
+    assert storage.scheme.log == "storage" and storage.scheme.replicas == 2  # the default
+    assert storage.storage == ("storage-0", "storage-1")
+    assert storage.workers[-2:] == ("storage-0", "storage-1")
+    assert storage.cluster.emulate.hosts == 6 + 2 + 2  # processors, sink, source, storage
+    placed = placement(storage)
+    assert [placed[w] for w in ("sink", "source", "storage-0", "storage-1")] == [
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+    ]
+    assert {placed[f"processor-{i}"] for i in range(6)} == {f"h{i}" for i in range(5, 11)}
+    source = {"name": "reactive", "log": "source"}
+    local = only(ec_spec(scheme=source, cluster={"emulate": "lan-1g"}))
+    assert local.storage == () and local.cluster.emulate.hosts == 8
+    assert placement(local)["processor-0"] == "h3"
+    fixed = only(ec_spec(scheme={"name": "reactive"}, cluster={"emulate": {"hosts": 8}}))
+    placed = placement(fixed)  # no host for every worker: processors placed as without storage
+    assert placed == {**placement(local), "storage-0": "h3", "storage-1": "h4"}
+    assert schemes.label("reactive", {"log": "storage"}, "scheme") == "reactive-storage"
+    assert schemes.label("reactive", {"log": "source"}, "variant") == "reactive source"
+    assert schemes.label("reactive", {"log": "storage"}, "variant") == "reactive"
+    both = parse(
+        ec_spec(sweep={"scheme": [{"name": "reactive"}, {"name": "reactive", "log": "source"}]})
+    )
+    assert len({run.run_id for run in both}) == 2
+    assert both[1].run_id.endswith("log_source")
+
+
+def test_storage_workers_can_be_placed_by_hand_and_only_those_that_exist() -> None:
+    scheme = {"name": "reactive", "replicas": 2}
+    by_hand = only(ec_spec(scheme=scheme, transport="tcp", hosts={"storage-1": "node4"}))
+    assert dict(by_hand.hosts) == {"storage-1": "node4"}
+    with pytest.raises(SpecError, match=r"hosts.storage-2: storage-2 does not exist \(.*storage-0"):
+        parse(ec_spec(scheme=scheme, transport="tcp", hosts={"storage-2": "node4"}))
+    with pytest.raises(SpecError, match=r"hosts\.storage-0: storage-0 does not exist"):
+        parse(ec_spec(scheme={"name": "reactive", "log": "source"}, hosts={"storage-0": "x"}))

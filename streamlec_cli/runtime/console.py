@@ -211,7 +211,7 @@ def _taken_port(runs: list[Spec]) -> str | None:
     """The error for the first tcp run that names a port taken right now."""
     for spec in runs:
         if spec.transport == "tcp" and spec.port is not None:
-            problem = port_problem(spec.port)
+            problem = port_problem(spec.port, len(spec.storage))
             if problem:
                 return problem
     return None

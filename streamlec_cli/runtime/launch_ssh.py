@@ -127,9 +127,9 @@ def sent_files(name: str) -> list[str]:
 
 
 def left_on_hosts() -> list[str]:
-    """What is never brought back: what was sent, and the source's write-ahead log (it can be
-    gigabytes, and nothing reads it after the run)."""
-    return [*sent_files("source"), "wal.bin"]
+    """What is never brought back: what was sent, and the write-ahead logs of the source and
+    of the storage workers (they can be gigabytes, and nothing reads them after the run)."""
+    return [*sent_files("source"), "wal.bin", "storage-*.bin"]
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """What a supervisor that died without cleaning up (SIGKILL, a crash) left behind.
 
 Its workers die with it (``worker.py`` asks for a parent-death signal), but its ipc socket
-files, its registry entry, the staged rows (``stream.f64``) and the write-ahead log
-(``wal.bin``) stay: the next ``streamlec`` command finds the entry of a dead supervisor and
-removes them, says so in one line, and writes a ``summary.json`` marked as written after the
-fact (``complete: false``) when the run has none, so that the run is not taken for one that
-finished. Results (summary, events, batches, logs, model) are never touched. The emulated
-hosts of a dead supervisor (namespaces, links, bridge, qdiscs, cgroups; ``emulate.py``) are
-found by the owner's pid in their names, whether or not its registry entry survived, and
-removed by ``clean_emulations``.
+files, its registry entry, the staged rows (``stream.f64``) and the write-ahead logs
+(``wal.bin``, ``storage-*.bin``) stay: the next ``streamlec`` command finds the entry of a
+dead supervisor and removes them, says so in one line, and writes a ``summary.json`` marked as
+written after the fact (``complete: false``) when the run has none, so that the run is not
+taken for one that finished. Results (summary, events, batches, logs, model) are never
+touched. The emulated hosts of a dead supervisor (namespaces, links, bridge, qdiscs, cgroups;
+``emulate.py``) are found by the owner's pid in their names, whether or not its registry entry
+survived, and removed by ``clean_emulations``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .registry import LiveRun
 from .summary import audit_batches
 
 WAL_FILE = "wal.bin"
+STORAGE_LOGS = "storage-*.bin"  # the storage workers' logs (``replica.LOG_FILES``)
 
 
 def clean_up(run: LiveRun, command: str) -> str:
@@ -39,7 +40,8 @@ def clean_up(run: LiveRun, command: str) -> str:
     sockets = _remove_sockets(run_dir)
     if sockets:
         removed.append(f"{sockets} socket(s)")
-    for name, what in ((STAGED_FILE, "staged rows"), (WAL_FILE, "write-ahead log")):
+    logs = [(path.name, "write-ahead log") for path in sorted(run_dir.glob(STORAGE_LOGS))]
+    for name, what in ((STAGED_FILE, "staged rows"), (WAL_FILE, "write-ahead log"), *logs):
         size = _remove(run_dir / name)
         if size is not None:
             removed.append(f"{_size(size)} {what} ({name})")

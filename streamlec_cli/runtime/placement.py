@@ -1,8 +1,12 @@
 """Which host each worker of a run goes to (``cluster.hosts``, or the emulated ``h1 .. hN``).
 
-By default the sink and the source each get a host of their own (the first two), then the
-processors go one per host over the rest, round robin, and the warm spares continue that round
-robin; with fewer than three hosts every worker goes round robin over all of them.
+By default the sink and the source each get a host of their own (the first two), and so does
+each storage worker of the log (``storage-0``, ``storage-1``, ...: the next ones) when there is
+a host for every worker of the run; then the processors go one per host over the rest, round
+robin, and the warm spares continue that round robin. With fewer hosts than workers the storage
+workers share the processors' hosts (``storage-I`` on the I-th of them), so the processors are
+placed as under any other scheme; with fewer than three hosts every worker goes round robin
+over all of them.
 ``cluster.place`` overrides any of it, worker by worker. Without a ``cluster`` section there is
 no placement (every worker runs on this host).
 """
@@ -12,13 +16,22 @@ from __future__ import annotations
 from ..spec import Spec
 
 
-def _rest(hosts: tuple[str, ...]) -> tuple[str, ...]:
+def _own(spec: Spec, hosts: tuple[str, ...]) -> int:
+    """How many of the first hosts go to one worker each: the sink and the source, and the
+    storage workers too when there is a host for every worker of the run."""
+    if len(hosts) < 3:
+        return 0
+    every = 2 + len(spec.storage) + spec.processors
+    return 2 + len(spec.storage) if len(hosts) >= every else 2
+
+
+def _rest(spec: Spec, hosts: tuple[str, ...]) -> tuple[str, ...]:
     """The hosts processors and spares take turns on."""
-    return hosts[2:] if len(hosts) >= 3 else hosts
+    return hosts[_own(spec, hosts) :] or hosts
 
 
 def host_of(spec: Spec, worker: str) -> str | None:
-    """The host ``worker`` (sink, source, processor-I, standby-N) runs on; None: this one
+    """The host ``worker`` (sink, source, processor-I, storage-I, standby-N) runs on; None: this one
     (the supervisor always runs here)."""
     cluster = spec.cluster
     if cluster is None or not cluster.hosts or worker == "supervisor":
@@ -32,13 +45,19 @@ def host_of(spec: Spec, worker: str) -> str | None:
     if worker == "source":
         return hosts[1 % len(hosts)]
     number = int(worker.rsplit("-", 1)[1])
+    if worker.startswith("storage-"):  # a host of its own, else the processors' in turn
+        if _own(spec, hosts) > 2:
+            return hosts[2 + number]
+        rest = _rest(spec, hosts)
+        return rest[number % len(rest)]
     turn = number if worker.startswith("processor-") else spec.processors + number - 1
-    rest = _rest(hosts)
+    rest = _rest(spec, hosts)
     offset = 0 if len(hosts) >= 3 else 2
     return rest[(turn + offset) % len(rest)]
 
 
 def placement(spec: Spec) -> dict[str, str]:
-    """``{worker: host}`` for the sink, the source and the processors (empty: all here)."""
+    """``{worker: host}`` for the sink, the source, the processors and the storage workers
+    (empty: all here)."""
     placed = {worker: host_of(spec, worker) for worker in ("sink", "source", *spec.workers)}
     return {worker: host for worker, host in placed.items() if host is not None}

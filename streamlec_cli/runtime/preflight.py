@@ -93,12 +93,14 @@ def results_bytes(spec: Spec) -> int:
 
 
 def temporary_bytes(spec: Spec) -> int:
-    """About what a run writes and removes at its end: staged rows, the write-ahead log."""
+    """About what a run writes and removes at its end: staged rows, the write-ahead log (one
+    copy per storage worker with ``log: storage``: here they all share this disk)."""
     items = spec.dataset.items
     width = 1 + datasets.feature_count(spec.dataset.name)
     staged = 8 * width * items if spec.dataset.stage else 0
     plan = make_plan(spec, Path("."))
-    wal = 8 * plan.algorithm.width * items if plan.scheme.replay is not None else 0
+    copies = max(1, len(spec.storage))
+    wal = 8 * plan.algorithm.width * items * copies if plan.scheme.replay is not None else 0
     return staged + wal
 
 

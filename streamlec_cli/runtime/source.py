@@ -6,7 +6,9 @@ item has arrived, sleeping (on its sockets) until then. Routing is the scheme's:
 data slices go out as soon as they are cut and the parities are computed while they travel.
 A send to a dead processor fails at once and is skipped: the source never blocks on one.
 When the scheme recovers by replay, every batch is in the fsynced write-ahead log before any
-of it is sent, and a REPLAY from the sink resends the logged batches from the checkpoint on.
+of it is sent (the source's own file, or, with ``log: storage``, acknowledged by every storage
+worker, ``replica.py``), and a REPLAY from the sink resends the logged batches from the
+checkpoint on (read back from the file, or from a storage worker).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import zmq
 from .. import datasets
 from . import wire
 from .plan import Plan
+from .replica import LogUnavailable, ReplicatedLog
 from .startup import Connections, Deadline, StartupTimeout, tell
 from .storage import WriteAheadLog
 
@@ -47,11 +50,11 @@ class Source:
         self.poller.register(self.to_sink, zmq.POLLIN)
         self.poller.register(self.workers, zmq.POLLIN)
         policy = plan.scheme.replay
-        self.wal = (
-            None
-            if policy is None
-            else WriteAheadLog(plan.run_dir / "wal.bin", fsync=policy.wal_fsync)
-        )
+        self.wal: WriteAheadLog | ReplicatedLog | None = None
+        if policy is not None and policy.storage:
+            self.wal = ReplicatedLog(self.ctx, plan, policy.storage, name)
+        elif policy is not None:
+            self.wal = WriteAheadLog(plan.run_dir / "wal.bin", fsync=policy.wal_fsync)
         self.acked = -2  # -1 once the sink says every processor is up
         self.epoch = 0
         self.next = 0  # the batch to send next
@@ -187,6 +190,9 @@ class Source:
             _give_up(str(exc))
         except OSError as exc:  # the disk of the write-ahead log is full or failing
             _give_up(f"cannot write in {self.plan.run_dir}: {exc.strerror or exc}")
+        except LogUnavailable as exc:  # a storage worker of the log is gone
+            print(f"error: {exc}", flush=True)
+            raise SystemExit(1) from None
         finally:
             if self.wal is not None:
                 self.wal.close()

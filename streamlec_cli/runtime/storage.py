@@ -1,4 +1,5 @@
-"""What the reactive scheme keeps on disk: the source's write-ahead log, the sink's checkpoints.
+"""What the reactive scheme keeps on disk: the write-ahead log (the source's, or each storage
+worker's, ``replica.py``), the sink's checkpoints.
 
 Both are real files, flushed and fsynced: a batch is in the log before any of it is sent,
 and a checkpoint replaces the previous one atomically (write, fsync, rename, fsync the
@@ -47,6 +48,11 @@ class WriteAheadLog:
 
     def __len__(self) -> int:
         return len(self._positions)
+
+    @property
+    def bytes(self) -> int:
+        """The log's size on disk."""
+        return self._file.seek(0, os.SEEK_END)
 
     def close(self) -> None:
         self._file.close()

@@ -158,6 +158,7 @@ def summarise(
         "recovery_rounds": sink.get("recovery_rounds"),
         "rollbacks": sink.get("rollbacks"),
         "replayed_batches": sink.get("replayed_batches"),
+        **_flat_log(spec),
         "wal_bytes": seen.wal_bytes,
         **batch_tolerance(plan, run_dir / "batches.csv"),
         "supervised": seen.supervised,
@@ -191,9 +192,29 @@ def write_meta(spec: Spec, run_dir: Path) -> None:
         "start_time": time.time(),
         "start_time_iso": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "dataset_source": datasets.source_description(spec.dataset),
+        "log": log_used(spec),
         **machine_info(),
     }
     write_json(run_dir / "meta.json", meta)
+
+
+def _flat_log(spec: Spec) -> dict:
+    """The summary's ``log`` (``storage``, ``source``; None without a log) and ``replicas``
+    (storage workers; 0 for the source's own file), beside the scheme's other parameters."""
+    used = log_used(spec)
+    if used is None:
+        return {"log": None, "replicas": None}
+    return {"log": used["where"], "replicas": used["replicas"]}
+
+
+def log_used(spec: Spec) -> dict | None:
+    """Where a scheme that replays keeps its log: ``{"where": "storage", "replicas": 2}``
+    (storage workers) or ``{"where": "source", "replicas": 0}`` (the source's own disk);
+    None for a scheme without a log."""
+    params = dict(spec.scheme.params)
+    if "log" not in params:
+        return None
+    return {"where": params["log"], "replicas": len(spec.storage)}
 
 
 def add_meta(run_dir: Path, key: str, value: object) -> None:

@@ -1,6 +1,7 @@
 """The supervisor: one run, start to finish, as real OS processes.
 
-It starts the sink, the source and P processors through a launcher (``launch.py``), carries
+It starts the sink, the source, P processors and the storage workers of a reactive log
+(``log: storage``) through a launcher (``launch.py``), carries
 out the spec's failures with SIGKILL, and is the one component that decides a processor has
 failed: its ``Membership`` hears every processor's hello and heartbeats (a ROUTER at
 ``plan.address("supervisor")``) and learns of every exit from the launcher's handles. Each
@@ -41,6 +42,7 @@ from .membership import Membership, Verdict
 from .placement import host_of
 from .plan import ADDRESSES_FILE, base_port, free_ports, make_plan, new_run_token, taken_ports
 from .registry import LiveRun
+from .replica import log_files
 from .summary import Observed, add_meta, summarise, write_meta, write_resolved_spec
 from .worker import STANDBY, is_spare
 
@@ -68,18 +70,22 @@ class RunFailed(RuntimeError):
         self.exit_code = exit_code
 
 
-def port_problem(base: int) -> str | None:
-    """Why a tcp run on port ``base`` cannot start here (its ports are taken), or None."""
-    taken = taken_ports(base, len(wire.DEFAULT_PORTS))
+def port_problem(base: int, storage: int = 0) -> str | None:
+    """Why a tcp run on port ``base`` cannot start here (its ports are taken), or None;
+    ``storage``: storage workers of the log, which listen on the ports after those three."""
+    taken = taken_ports(base, wire.port_count(storage))
     if not taken:
         return None
     ports = ", ".join(str(p) for p in taken)
     noun = "port" if len(taken) == 1 else "ports"
+    needs = f"{base}, {base + 1} and {base + 2} (sink, source, supervisor)"
+    if storage:
+        last = base + wire.port_count(storage) - 1
+        needs = f"{base} to {last} (sink, source, supervisor, the {storage} storage workers)"
     return (
         f"{noun} {ports} already in use on this host (another run or program listens there); "
-        f"a run with port {base} needs {base}, {base + 1} and {base + 2} (sink, source, "
-        "supervisor): pick another port in the spec (or --set port=N), or leave port out "
-        "and the run picks free ones"
+        f"a run with port {base} needs {needs}: pick another port in the spec (or --set "
+        "port=N), or leave port out and the run picks free ones"
     )
 
 
@@ -135,9 +141,10 @@ class Supervisor:
         if addresses:  # the workers read where their peers and the supervisor are
             (self.run_dir / ADDRESSES_FILE).write_text(json.dumps(addresses, indent=1) + "\n")
         if self.spec.transport == "tcp" and self.spec.port is None:
-            port = free_ports(len(wire.DEFAULT_PORTS))
+            count = wire.port_count(len(self.spec.storage))
+            port = free_ports(count)
             if port is None:
-                msg = f"no {len(wire.DEFAULT_PORTS)} consecutive free TCP ports found"
+                msg = f"no {count} consecutive free TCP ports found"
                 raise RunFailed(msg)
             (self.run_dir / "port").write_text(str(port))
         new_run_token(self.run_dir)
@@ -149,7 +156,7 @@ class Supervisor:
         starts: a run on a taken port would talk to the run that holds it."""
         if self.spec.transport != "tcp":
             return
-        problem = port_problem(self.spec.port or base_port(self.run_dir))
+        problem = port_problem(self.spec.port or base_port(self.run_dir), len(self.spec.storage))
         if problem:
             raise RunFailed(problem, exit_code=2)
 
@@ -360,6 +367,8 @@ class Supervisor:
             self.spawn("sink")
             sink_sock = wire.dealer(ctx, self.plan.address("sink"), "supervisor")
             wire.send(sink_sock, wire.HELLO, {"pid": os.getpid()})
+            for name in self.spec.storage:  # the log's replicas, before the source logs
+                self.spawn(name)
             self.spawn("source")
             self.compare_clocks()
             for i in range(self.spec.processors):
@@ -392,10 +401,11 @@ class Supervisor:
                 self.emulated.destroy()
             if hasattr(self, "live"):
                 self.live.remove()
-        wal = self.run_dir / "wal.bin"
-        self.seen.wal_bytes = wal.stat().st_size if wal.exists() else None
+        logs = [self.run_dir / "wal.bin", *log_files(self.run_dir)]
+        sizes = [path.stat().st_size for path in logs if path.exists()]
+        self.seen.wal_bytes = sum(sizes) if sizes else None  # every replica's, with log: storage
         # The run is over: nothing left to replay or read (either can be gigabytes).
-        for path in (wal, self.run_dir / datasets.STAGED_FILE):
+        for path in (*logs, self.run_dir / datasets.STAGED_FILE):
             path.unlink(missing_ok=True)
         late = SIGNALS.first()
         if stop is None and error is None and late is not None:  # after the stream ended
@@ -655,7 +665,9 @@ class Supervisor:
             code = handle.poll()
             if code is None:
                 continue
-            if name in ("source", "sink"):
+            if name.startswith("storage-") and code == 0:
+                continue  # the source told it the stream is over
+            if name in ("source", "sink") or name.startswith("storage-"):
                 if code == 0 and self.done_after_exit(sink_sock):
                     raise _Done
                 log = self.run_dir / "logs" / f"{name}.log"

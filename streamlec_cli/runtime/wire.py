@@ -12,6 +12,10 @@ Topology (``endpoint`` builds the addresses):
   announcements flow in; models, recovery requests, acks and progress flow out.
 * the source binds a ROUTER at ``source``; every processor connects a DEALER with its name as
   identity and receives its tasks there.
+* with the reactive scheme's ``log: storage``, each storage worker binds a ROUTER at
+  ``storage-I``; the source connects a DEALER to each, sends every batch (LOG) and counts it
+  logged once every one has answered LOGGED; on a replay it asks one of them (FETCH) and gets
+  the rows back (FETCHED). The source tells them STOP when it stops.
 * the supervisor binds a ROUTER at ``supervisor``; every processor (and every warm spare
   while it waits, as ``standby-N`` with incarnation 0) connects a DEALER with its name as
   identity and sends HELLO (pid, incarnation) once, then a HEARTBEAT (incarnation) every
@@ -64,6 +68,10 @@ DIED = "died"  # supervisor -> sink: a processor failed (meta: worker, incarnati
 RESTARTED = "restarted"  # supervisor -> sink: a worker was restarted
 DONE = "done"  # sink -> supervisor: results written (meta: summary)
 STOP = "stop"  # supervisor/sink -> anyone: shut down now
+LOG = "log"  # source -> storage: append this batch (meta: batch, offset, t_first, t_last)
+LOGGED = "logged"  # storage -> source: the batch is on its disk, fsynced (meta: batch, bytes)
+FETCH = "fetch"  # source -> storage: send a logged batch back (meta: batch)
+FETCHED = "fetched"  # storage -> source: answer to FETCH (meta as LOG), arrays: the rows
 FOREIGN = "foreign"  # never sent: what ``recv`` makes of a message of another run (dropped)
 
 KINDS = frozenset(
@@ -84,6 +92,10 @@ KINDS = frozenset(
         RESTARTED,
         DONE,
         STOP,
+        LOG,
+        LOGGED,
+        FETCH,
+        FETCHED,
     }
 )
 
@@ -210,6 +222,20 @@ def readable(sock: zmq.Socket) -> bool:
 # Endpoints and sockets -----------------------------------------------------------------------
 
 DEFAULT_PORTS = {"sink": 0, "source": 1, "supervisor": 2}
+#: ``storage-I`` listens at the base port + ``STORAGE_PORT`` + I (after the three above).
+STORAGE_PORT = 3
+
+
+def port_count(storage: int = 0) -> int:
+    """How many consecutive ports a tcp run uses, with ``storage`` storage workers."""
+    return len(DEFAULT_PORTS) + storage
+
+
+def port_offset(name: str) -> int:
+    """Where ``name``'s port is, counted from the run's base port."""
+    if name.startswith("storage-"):
+        return STORAGE_PORT + int(name.rsplit("-", 1)[1])
+    return DEFAULT_PORTS[name]
 
 
 def socket_dir(run_dir: Path) -> Path:
@@ -223,10 +249,10 @@ def socket_dir(run_dir: Path) -> Path:
 def endpoint(
     run_dir: Path, name: str, transport: str = "ipc", host: str = "127.0.0.1", base_port: int = 0
 ) -> str:
-    """Address of the ``sink``, ``source`` or ``supervisor`` ROUTER."""
+    """Address of the ``sink``, ``source``, ``supervisor`` or ``storage-I`` ROUTER."""
     if transport == "ipc":
         return f"ipc://{socket_dir(run_dir) / name}"
-    return f"tcp://{host}:{base_port + DEFAULT_PORTS[name]}"
+    return f"tcp://{host}:{base_port + port_offset(name)}"
 
 
 def bind_address(address: str) -> str:

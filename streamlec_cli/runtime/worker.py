@@ -132,6 +132,10 @@ def _run_worker(
         from .source import run_source
 
         run_source(plan, startup_timeout=startup_timeout)
+    elif name.startswith("storage-"):
+        from .replica import run_storage
+
+        run_storage(plan, name, startup_timeout)
     elif name == "sink":
         from .sink import run_sink
 

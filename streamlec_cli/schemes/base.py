@@ -93,16 +93,32 @@ def partial_statistics(algorithm: Algorithm, rows: np.ndarray, weights: np.ndarr
 
 @dataclass(frozen=True)
 class ReplayPolicy:
-    """Recovery by replay: the source keeps every batch in a write-ahead log (fsynced when
-    ``wal_fsync``), the sink checkpoints its model every ``checkpoint_every`` batches, and a
-    batch that lost outputs rolls the run back to the last checkpoint and replays the log."""
+    """Recovery by replay: every batch is in a write-ahead log (fsynced when ``wal_fsync``)
+    before it is sent, the sink checkpoints its model every ``checkpoint_every`` batches, and a
+    batch that lost outputs rolls the run back to the last checkpoint and replays the log.
+
+    ``log`` says where the log lives: ``source`` (a file on the source's own disk) or
+    ``storage`` (``replicas`` storage workers, each on a host of its own in a cluster, every
+    one of which has the batch on its disk before the source sends it)."""
 
     checkpoint_every: int = 10
     wal_fsync: bool = True
+    log: str = "source"
+    replicas: int = 0
+
+    @property
+    def storage(self) -> tuple[str, ...]:
+        """The storage workers the log lives on (none: it is the source's own file)."""
+        return storage_workers(self.replicas) if self.log == "storage" else ()
 
     def checkpoint_due(self, batch: int) -> bool:
         """Whether the model after ``batch`` is checkpointed."""
         return (batch + 1) % self.checkpoint_every == 0
+
+
+def storage_workers(replicas: int) -> tuple[str, ...]:
+    """``("storage-0", ..., "storage-{replicas-1}")``."""
+    return tuple(f"storage-{i}" for i in range(replicas))
 
 
 class Scheme(ABC):

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..algorithms import Algorithm, Stats
-from ..params import SHAPE, Param
+from ..params import MODE, SHAPE, Param
 from .base import PART, Assembler, BatchResult, ReplayPolicy, Scheme, Task, contiguous_parts
 
 
@@ -118,6 +118,8 @@ class Reactive(Partitioned):
     Routing and assembling are those of ``none``; what differs is the recovery policy
     (``replay``), which the commit core carries out: on a missing output, restore the last
     checkpoint and replay the logged batches since, delivering each item's result once.
+    The log is backed up to ``replicas`` storage workers (``log: storage``, the paper's backup
+    to persistent storage) or kept on the source's own disk (``log: source``).
     """
 
     name = "reactive"
@@ -125,13 +127,32 @@ class Reactive(Partitioned):
     parameters = (
         Param("checkpoint_every", int, 10, "batches between checkpoints of the model", minimum=1),
         Param("wal_fsync", bool, True, "the write-ahead log is fsynced per batch"),
+        Param(
+            "log",
+            str,
+            "storage",
+            "where the write-ahead log lives: storage workers, or the source's own disk",
+            choices=("source", "storage"),
+            label=MODE,
+        ),
+        Param(
+            "replicas",
+            int,
+            2,
+            "storage workers that hold every batch",
+            minimum=1,
+            applies_when=("log", "storage"),
+        ),
     )
     checkpoint_every: int
     wal_fsync: bool
+    log: str
+    replicas: int
 
     def __init__(self, processors: int, *args, **kwargs) -> None:
         super().__init__(processors, *args, **kwargs)
-        self.replay = ReplayPolicy(self.checkpoint_every, self.wal_fsync)
+        replicas = self.replicas if self.log == "storage" else 0
+        self.replay = ReplayPolicy(self.checkpoint_every, self.wal_fsync, self.log, replicas)
 
     def tolerates(self, failed) -> bool:
         return True  # every crash is recovered by replay

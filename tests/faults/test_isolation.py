@@ -247,17 +247,22 @@ def test_a_signal_just_after_the_stream_ended_still_leaves_the_summary(tmp_path)
     assert workers_of(run_dir) == []
 
 
-def test_the_next_command_cleans_up_after_a_killed_supervisor(tmp_path):
+@pytest.mark.parametrize(
+    ("log", "logs"),
+    [("source", ["wal.bin"]), ("storage", ["storage-0.bin", "storage-1.bin"])],
+)
+def test_the_next_command_cleans_up_after_a_killed_supervisor(tmp_path, log, logs):
     h = Harness(tmp_path)
     out = tmp_path / "results"
     spec = h.spec(
         dataset={"name": "higgs", "items": ITEMS, "seed": 5, "stage": True},
-        scheme={"name": "reactive", "checkpoint_every": 4},  # keeps a write-ahead log
+        scheme={"name": "reactive", "checkpoint_every": 4, "log": log},  # a write-ahead log
         rate=30_000,
     )
     proc = h.start(spec, out)
     (run_dir,) = run_dirs(out)
-    assert (run_dir / "stream.f64").exists() and (run_dir / "wal.bin").exists()
+    assert (run_dir / "stream.f64").exists()
+    assert all((run_dir / name).exists() for name in logs)
     assert socket_dir(run_dir).exists() and len(h.registry_entries()) == 1
     proc.kill()  # SIGKILL: the supervisor cleans nothing up
     finish(proc)
@@ -272,7 +277,8 @@ def test_the_next_command_cleans_up_after_a_killed_supervisor(tmp_path):
     assert "cleaned up after run iso/" in said and f"pid {proc.pid} gone" in said
     assert "socket" in said and "staged rows" in said and "write-ahead log" in said
     assert not socket_dir(run_dir).exists()
-    assert not (run_dir / "stream.f64").exists() and not (run_dir / "wal.bin").exists()
+    assert not (run_dir / "stream.f64").exists()
+    assert not any((run_dir / name).exists() for name in logs)
     assert h.registry_entries() == []
     for kept in ("events.csv", "batches.csv", "meta.json", "logs"):  # results stay
         assert (run_dir / kept).exists(), kept
