@@ -48,6 +48,9 @@ Record = dict[str, Any]  # one row of a table, as numbers where it holds numbers
 EC = schemes.label("ec", {"k": 4, "r": 2})
 REP3 = schemes.label("rep", {"copies": 3})
 NOT_MEASURED = "not measured"
+#: Specs whose runs sweep the conditions (shared cores, emulated profiles) to compare them;
+#: they are left out of the claims' columns (the regime figure shows them).
+OWN_TABLE_SPECS = frozenset({"regime"})
 PREFERRED_THROUGHPUT_SPEC = "throughput"  # its settings alone, when it has the runs
 LATENCY_WINDOW = 5.0  # seconds, as the run's own summary uses
 
@@ -82,9 +85,13 @@ def build_report(paths: Sequence[Path], all_runs: bool = False) -> Report:
     Raises :class:`~streamlec_cli.results.NoRunsError` when there is no run directory.
     """
     runs, notes = load_runs(paths, all_runs)
-    clusters = sorted({run["cluster"] for run in runs}, key=lambda c: (c != SHARED, c)) or [SHARED]
+    # A spec that sweeps the conditions themselves has a table and a figure of its own; the
+    # claims get a column per condition of the other specs (when there are any).
+    claimed = [run for run in runs if run["spec_name"] not in OWN_TABLE_SPECS] or runs
+    clusters = sorted({run["cluster"] for run in claimed}, key=lambda c: (c != SHARED, c))
     by_cluster = {
-        cluster: claim_rows([r for r in runs if r["cluster"] == cluster]) for cluster in clusters
+        cluster: claim_rows([r for r in claimed if r["cluster"] == cluster])
+        for cluster in clusters or [SHARED]
     }
     lines = [
         "## StreamLEC: the paper's claims beside this reproduction",

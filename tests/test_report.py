@@ -493,3 +493,17 @@ def test_runs_on_shared_cores_and_on_an_emulated_cluster_are_measured_apart(tmp_
         "on 1 Gbit/s links, measured 0.18 to 0.20 CPU, 180 to 190 Mbit/s in 2 runs)"
         in result.stdout
     )
+
+
+def test_the_regime_specs_conditions_get_no_claims_column_of_their_own(tmp_path: Path):
+    # the regime spec sweeps conditions to set them side by side in its own table and figure;
+    # the claims keep one column per condition of the other specs
+    write_summary(tmp_path, "throughput", "ec42", 1000.0)
+    write_summary(tmp_path, "throughput", "rep3", 800.0)
+    cores_only = {**LAN_1G, "profile": {"name": "cores-only", "description": "cores-only"}}
+    write_summary(tmp_path, "regime", "ec42", 300.0, cluster=cores_only)
+    write_summary(tmp_path, "regime", "rep3", 150.0, cluster=cores_only)
+    _, result = report(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "| claim | paper | measured here | measured from |" in result.stdout.splitlines()
+    assert "| regime | cores-only |" in result.stdout
