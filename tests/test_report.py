@@ -405,6 +405,18 @@ def test_committed_reference_results_in_the_old_layout_are_all_read(tmp_path: Pa
     assert "left out" not in result.stderr
 
 
+def test_the_readmes_claims_table_is_what_report_prints_from_the_reference_results():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text().split("## Reproducing the paper", 1)[1]
+    table = [line for line in readme.splitlines() if line.startswith("|")]
+    table = table[: table.index("|---|---|---|---|---|") + 7]  # its header, rule and six claims
+    assert len(table) == 8 and table[0].startswith("| claim | paper |")
+    _, result = report(root / "results" / "reference")
+    assert result.exit_code == 0, result.output
+    printed = result.stdout.splitlines()
+    assert [line for line in table if line not in printed] == []
+
+
 def test_tables_as_csv_and_json_for_pandas(tmp_path: Path) -> None:
     pd = pytest.importorskip("pandas")
     cpu = {"source": 0.6, "sink": 0.3, "processor-0": 0.9}
