@@ -456,77 +456,93 @@ def draw_parameters(runs: list[Run]) -> Drawn:
 
 
 def draw_scalability(runs: list[Run]) -> Drawn:
-    """Throughput vs processors per scheme; hollow markers where processes outnumber cores."""
+    """Throughput against processors per scheme and, where the runs have several source/sink
+    pairs, against pairs too; hollow markers where the run asked for more CPU than the machine
+    has (processes on shared cores, or the emulated hosts' quotas)."""
     frame = _frame(runs)
-    fig, axes = _figure(1, 1, (9.5, 6.0))
-    ax = axes[0, 0]
-    for variant in _ordered_variants(frame):
-        part = frame[frame["variant"] == variant]
-        colour = scheme_colour(part["family"].iloc[0])
-        stats = part.groupby("processors").agg(
-            mean=("throughput", "mean"),
-            lo=("throughput", "min"),
-            hi=("throughput", "max"),
-            cores=("cores", "min"),
+    frame["over"] = frame["demand"] > frame["cores"].fillna(np.inf)
+    several = frame["pairs"].nunique() > 1
+    panels = [("pairs", "processors"), ("processors", "pairs")] if several else [("processors", "")]
+    fig, axes = _figure(1, len(panels), (13.0 if several else 9.5, 6.0))
+    for ax, (x_key, line_key) in zip(axes[0], panels, strict=True):
+        for variant in _ordered_variants(frame):
+            part = frame[frame["variant"] == variant]
+            colour = scheme_colour(part["family"].iloc[0])
+            values = sorted(part[line_key].unique()) if line_key else [None]
+            for n, value in enumerate(values):
+                line = part if value is None else part[part[line_key] == value]
+                stats = line.groupby(x_key).agg(
+                    mean=("throughput", "mean"),
+                    lo=("throughput", "min"),
+                    hi=("throughput", "max"),
+                    over=("over", "max"),
+                )
+                x = stats.index.to_numpy()
+                mean, lo, hi = (stats[c].to_numpy() * 1e-3 for c in ("mean", "lo", "hi"))
+                label = _variant_name(variant)
+                if value is not None:
+                    label += f", {value} {line_key if value != 1 else line_key.rstrip('s')}"
+                ax.errorbar(
+                    x,
+                    mean,
+                    yerr=[mean - lo, hi - mean],
+                    color=colour,
+                    ls=SCALING_STYLES[n % len(SCALING_STYLES)],
+                    capsize=3,
+                    lw=1.6,
+                    label=label,
+                )
+                over = stats["over"].to_numpy(dtype=bool)
+                ax.scatter(x[~over], mean[~over], color=colour, s=45, zorder=3)
+                ax.scatter(
+                    x[over], mean[over], facecolor="white", edgecolor=colour, lw=1.6, s=45, zorder=3
+                )
+        ax.set_xlabel(SCALING_AXES[x_key])
+        ax.set_xticks(sorted(int(v) for v in frame[x_key].unique()))
+        ax.set_ylabel("throughput, all pairs together (thousand items/s)")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        handles, _ = ax.get_legend_handles_labels()
+        handles.append(
+            Line2D(
+                [], [], color="black", marker="o", ls="", markerfacecolor="white", label="over CPU"
+            )
         )
-        x = stats.index.to_numpy()
-        mean, lo, hi = (stats[c].to_numpy() * 1e-3 for c in ("mean", "lo", "hi"))
-        ax.errorbar(
-            x,
-            mean,
-            yerr=[mean - lo, hi - mean],
-            color=colour,
-            capsize=3,
-            lw=1.6,
-            label=_variant_name(variant),
-        )
-        over = _oversubscribed(x, stats["cores"].to_numpy())
-        ax.scatter(x[~over], mean[~over], color=colour, s=45, zorder=3)
-        ax.scatter(x[over], mean[over], facecolor="white", edgecolor=colour, lw=1.6, s=45, zorder=3)
-    cores = sorted({int(c) for c in frame["cores"].dropna()})
-    over_all = _oversubscribed(frame["processors"].to_numpy(), frame["cores"].to_numpy())
-    cores_text = "/".join(str(c) for c in cores) or "an unknown number of"
-    ax.set_title(
-        f"hollow markers: oversubscribed, processors + source + sink > {cores_text} cores"
-        + (" (every run here)" if over_all.all() else ""),
+        ax.legend(handles=handles, fontsize=7, loc="upper left")
+    cores = "/".join(str(int(c)) for c in sorted(frame["cores"].dropna().unique())) or "unknown"
+    what = "the CPU the run asked for" + (
+        " (the emulated hosts' quotas)" if frame["emulated"].any() else " (a core per process)"
+    )
+    axes[0, 0].set_title(
+        f"hollow markers: {what} exceeds this machine's {cores} cores"
+        + (" (every run here)" if frame["over"].all() else ""),
         fontsize=9,
         loc="left",
     )
-    if cores and not over_all.all():
-        ax.axvline(cores[0] - 2, color="black", ls=":", lw=0.8)
-        ax.annotate(
-            "processes = cores",
-            (cores[0] - 2, 0.02),
-            xycoords=("data", "axes fraction"),
-            xytext=(3, 0),
-            textcoords="offset points",
-            fontsize=8,
-        )
-    ax.set_xlabel("processors (and processes: processors + source + sink)")
-    ax.set_ylabel("throughput (thousand items/s)")
-    ticks = sorted(int(p) for p in frame["processors"].unique())
-    ax.set_xticks(ticks, [f"{p}\n({p + 2})" for p in ticks])
-    ax.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.3)
-    handles, _ = ax.get_legend_handles_labels()
-    handles.append(
-        Line2D(
-            [],
-            [],
-            color="black",
-            marker="o",
-            ls="",
-            markerfacecolor="white",
-            label="oversubscribed",
-        )
-    )
-    ax.legend(handles=handles, fontsize=8, loc="lower right")
     fig.suptitle(
-        f"Scalability: throughput against processors, {_algorithms_phrase(frame)}\n"
+        f"Scalability: throughput against {'source/sink pairs and ' if several else ''}"
+        f"processors, {_algorithms_phrase(frame)}\n"
         f"{_rate_phrase(frame)}; {_repeat_phrase(frame)}",
         fontsize=10,
     )
     yield "", fig
+
+
+SCALING_STYLES = ("-", "--", ":", "-.")
+SCALING_AXES = {
+    "processors": "processors (shared by every pair)",
+    "pairs": "source/sink pairs (each its own stream and model)",
+}
+
+
+def _demand(run: Run) -> float:
+    """Cores the run asked for: the emulated hosts' quotas, else one per process."""
+    cluster = (run.get("meta") or {}).get("cluster") or {}
+    asked = cluster.get("asked") or {}
+    if cluster.get("emulated") and asked.get("cpu") and asked.get("hosts"):
+        return float(asked["cpu"]) * int(asked["hosts"])
+    pairs = int(run.get("pairs") or 1)
+    return float(int(run.get("processors") or 0) + 2 * pairs)
 
 
 def _log_y(ax: Any) -> None:
@@ -536,12 +552,6 @@ def _log_y(ax: Any) -> None:
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     axis.set_minor_formatter(NullFormatter())
-
-
-def _oversubscribed(processors: np.ndarray, cores: np.ndarray) -> np.ndarray:
-    """True where processors plus source and sink outnumber the cores (unknown cores: False)."""
-    cores = pd.to_numeric(pd.Series(cores), errors="coerce").fillna(np.inf).to_numpy()
-    return (processors.astype(float) + 2) > cores
 
 
 # -- regime ---------------------------------------------------------------------------------
@@ -696,6 +706,9 @@ def _frame(runs: list[Run]) -> pd.DataFrame:
                 "pattern": _pattern(run),
                 "latency_around_first_failure": run.get("latency_around_first_failure"),
                 "cores": machine.get("cores") or meta.get("cores"),
+                "pairs": int(run.get("pairs") or 1),
+                "demand": _demand(run),
+                "emulated": bool((meta.get("cluster") or {}).get("emulated")),
             }
         )
     frame = pd.DataFrame(rows)

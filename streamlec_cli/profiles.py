@@ -27,6 +27,14 @@ class Profile:
     cores: float = 1.0
 
     @property
+    def label(self) -> str:
+        """The profile's name, with its dilation where it is not the default one
+        (``lan-1g``, ``lan-1g-d20``): runs at other speeds are kept apart."""
+        if self.dilation == Profile.dilation:
+            return self.name
+        return f"{self.name}-d{self.dilation:g}"
+
+    @property
     def emulated_link(self) -> float | None:
         return None if self.link is None else self.link / self.dilation
 
@@ -43,13 +51,14 @@ class Profile:
         """One line for a figure: the profile, what it stands for and how."""
         link = "" if self.link is None else f", {_rate(self.emulated_link)}"
         return (
-            f"{self.name}: {self.stands_for} at 1/{self.dilation:g} speed "
+            f"{self.label}: {self.stands_for} at 1/{self.dilation:g} speed "
             f"({self.emulated_cpu:g} CPU{link} per host)"
         )
 
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
+            "label": self.label,
             "description": self.describe(),
             "stands_for": self.stands_for,
             "dilation": self.dilation,
@@ -114,7 +123,7 @@ def cluster_label(meta: dict) -> str:
     if cluster.get("emulated"):
         profile = cluster.get("profile")
         if profile:
-            return str(profile["name"])
+            return str(profile.get("label") or profile["name"])
         asked = cluster.get("asked") or {}
         given = [f"{asked.get('hosts')} hosts"]
         given += [f"{asked['cpu']:g} CPU"] if asked.get("cpu") else []

@@ -50,7 +50,8 @@ REP3 = schemes.label("rep", {"copies": 3})
 NOT_MEASURED = "not measured"
 #: Specs whose runs sweep the conditions (shared cores, emulated profiles) to compare them;
 #: they are left out of the claims' columns (the regime figure shows them).
-OWN_TABLE_SPECS = frozenset({"regime"})
+OWN_TABLE_SPECS = frozenset({"regime", "scalability"})
+SCALING_SPEC = "scalability"  # its runs get the scalability table
 PREFERRED_THROUGHPUT_SPEC = "throughput"  # its settings alone, when it has the runs
 LATENCY_WINDOW = 5.0  # seconds, as the run's own summary uses
 
@@ -128,7 +129,20 @@ def build_report(paths: Sequence[Path], all_runs: bool = False) -> Report:
         for cluster, cluster_rows in by_cluster.items()
         for row in cluster_rows
     ]
-    tables = {"claims": claims, "throughput": throughput, "cpu": costs}
+    scaling = scaling_records(runs)
+    if scaling:
+        lines += [
+            "",
+            "### Scalability (items/s of all pairs together, mean over repeats)",
+            "",
+            "Failure-free runs of the scalability spec: each source/sink pair is a stream "
+            "with its own source, sink and model, and the pairs share the processors' hosts. "
+            "`x pairs 1` is the throughput over that of one pair with the same processors; "
+            "`x procs min` over that of the fewest processors with the same pairs.",
+            "",
+            *_markdown(scaling, SCALING_COLUMNS),
+        ]
+    tables = {"claims": claims, "throughput": throughput, "cpu": costs, "scaling": scaling}
     compared = motivation.records(runs, load_baselines(paths))
     if compared:
         lines += ["", *motivation_section(compared)]
@@ -215,6 +229,56 @@ def _keys(name: str, records: list[Record]) -> list[str]:
         return list(records[0])
     empty = {"claims": [f.name for f in fields(Row)], "cpu": [k for k, _, _ in CPU_COLUMNS]}
     return empty.get(name, ["spec", "algorithm", "dataset", "processors"])
+
+
+# -- scalability ---------------------------------------------------------------------------
+
+SCALING_COLUMNS: list[Column] = [
+    ("cluster", "where", str),
+    ("scheme", "scheme", str),
+    ("pairs", "pairs", str),
+    ("processors", "processors", str),
+    ("throughput", "items/s", lambda v: f"{v:,.0f}"),
+    ("over_one_pair", "x pairs 1", lambda v: "" if v is None else f"{v:.2f}x"),
+    ("over_fewest_processors", "x procs min", lambda v: "" if v is None else f"{v:.2f}x"),
+    ("runs", "runs", str),
+]
+
+
+def scaling_records(runs: list[Run]) -> list[Record]:
+    """Throughput of the scalability spec's failure-free runs by where they ran, scheme,
+    pairs and processors, with its ratio to one pair and to the fewest processors."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for run in runs:
+        if run["spec_name"] != SCALING_SPEC or run.get("failures") or run.get("rate") != "max":
+            continue
+        key = (
+            run["cluster"],
+            _scheme_name(run["family"]),
+            int(run.get("pairs") or 1),
+            int(run["processors"]),
+        )
+        groups[key].append(float(run["throughput_items_per_s"]))
+    means = {key: sum(values) / len(values) for key, values in groups.items()}
+    records = []
+    for key in sorted(means, key=lambda k: (k[0] != SHARED, k[0], k[1], k[2], k[3])):
+        cluster, scheme, pairs, processors = key
+        one = means.get((cluster, scheme, 1, processors))
+        fewest = min(p for c, s, n, p in means if (c, s, n) == (cluster, scheme, pairs))
+        base = means[(cluster, scheme, pairs, fewest)]
+        records.append(
+            {
+                "cluster": cluster,
+                "scheme": scheme,
+                "pairs": pairs,
+                "processors": processors,
+                "throughput": means[key],
+                "over_one_pair": None if one is None or pairs == 1 else means[key] / one,
+                "over_fewest_processors": None if processors == fewest else means[key] / base,
+                "runs": len(groups[key]),
+            }
+        )
+    return records
 
 
 # -- throughput ----------------------------------------------------------------------------

@@ -182,7 +182,9 @@ SEALED = ".streamlec-reference"
 
 
 def run_directories(paths: Sequence[Path]) -> list[Path]:
-    """Every run directory (one holding ``summary.json``) under the given paths."""
+    """Every run directory (one holding ``summary.json``) under the given paths; one inside
+    another run's directory (a pair of a run of several, ``runtime/pairs.py``) is part of
+    that run, not a run of its own."""
     found: list[Path] = []
     for path in paths:
         path = Path(path)
@@ -190,11 +192,13 @@ def run_directories(paths: Sequence[Path]) -> list[Path]:
             found.append(path)
         elif path.is_dir():
             sealed = [p.parent for p in path.rglob(SEALED) if p.parent != path]
+            runs = {p.parent for p in path.rglob("summary.json")}
             found.extend(
                 sorted(
-                    p.parent
-                    for p in path.rglob("summary.json")
-                    if not any(s in p.parents for s in sealed)
+                    run
+                    for run in runs
+                    if not any(s == run or s in run.parents for s in sealed)
+                    and not any(parent in runs for parent in run.parents)
                 )
             )
     return found

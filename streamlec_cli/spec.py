@@ -13,6 +13,7 @@ validation (only :class:`AlgorithmSpec` fills in its defaults on its own).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import hashlib
 import itertools
@@ -44,6 +45,8 @@ TOP_LEVEL_KEYS = (
     "algorithm",
     "scheme",
     "processors",
+    "pairs",
+    "pair",
     "batch",
     "pipeline_depth",
     "rate",
@@ -63,7 +66,9 @@ _RUNTIME_KEYS = ("heartbeat_interval", "failure_timeout", "grace", "warmup", "re
 _RUNTIME_DURATIONS = _RUNTIME_KEYS[:4]
 LAUNCHER_KINDS = ("local", "ssh", "slurm")
 _CLUSTER_KEYS = ("launcher", "hosts", "place", "emulate", "ssh")
-_EMULATE_KEYS = ("profile", "hosts", "link", "cpu", "delay")
+_EMULATE_KEYS = ("profile", "dilation", "hosts", "link", "cpu", "delay")
+#: Most source/sink pairs a run may have (each is a whole pipeline of processes).
+MAX_PAIRS = 16
 _SSH_KEYS = ("user", "port", "identity", "options", "python", "dir")
 #: Most emulated hosts: their addresses are 198.18.S.11 .. 198.18.S.(10+N) in one /24.
 MAX_EMULATED_HOSTS = 200
@@ -268,6 +273,8 @@ class EmulateSpec:
 
     def to_dict(self) -> dict[str, object]:
         named = {} if self.profile is None else {"profile": self.profile.name}
+        if self.profile is not None and self.profile.dilation != Profile.dilation:
+            named["dilation"] = self.profile.dilation
         return {**named, "hosts": self.hosts, "link": self.link, "cpu": self.cpu}
 
 
@@ -300,6 +307,10 @@ class Spec:
     algorithm: AlgorithmSpec = field(default_factory=lambda: AlgorithmSpec("logreg"))
     scheme: SchemeSpec = field(default_factory=lambda: SchemeSpec("none"))
     processors: int = 1
+    #: Independent streams, each with its own source, sink and model, on shared processor hosts.
+    pairs: int = 1
+    #: Which of the ``pairs`` streams this run is (0 for a run of one pair).
+    pair: int = 0
     batch: int = 12_000
     pipeline_depth: int = 1
     rate: float | None = None
@@ -343,6 +354,8 @@ class Spec:
         emulate = self.cluster.emulate if self.cluster is not None else None
         if emulate is not None and emulate.profile is not None and not swept & _CLUSTER_SWEEPS:
             parts.extend(_sweep_slug("cluster.emulate", emulate.to_dict()))  # apart from shared
+        if self.pairs > 1 and "pairs" not in swept:
+            parts.append(f"pairs{self.pairs}")
         if self.repeat > 1:
             parts.append(f"r{self.run_index}")
         return "-".join(part for part in parts if part)
@@ -359,6 +372,7 @@ class Spec:
             "algorithm": {"name": self.algorithm.name, **self.algorithm.kwargs()},
             "scheme": self.scheme.to_dict(),
             "processors": self.processors,
+            **({"pairs": self.pairs, "pair": self.pair} if self.pairs > 1 else {}),
             "batch": self.batch,
             "pipeline_depth": self.pipeline_depth,
             "rate": "max" if self.rate is None else self.rate,
@@ -380,7 +394,9 @@ class Spec:
         return (
             f"{self.run_id}  scheme={self.scheme.describe()}  "
             f"algorithm={self.algorithm.describe()}  dataset={self.dataset.describe()}  "
-            f"processors={self.processors}  batch={self.batch}  rate={rate}  "
+            f"processors={self.processors}  "
+            + (f"pairs={self.pairs}  " if self.pairs > 1 else "")
+            + f"batch={self.batch}  rate={rate}  "
             f"failures=[{failures}]" + self.cluster_text()
         )
 
@@ -393,7 +409,7 @@ class Spec:
         if emulate is None:
             return f"  cluster={cluster.launcher}({len(cluster.hosts) or 'allocation'} hosts)"
         if emulate.profile is not None:
-            return f"  cluster={emulate.profile.name}({emulate.hosts} hosts)"
+            return f"  cluster={emulate.profile.label}({emulate.hosts} hosts)"
         given = [f"{emulate.hosts} hosts"]
         given += [f"cpu={emulate.cpu:g}"] if emulate.cpu is not None else []
         given += [f"link={emulate.link / 1e6:g}mbit"] if emulate.link is not None else []
@@ -545,7 +561,14 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
     processors = _processors(raw["processors"], scheme)
     _check_group(scheme, processors)
     storage = Spec(name, scheme=scheme).storage
-    cluster = _cluster(raw.get("cluster"), processors, storage)
+    pairs = _integer("pairs", raw.get("pairs", 1), 1)
+    if pairs > MAX_PAIRS:
+        _reject("pairs", pairs, f"pairs must be from 1 to {MAX_PAIRS}")
+    pair = _integer("pair", raw.get("pair", 0), 0)
+    if pair >= pairs:
+        _reject("pair", pair, f"pair must be below pairs ({pairs}): which of the streams it is")
+    cluster = _cluster(raw.get("cluster"), processors, storage, pairs)
+    _check_pairs(pairs, cluster, raw)
     transport = _choice("transport", raw.get("transport", "ipc"), TRANSPORTS)
     if cluster is not None and (cluster.emulate is not None or cluster.launcher != "local"):
         if "transport" in raw and transport != "tcp":
@@ -582,6 +605,8 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
         algorithm=algorithm,
         scheme=scheme,
         processors=processors,
+        pairs=pairs,
+        pair=pair,
         batch=batch,
         pipeline_depth=_integer("pipeline_depth", raw.get("pipeline_depth", 1), 1),
         rate=rate,
@@ -594,6 +619,34 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
         cluster=cluster,
         sweep_values=sweep_values,
     )
+
+
+def _check_pairs(pairs: int, cluster: ClusterSpec | None, raw: Mapping) -> None:
+    """Several pairs run here or on an emulated cluster, never on hosts named worker by
+    worker: the names (sink, source, processor-I) are each pair's own."""
+    if pairs == 1:
+        return
+    if raw.get("hosts"):
+        msg = (
+            f"hosts: not allowed with pairs: {pairs}: every pair has its own sink and source, "
+            "so a host per worker name is ambiguous; leave hosts out (all on this machine) or "
+            "emulate the hosts with cluster.emulate"
+        )
+        raise SpecError(msg)
+    if cluster is not None and cluster.launcher != "local":
+        msg = (
+            f"pairs: {pairs} is not allowed with launcher {cluster.launcher}: several pairs run "
+            "on this machine's shared cores or on an emulated cluster (cluster.emulate); use "
+            "pairs: 1 across real hosts"
+        )
+        raise SpecError(msg)
+    if cluster is not None and cluster.place:
+        msg = (
+            f"cluster.place: not allowed with pairs: {pairs}: the pairs' sinks and sources get "
+            "a host each and their processors share the rest (runtime/placement.py); leave "
+            "place out"
+        )
+        raise SpecError(msg)
 
 
 def _check_clusters(algorithm: AlgorithmSpec, first_batch: int) -> None:
@@ -875,7 +928,9 @@ def _hosts(
     return tuple((worker, value[worker]) for worker in workers if worker in value)
 
 
-def _cluster(value: object, processors: int, storage: Sequence[str] = ()) -> ClusterSpec | None:
+def _cluster(
+    value: object, processors: int, storage: Sequence[str] = (), pairs: int = 1
+) -> ClusterSpec | None:
     """``cluster``: the launcher, its hosts, placement and emulation (see ``ClusterSpec``);
     ``storage``: the storage workers of the scheme's log, which get hosts too."""
     if value is None:
@@ -884,7 +939,7 @@ def _cluster(value: object, processors: int, storage: Sequence[str] = ()) -> Clu
         _reject("cluster", value, f"cluster must be a mapping of {', '.join(_CLUSTER_KEYS)}")
     _check_keys(value, _CLUSTER_KEYS, "cluster")
     launcher = _choice("cluster.launcher", value.get("launcher", "local"), LAUNCHER_KINDS)
-    emulate = _emulate(value.get("emulate"), processors, len(storage))
+    emulate = _emulate(value.get("emulate"), processors, len(storage), pairs)
     hosts_raw = value.get("hosts") or None
     if emulate is not None:
         if hosts_raw is not None:
@@ -933,7 +988,9 @@ def _cluster(value: object, processors: int, storage: Sequence[str] = ()) -> Clu
     return ClusterSpec(launcher, hosts, place, emulate, ssh_items)
 
 
-def _emulate(value: object, processors: int, storage: int = 0) -> EmulateSpec | None:
+def _emulate(
+    value: object, processors: int, storage: int = 0, pairs: int = 1
+) -> EmulateSpec | None:
     if value is None:
         return None
     if isinstance(value, str):  # a profile's name: a host for each worker
@@ -950,7 +1007,21 @@ def _emulate(value: object, processors: int, storage: int = 0) -> EmulateSpec | 
         )
         raise SpecError(msg)
     if value.get("profile") is not None:
-        return _profiled(value, processors, storage)
+        emulate = _profiled(value, processors, storage, pairs)
+    else:
+        emulate = _given(value)
+    least = 2 * pairs + 1
+    if pairs > 1 and emulate.hosts < least:
+        why = f"{pairs} pairs need at least {least} hosts: a sink and a source each, and processors"
+        _reject("cluster.emulate.hosts", emulate.hosts, why)
+    return emulate
+
+
+def _given(value: Mapping) -> EmulateSpec:
+    """Hosts given by their count, link and CPU."""
+    if value.get("dilation") is not None:
+        msg = "cluster.emulate.dilation: allowed only with a profile, which it slows down"
+        raise SpecError(msg)
     if "hosts" not in value:
         msg = "cluster.emulate.hosts: missing: how many hosts to emulate (e.g. hosts: 9)"
         raise SpecError(msg)
@@ -968,14 +1039,21 @@ def _emulate(value: object, processors: int, storage: int = 0) -> EmulateSpec | 
     return EmulateSpec(hosts, link, cpu)
 
 
-def _profiled(value: Mapping, processors: int, storage: int = 0) -> EmulateSpec:
-    """Hosts from a named profile (its link and CPU; hosts: one per worker unless given:
-    the sink, the source, the processors and the ``storage`` workers of the log)."""
+def _profiled(value: Mapping, processors: int, storage: int = 0, pairs: int = 1) -> EmulateSpec:
+    """Hosts from a named profile (its link and CPU, slowed by its ``dilation`` or the one
+    given; hosts: one per worker unless given: each pair's sink, source and ``storage``
+    workers of the log, and the processors the pairs share)."""
     name = value["profile"]
     if name not in PROFILES:
         _reject("cluster.emulate.profile", name, f"profile must be one of {', '.join(PROFILES)}")
     profile = PROFILES[name]
-    hosts = processors + 2 + storage
+    if value.get("dilation") is not None:
+        why = "dilation must be a number from 1 to 100: how many times slower than the real hosts"
+        dilation = _real("cluster.emulate.dilation", value["dilation"], positive=True, why=why)
+        if not 1 <= dilation <= 100:
+            _reject("cluster.emulate.dilation", value["dilation"], why)
+        profile = dataclasses.replace(profile, dilation=dilation)
+    hosts = processors + pairs * (2 + storage)
     if value.get("hosts") is not None:
         hosts = _integer("cluster.emulate.hosts", value["hosts"], 1)
         if hosts > MAX_EMULATED_HOSTS:
@@ -1197,7 +1275,8 @@ def _sweep_slug(key: str, value: object) -> list[str]:
         if value is None:
             return ["shared"]
         if isinstance(value, dict) and value.get("profile"):
-            return [f"{_safe(str(value['profile']))}-{value['hosts']}h"]
+            slowed = f"-d{value['dilation']:g}" if value.get("dilation") else ""
+            return [f"{_safe(str(value['profile']))}{slowed}-{value['hosts']}h"]
     if top == "failures" and len(parts) == 1 and isinstance(value, list):
         if not value:
             return ["nofail"]

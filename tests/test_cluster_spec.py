@@ -49,6 +49,11 @@ def build(cluster: dict, processors: int = 6, **settings) -> spec.Spec:
         ({"emulate": {"profile": "lan-1g", "cpu": 0.5}}, "0.5 is not allowed with profile lan-1g"),
         ({"emulate": {"profile": "cores-only", "link": "1gbit"}}, "leave link out"),
         ({"emulate": 7}, "emulate must be a profile (lan-10g, lan-1g"),
+        ({"emulate": {"hosts": 9, "dilation": 20}}, "dilation: allowed only with a profile"),
+        (
+            {"emulate": {"profile": "lan-1g", "dilation": 0.5}},
+            "dilation must be a number from 1 to 100",
+        ),
     ],
 )
 def test_a_bad_cluster_section_is_one_clear_error(cluster, expected):
@@ -122,6 +127,80 @@ def test_a_profile_gives_each_worker_a_host_scaled_down_in_cpu_and_link_together
     # the resolved spec names the profile and repeats its values, and reads back the same
     again = build(build({"emulate": "lan-100m"}).cluster.to_dict()).cluster.emulate
     assert (again.profile.name, again.hosts, again.cpu, again.link) == ("lan-100m", 8, 0.2, 20e6)
+
+
+def test_a_dilation_slows_a_profile_and_names_its_runs_apart():
+    slowed = build({"emulate": {"profile": "lan-1g", "dilation": 20}})
+    lan = slowed.cluster.emulate
+    assert (lan.hosts, lan.cpu, lan.link) == (8, 0.05, 50e6)
+    assert lan.profile.label == "lan-1g-d20"
+    assert "1-core hosts on 1 Gbit/s links at 1/20 speed (0.05 CPU" in lan.profile.describe()
+    assert slowed.run_id == "ec42-logreg-higgs-lan-1g-d20-8h"
+    again = build(slowed.cluster.to_dict()).cluster.emulate
+    assert (again.profile.label, again.cpu, again.link) == ("lan-1g-d20", 0.05, 50e6)
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"pairs": 0}, "pairs: 0 is not allowed"),
+        ({"pairs": 17}, "pairs must be from 1 to 16"),
+        ({"pairs": 2, "pair": 2}, "pair must be below pairs (2)"),
+        (
+            {"pairs": 2, "cluster": {"launcher": "ssh", "hosts": ["a", "b", "c"]}},
+            "pairs: 2 is not allowed with launcher ssh",
+        ),
+        (
+            {"pairs": 2, "cluster": {"emulate": {"hosts": 9}, "place": {"sink": "h2"}}},
+            "cluster.place: not allowed with pairs: 2",
+        ),
+        (
+            {"pairs": 4, "cluster": {"emulate": {"hosts": 8}}},
+            "4 pairs need at least 9 hosts",
+        ),
+        (
+            {"pairs": 2, "transport": "tcp", "hosts": {"sink": "127.0.0.1"}},
+            "hosts: not allowed with pairs: 2",
+        ),
+    ],
+)
+def test_bad_pairs_are_one_clear_error(settings, expected):
+    raw = {
+        "name": "c",
+        "dataset": {"name": "higgs", "items": 1000},
+        "scheme": {"name": "ec", "k": 4, "r": 2},
+        "processors": 6,
+        **settings,
+    }
+    with pytest.raises(spec.SpecError) as err:
+        spec.parse(raw)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_pairs_get_a_sink_and_a_source_host_each_and_share_the_processors_hosts():
+    two = build({"emulate": "lan-1g"}, pairs=2)
+    assert two.cluster.emulate.hosts == 10  # 2 sinks, 2 sources, 6 processors
+    assert two.run_id == "ec42-logreg-higgs-lan-1g-10h-pairs2"
+    second = spec.parse({**two.to_dict(), "pair": 1})[0]
+    assert placement(two) == {
+        "sink": "h1",
+        "source": "h2",
+        **{f"processor-{i}": f"h{5 + i}" for i in range(6)},
+    }
+    assert placement(second) == {
+        "sink": "h3",
+        "source": "h4",
+        **{f"processor-{i}": f"h{5 + i}" for i in range(6)},
+    }
+    assert host_of(two, "standby-1") == host_of(second, "standby-1") == "h5"
+    # the log's storage workers: a host of each pair's own, after the sinks and sources
+    reactive = {"name": "reactive", "log": "storage", "replicas": 2}
+    logged = build({"emulate": "lan-1g"}, pairs=2, scheme=reactive)
+    assert logged.cluster.emulate.hosts == 14
+    other = spec.parse({**logged.to_dict(), "pair": 1})[0]
+    assert host_of(logged, "storage-1") == "h6" and host_of(other, "storage-0") == "h7"
+    assert host_of(other, "processor-0") == "h9"
 
 
 def test_set_names_a_profile_on_the_command_line(tmp_path):

@@ -14,6 +14,7 @@ from .. import datasets
 from ..results import finished_runs, read_summary, spec_text
 from ..spec import Spec
 from .interrupt import SIGNALS, Interrupted
+from .pairs import PairedRun
 from .preflight import OutputError, check_output
 from .summary import EXIT_LOST, resolved_spec
 from .supervisor import RunFailed, Supervisor, port_problem
@@ -250,7 +251,10 @@ def _run_all(runs: list[Spec], out: Path, quiet: bool, resume: bool) -> int:
         click.echo(f"  spec:      {spec.describe().split('  ', 1)[1]}", err=True)
         progress = Progress(label, enabled=not quiet)
         try:
-            summary = Supervisor(spec, out, progress).run()
+            if spec.pairs > 1:  # a supervisor of its own for each pair
+                summary = PairedRun(spec, out).run()
+            else:
+                summary = Supervisor(spec, out, progress).run()
         except KeyboardInterrupt as exc:
             stop = exc if isinstance(exc, Interrupted) else Interrupted()
             with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone

@@ -52,6 +52,10 @@ MEASURE_BYTES = 50_000_000
 MEASURE_SECONDS = 2.0
 TRANSFERS = 2  # the link's rate is the best of these
 CPU_SECONDS = 1.0
+#: A worker started on an emulated host finds its host's CPU group here and joins it once its
+#: imports are done (``join_cpu_group``): start-up is not part of the stream, and at a small
+#: share of a core it would take tens of seconds.
+CPU_GROUP_ENV = "STREAMLEC_CPU_GROUP"
 
 _LINK_NAME = re.compile(r"sl(\d+)(?:b|h\d+)")
 _NETNS_NAME = re.compile(r"streamlec-(\d+)-h\d+")
@@ -118,6 +122,19 @@ def cgroup_version() -> int | None:
 def tbf_burst(rate_bit_s: float) -> int:
     """Bucket size: 2 ms at the rate, at least one GSO segment (64 kB) and a frame."""
     return max(int(rate_bit_s / 8 / 500), 65536 + 1514)
+
+
+@dataclass(frozen=True)
+class SharedCluster:
+    """Emulated hosts made and measured by another process (``owner``, which removes them):
+    where the pairs of one run all place their workers."""
+
+    owner: int
+    subnet: int
+    measured: dict
+
+    def to_dict(self) -> dict:
+        return {"owner": self.owner, "subnet": self.subnet, "measured": self.measured}
 
 
 @dataclass
@@ -554,6 +571,13 @@ def clean_leftovers() -> str | None:
 
 
 # -- the wrapper a process enters a host through -----------------------------------------------
+
+
+def join_cpu_group() -> None:
+    """Join the CPU group ``CPU_GROUP_ENV`` names, if any (a worker, after its imports)."""
+    group = os.environ.pop(CPU_GROUP_ENV, None)
+    if group:
+        (Path(group) / "cgroup.procs").write_text(str(os.getpid()))
 
 
 def enter(netns_name: str, cgroup: str, argv: list[str]) -> None:

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 import zmq
 
 from ..provenance import PACKAGE
+from .emulate import CPU_GROUP_ENV
 from .worker import SUPERVISOR_ENV
 
 if TYPE_CHECKING:
@@ -353,9 +354,12 @@ class LocalLauncher(Launcher):
         """Run ``argv`` as worker ``name`` (the seam ``spawn`` and ``spare`` share; tests
         start any command through it). ``stdin``: keep a pipe to its standard input.
         ``host``: an emulated host of ``cluster`` to run it in."""
-        if host is not None and self.cluster is not None:
-            argv = [*self.cluster.enter_argv(host), *argv]
         env = worker_env()
+        if host is not None and self.cluster is not None:  # its CPU quota once it has started
+            argv = [*self.cluster.enter_argv(host, cpu=False), *argv]
+            group = self.cluster.cgroup
+            if group is not None:
+                env[CPU_GROUP_ENV] = str(group / host)
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "logs" / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(

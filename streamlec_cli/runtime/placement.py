@@ -7,6 +7,10 @@ robin, and the warm spares continue that round robin. With fewer hosts than work
 workers share the processors' hosts (``storage-I`` on the I-th of them), so the processors are
 placed as under any other scheme; with fewer than three hosts every worker goes round robin
 over all of them.
+With ``pairs`` (several independent streams), the first hosts are each pair's sink and source
+in turn (pair 0's sink and source, pair 1's, ...), then, when there is a host for every worker,
+each pair's storage workers; the processors of every pair share the rest, so processor-I of
+each pair runs on the same host (their CPU quota and link are that host's).
 ``cluster.place`` overrides any of it, worker by worker. Without a ``cluster`` section there is
 no placement (every worker runs on this host).
 """
@@ -17,12 +21,12 @@ from ..spec import Spec
 
 
 def _own(spec: Spec, hosts: tuple[str, ...]) -> int:
-    """How many of the first hosts go to one worker each: the sink and the source, and the
-    storage workers too when there is a host for every worker of the run."""
-    if len(hosts) < 3:
+    """How many of the first hosts go to one worker each: each pair's sink and source, and
+    the storage workers too when there is a host for every worker of the run."""
+    if len(hosts) < 2 * spec.pairs + 1:
         return 0
-    every = 2 + len(spec.storage) + spec.processors
-    return 2 + len(spec.storage) if len(hosts) >= every else 2
+    every = spec.pairs * (2 + len(spec.storage)) + spec.processors
+    return spec.pairs * (2 + len(spec.storage)) if len(hosts) >= every else 2 * spec.pairs
 
 
 def _rest(spec: Spec, hosts: tuple[str, ...]) -> tuple[str, ...]:
@@ -41,13 +45,13 @@ def host_of(spec: Spec, worker: str) -> str | None:
         return place[worker]
     hosts = cluster.hosts
     if worker == "sink":
-        return hosts[0]
+        return hosts[2 * spec.pair % len(hosts)]
     if worker == "source":
-        return hosts[1 % len(hosts)]
+        return hosts[(2 * spec.pair + 1) % len(hosts)]
     number = int(worker.rsplit("-", 1)[1])
     if worker.startswith("storage-"):  # a host of its own, else the processors' in turn
-        if _own(spec, hosts) > 2:
-            return hosts[2 + number]
+        if _own(spec, hosts) > 2 * spec.pairs:
+            return hosts[2 * spec.pairs + spec.pair * len(spec.storage) + number]
         rest = _rest(spec, hosts)
         return rest[number % len(rest)]
     turn = number if worker.startswith("processor-") else spec.processors + number - 1

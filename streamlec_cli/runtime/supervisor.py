@@ -35,7 +35,7 @@ from ..results import append_event, last_log_line, new_run_directory
 from ..spec import Spec
 from . import wire
 from .control import signal_name, user_signal
-from .emulate import SUBNET_FILE, EmulatedCluster, EmulationError
+from .emulate import SUBNET_FILE, EmulatedCluster, EmulationError, SharedCluster
 from .interrupt import SIGNALS, Interrupted
 from .launch import LAUNCHERS, ExitWatch, Handle, Launcher
 from .membership import Membership, Verdict
@@ -101,7 +101,12 @@ class Supervisor:
         spec: Spec,
         out: Path,
         progress: Callable[[dict], None] | None = None,
+        run_dir: Path | None = None,
+        shared: SharedCluster | None = None,
     ) -> None:
+        """``run_dir``: the run's directory, made by the caller (else a new one under
+        ``out``); ``shared``: emulated hosts another process made and measured, which this
+        run places its workers on and leaves standing (one pair of several, ``pairs.py``)."""
         cluster = spec.cluster
         kind = "local" if cluster is None else cluster.launcher
         if kind not in LAUNCHERS:
@@ -111,11 +116,14 @@ class Supervisor:
         if cluster is not None and hosts != cluster.hosts:  # recorded in spec.yaml as used
             spec = dataclasses.replace(spec, cluster=dataclasses.replace(cluster, hosts=hosts))
         self.spec = spec
-        self.run_dir = run_directory(out, spec)
+        self.run_dir = run_directory(out, spec) if run_dir is None else run_dir
         self.progress = progress or (lambda state: None)
         emulate = None if cluster is None else cluster.emulate
+        self.shared = shared
         #: The emulated hosts (made in ``run``, removed at its end), if the spec asks for them.
         self.emulated = None if emulate is None else EmulatedCluster(emulate)
+        if shared is not None and emulate is not None:  # made, and removed, by its owner
+            self.emulated = EmulatedCluster(emulate, owner=shared.owner, subnet=shared.subnet)
         self.launcher: Launcher = LAUNCHERS[kind].for_run(spec, self.run_dir, self.emulated)
         self.children: dict[str, Handle] = {}  # worker -> its current incarnation
         self.spares: list[Handle] = []  # processors-to-be, imported and waiting for a slot
@@ -166,9 +174,10 @@ class Supervisor:
         assert self.emulated is not None
         began = time.monotonic()
         try:
-            self.emulated.create()
+            if self.shared is None:
+                self.emulated.create()
             (self.run_dir / SUBNET_FILE).write_text(self.emulated.network + "\n")
-            measured = self.emulated.measure()
+            measured = self.emulated.measure() if self.shared is None else self.shared.measured
         except EmulationError as exc:
             raise RunFailed(str(exc), exit_code=2) from None
         took = time.monotonic() - began

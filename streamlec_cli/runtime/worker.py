@@ -116,37 +116,47 @@ def _run_worker(
 
     plan = make_plan(spec, run_dir)
     wire.use_run(plan.token)
+    from .emulate import join_cpu_group
+
+    role = _role(name)
+    join_cpu_group()  # on an emulated host: its CPU quota from here on
     if is_spare(name):
         # A warm spare: everything imported, waiting for the supervisor to name its slot.
-        from .processor import run_processor
-
         assigned = _wait_for_slot(plan, name)
         if not assigned:
             return
         spare = name
         name, incarnation = assigned[0], int(assigned[1])
         print(f"pid {os.getpid()}: {spare} becomes {name} ({incarnation})", flush=True)
-        run_processor(plan, name, incarnation, startup_timeout)
+        role(plan, name, incarnation, startup_timeout)
         return
+    role(plan, name, incarnation, startup_timeout)
+
+
+def _role(name: str):
+    """What runs worker ``name`` (its modules imported): ``role(plan, name, incarnation,
+    startup_timeout)``."""
     if name == "source":
         from .source import run_source
 
-        run_source(plan, startup_timeout=startup_timeout)
-    elif name.startswith("storage-"):
+        return lambda plan, name, incarnation, timeout: run_source(plan, startup_timeout=timeout)
+    if name.startswith("storage-"):
         from .replica import run_storage
 
-        run_storage(plan, name, startup_timeout)
-    elif name == "sink":
+        return lambda plan, name, incarnation, timeout: run_storage(plan, name, timeout)
+    if name == "sink":
         from .sink import run_sink
 
-        if supervised():
-            run_sink(plan, startup_timeout=startup_timeout)
-        else:
-            _run_sink_by_hand(plan, startup_timeout)
-    else:
-        from .processor import run_processor
+        def sink(plan: Plan, name: str, incarnation: int, timeout: float | None) -> None:
+            if supervised():
+                run_sink(plan, startup_timeout=timeout)
+            else:
+                _run_sink_by_hand(plan, timeout)
 
-        run_processor(plan, name, incarnation, startup_timeout)
+        return sink
+    from .processor import run_processor
+
+    return run_processor
 
 
 def _run_sink_by_hand(plan: Plan, startup_timeout: float | None) -> None:
