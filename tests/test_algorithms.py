@@ -57,7 +57,7 @@ def model(alg: Algorithm, rows: np.ndarray) -> np.ndarray:
 
 
 def test_registry_names_match_classes() -> None:
-    assert set(NAMES) == {"linreg", "logreg", "svm", "kmeans"}
+    assert set(NAMES) == {"linreg", "logreg", "svm", "kmeans", "mlp"}
     for name, cls in ALGORITHMS.items():
         assert cls.name == name
         assert type(make_algorithm(name, D)) is cls
@@ -158,9 +158,10 @@ def test_kmeans_rejects_a_first_batch_smaller_than_k() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_pickled_algorithm_computes_the_same_model(name: str) -> None:
-    params = {"kmeans": {"clusters": 5, "decay": 0.3, "seed": 7}}.get(
-        name, {"lr": 0.02, "l2": 1e-3}
-    )
+    params = {
+        "kmeans": {"clusters": 5, "decay": 0.3, "seed": 7},
+        "mlp": {"hidden": 6, "lr": 0.02, "l2": 1e-3, "seed": 4},
+    }.get(name, {"lr": 0.02, "l2": 1e-3})
     alg = make_algorithm(name, D, **params)
     clone = pickle.loads(pickle.dumps(alg))
     assert type(clone) is type(alg)
@@ -187,6 +188,7 @@ def test_stats_are_additive_over_a_split(alg: Algorithm, rows: np.ndarray, model
         [alg.statistics(rows[i : i + 100], F[i : i + 100]) for i in range(0, 600, 100)],
         D,
         alg.outputs,
+        alg.summed,
     )
     np.testing.assert_allclose(total.U, whole.U, rtol=1e-12, atol=1e-12 * scale)
     assert total.count == 600
@@ -202,13 +204,13 @@ def test_apply_equals_coefficients_and_evaluate(alg: Algorithm, rows: np.ndarray
 
 
 def test_shapes(alg: Algorithm, rows: np.ndarray, model: np.ndarray) -> None:
-    n, m = rows.shape[0], alg.outputs
+    n, m, s = rows.shape[0], alg.outputs, alg.summed
     assert rows.shape == (n, 1 + alg.extra + D) == (n, alg.width)
     assert alg.weights(model).shape == (D, m)
     Z = alg.linear(model, rows)
     assert Z.shape == (n, 1 + alg.extra + m)
     F = alg.coefficients(model, Z)
-    assert F.shape == (n, m)
+    assert F.shape == (n, m + s)
     assert alg.predict(model, Z).shape == (n,)
     assert alg.loss(model, Z).shape == (n,)
     correct = alg.correct(model, Z)
@@ -220,7 +222,12 @@ def test_shapes(alg: Algorithm, rows: np.ndarray, model: np.ndarray) -> None:
         assert correct is None
     stats = alg.statistics(rows, F)
     assert stats.U.shape == (D, m)
-    assert stats.fsum.shape == (m,)
+    assert stats.fsum.shape == (m + s,)
+    # X weights only the first m columns of F (what the EC survivor round recovers); the
+    # other s are needed only summed, from Z alone.
+    scale = np.abs(stats.U).max()
+    np.testing.assert_allclose(stats.U, alg.features(rows).T @ F[:, :m], atol=1e-12 * scale)
+    np.testing.assert_allclose(stats.fsum, F.sum(axis=0), rtol=1e-12, atol=1e-12)
     assert stats.count == n
     assert alg.update(model, stats).shape == model.shape
 
@@ -339,3 +346,75 @@ def test_kmeans_prepare_adds_the_squared_norm() -> None:
     np.testing.assert_array_equal(rows[:, 0], raw[:, 0])
     np.testing.assert_allclose(rows[:, 1], (raw[:, 1:] ** 2).sum(axis=1), rtol=1e-12)
     np.testing.assert_array_equal(rows[:, 2:], raw[:, 1:])
+
+
+def mlp_model(rng: np.random.Generator, hidden: int) -> tuple[np.ndarray, ...]:
+    """A random MLP ``(W1, b1, w2, b2)`` and its flat model ``[W1 (row-major), b1, w2, b2]``."""
+    W1 = rng.standard_normal((D, hidden)) * 0.4
+    b1 = rng.standard_normal(hidden) * 0.5
+    w2 = rng.standard_normal(hidden) * 1.5
+    b2 = 0.3
+    return W1, b1, w2, b2, np.concatenate([W1.ravel(), b1, w2, [b2]])
+
+
+def test_mlp_update_rule() -> None:
+    rng = np.random.default_rng(9)
+    n, h, lr, l2 = 400, 7, 0.15, 0.01
+    X = rng.standard_normal((n, D))
+    y = (rng.random(n) < 0.5).astype(np.float64)
+    X[:5] *= 40.0  # output margins beyond +-20 for some items
+    W1, b1, w2, b2, model = mlp_model(rng, h)
+    alg = make_algorithm("mlp", D, hidden=h, lr=lr, l2=l2, seed=3)
+    Z, F, new = run_batch(alg, model, np.column_stack([y, X]))
+
+    A = X @ W1 + b1  # the hidden layer's input: the linear part plus its bias
+    assert 0.3 < (A > 0).mean() < 0.7  # both sides of the ReLU
+    H = np.maximum(A, 0.0)
+    o = H @ w2 + b2
+    assert (np.abs(o) > 20).sum() >= 3
+    oc = np.clip(o, -20.0, 20.0)
+    p = 1.0 / (1.0 + np.exp(-oc))
+    d2 = p - y  # output error
+    d1 = d2[:, None] * w2[None, :] * (A > 0)  # hidden error (ReLU' = 0 at 0, as scikit-learn)
+    np.testing.assert_allclose(Z[:, 1:], X @ W1, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(F[:, :h], d1, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(F[:, h : 2 * h], H * d2[:, None], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(F[:, 2 * h], d2, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(alg.predict(model, Z), p, rtol=1e-12)
+    np.testing.assert_allclose(alg.loss(model, Z), np.logaddexp(0.0, oc) - y * oc, rtol=1e-10)
+    np.testing.assert_array_equal(alg.correct(model, Z), (o >= 0) == (y > 0.5))
+
+    expected = np.concatenate(
+        [
+            (W1 - lr * (X.T @ d1 / n + l2 * W1)).ravel(),
+            b1 - lr * d1.sum(axis=0) / n,
+            w2 - lr * (H.T @ d2 / n + l2 * w2),
+            [b2 - lr * d2.sum() / n],
+        ]
+    )
+    np.testing.assert_allclose(new, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_mlp_seed_draws_glorot_uniform_initial_weights() -> None:
+    h = 16
+    rows = higgs(300)
+    a = make_algorithm("mlp", D, hidden=h, seed=0).init_model(rows)
+    again = make_algorithm("mlp", D, hidden=h, seed=0).init_model(higgs(300, seed=8))
+    b = make_algorithm("mlp", D, hidden=h, seed=1).init_model(rows)
+    np.testing.assert_array_equal(a, again)  # the seed alone, not the first batch
+    assert not np.array_equal(a, b)
+    assert a.shape == (D * h + 2 * h + 1,)
+    # As scikit-learn's MLPClassifier: uniform within sqrt(6 / (fan_in + fan_out)), biases too.
+    first, second = np.sqrt(6.0 / (D + h)), np.sqrt(6.0 / (h + 1))
+    layer1, layer2 = a[: (D + 1) * h], a[(D + 1) * h :]
+    assert np.abs(layer1).max() <= first and np.abs(layer1).max() > 0.9 * first
+    assert np.abs(layer2).max() <= second and np.abs(layer2).max() > 0.5 * second
+    assert abs(layer1.mean()) < 0.1 * first
+
+
+def test_mlp_hidden_sets_the_linear_part() -> None:
+    alg = make_algorithm("mlp", D, hidden=5)
+    assert (alg.outputs, alg.summed, alg.extra) == (5, 6, 0)
+    model = alg.init_model(higgs(10))
+    np.testing.assert_array_equal(alg.weights(model), model[: D * 5].reshape(D, 5))
+    assert np.shares_memory(alg.weights(model), model)

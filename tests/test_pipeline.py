@@ -44,7 +44,9 @@ def algorithm(name):
 
 
 ALGORITHM_PARAMS = {
-    name: {"lr": 0.05} if name != "kmeans" else {"clusters": 5, "seed": 3} for name in ALGORITHMS
+    **{name: {"lr": 0.05} for name in ALGORITHMS},
+    "kmeans": {"clusters": 5, "seed": 3},
+    "mlp": {"hidden": 12, "lr": 0.05, "seed": 3},
 }
 
 
@@ -82,6 +84,7 @@ IN_PROCESSES = {
     ("rep-3x, two copies of group 0", "linreg"),
     ("reactive, two crashes", "logreg"),
     ("none, no failure", "kmeans"),
+    ("ec(4,2) linear, data 1 and 3", "mlp"),
 }
 
 

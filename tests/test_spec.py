@@ -89,6 +89,14 @@ def test_kmeans_params_are_filled_and_sorted() -> None:
     }
 
 
+def test_mlp_params_are_filled() -> None:
+    run = only(ec_spec(algorithm={"name": "mlp", "hidden": 16}))
+    assert run.run_id.endswith("-mlp-higgs")
+    assert run.algorithm.kwargs() == {"hidden": 16, "l2": 1e-4, "lr": 0.3, "seed": 0}
+    alg = algorithms.make_algorithm("mlp", 28, **run.algorithm.kwargs())
+    assert (alg.hidden, alg.outputs) == (16, 16)
+
+
 @pytest.mark.parametrize(
     ("given_name", "scheme", "processors"),
     [("replication", "rep", 6), ("checkpoint", "reactive", 5), ("EC", "ec", 6)],
@@ -333,6 +341,14 @@ def test_every_ec_shape_within_16_slots_validates(k: int, r: int, groups: int) -
         (
             {"algorithm": {"name": "svm", "clusters": 3}},
             ["unknown key 'algorithm.clusters'", "name, lr, l2", "clusters is for kmeans"],
+        ),
+        (
+            {"algorithm": {"name": "mlp", "hidden": 0}},
+            ["algorithm.hidden: 0 is not allowed: hidden must be a positive integer"],
+        ),
+        (
+            {"algorithm": {"name": "logreg", "hidden": 32}},
+            ["unknown key 'algorithm.hidden'", "name, lr, l2", "hidden is for mlp"],
         ),
         ({"scheme": "raid"}, ["scheme.name: 'raid' is not allowed", "none, ec, rep, reactive"]),
         ({"transport": "udp"}, ["transport: 'udp' is not allowed: choose one of ipc, tcp"]),
@@ -638,7 +654,7 @@ def test_unregistering_restores_the_registries() -> None:
     assert (list(algorithms.ALGORITHMS), list(schemes.SCHEMES), schemes.aliases()) == before
     with pytest.raises(SpecError, match="choose one of none, ec, rep, reactive "):
         parse(ec_spec(scheme="toy"))
-    unknown = r"choose one of linreg, logreg, svm, kmeans \(did you mean 'logreg'\?\)$"
+    unknown = r"choose one of linreg, logreg, svm, kmeans, mlp \(did you mean 'logreg'\?\)$"
     with pytest.raises(SpecError, match=unknown):
         parse(ec_spec(algorithm="toyreg"))
 

@@ -13,6 +13,7 @@ from .base import Algorithm, Stats
 from .kmeans import KMeans
 from .linreg import LinReg
 from .logreg import LogReg
+from .mlp import MLP
 from .svm import SVM
 
 _REGISTRY: Registry[Algorithm] = Registry("algorithm")
@@ -45,11 +46,12 @@ def make_algorithm(name: str, d: int, **params: object) -> Algorithm:
     return algorithm_class(name)(d, **params)
 
 
-_REGISTRY.register_all((LinReg, LogReg, SVM, KMeans))
+_REGISTRY.register_all((LinReg, LogReg, SVM, KMeans, MLP))
 
 
 __all__ = [
     "ALGORITHMS",
+    "MLP",
     "SVM",
     "Algorithm",
     "KMeans",

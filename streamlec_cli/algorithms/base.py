@@ -8,10 +8,14 @@ For a batch of rows the algorithm defines
 
 * the **linear part** ``Z = [y, aux..., X @ W]`` (``linear``), W of shape (d, m) taken from the
   model -- linear in the row, so the Z of a parity row is the parity of the data rows' Z;
-* the **non-linear part**: per-output coefficients ``F = F(Z)`` of shape (n, m)
+* the **non-linear part**: per-item coefficients ``F = F(Z)`` of shape (n, m + s)
   (``coefficients``), predictions and per-item loss, all computed from Z alone;
-* the **update statistics** ``Stats(U = X.T @ F, fsum = F.sum(0), count = n)``, additive over
-  any partition of the batch, and the model update from their total (``update``).
+* the **update statistics** ``Stats(U = X.T @ F[:, :m], fsum = F.sum(0), count = n)``,
+  additive over any partition of the batch, and the model update from their total
+  (``update``). The first m columns of F weight X; the other s (``summed``, none for most
+  algorithms) are needed only summed over the items: the statistics of whatever the model
+  computes after its linear part (an MLP's second layer), functions of Z alone, so the sink
+  computes them for decoded items itself and only the first m cross the survivor round.
 
 Lifecycle: ``init_model`` once, from the first batch; then for every batch ``linear`` ->
 ``coefficients`` -> ``statistics`` on slices, ``Stats`` summed, and ``update`` once at the sink.
@@ -34,21 +38,21 @@ from ..params import Param, bind
 class Stats:
     """Additive update statistics of a set of items."""
 
-    U: np.ndarray  # (d, m): X.T @ F
-    fsum: np.ndarray  # (m,): F summed over the items
+    U: np.ndarray  # (d, m): X.T @ F[:, :m]
+    fsum: np.ndarray  # (m + s,): F summed over the items
     count: int
 
     def __add__(self, other: Stats) -> Stats:
         return Stats(self.U + other.U, self.fsum + other.fsum, self.count + other.count)
 
     @staticmethod
-    def zero(d: int, m: int) -> Stats:
-        return Stats(np.zeros((d, m)), np.zeros(m), 0)
+    def zero(d: int, m: int, s: int = 0) -> Stats:
+        return Stats(np.zeros((d, m)), np.zeros(m + s), 0)
 
     @staticmethod
-    def total(parts: list[Stats], d: int, m: int) -> Stats:
+    def total(parts: list[Stats], d: int, m: int, s: int = 0) -> Stats:
         """Sum of parts, added in the given order."""
-        out = Stats.zero(d, m)
+        out = Stats.zero(d, m, s)
         for part in parts:
             out = out + part
         return out
@@ -84,6 +88,12 @@ class Algorithm(ABC):
         """m: the number of dot products per item in the linear part."""
         return 1
 
+    @property
+    def summed(self) -> int:
+        """s: columns of F after the first m, needed only summed over the items (never
+        weighting X). None by default."""
+        return 0
+
     def prepare(self, rows: np.ndarray) -> np.ndarray:
         """Dataset rows ``[y, x]`` -> item rows ``[y, aux..., x]`` (once, at the source)."""
         return rows
@@ -112,7 +122,8 @@ class Algorithm(ABC):
 
     @abstractmethod
     def coefficients(self, model: np.ndarray, Z: np.ndarray) -> np.ndarray:
-        """The non-linear F(Z), shape (n, m), that weights X in the update statistics."""
+        """The non-linear F(Z), shape (n, m + s): its first m columns weight X in the update
+        statistics, all of them are summed."""
 
     @abstractmethod
     def predict(self, model: np.ndarray, Z: np.ndarray) -> np.ndarray:
@@ -142,7 +153,7 @@ class Algorithm(ABC):
 
     def statistics(self, rows: np.ndarray, F: np.ndarray) -> Stats:
         """Stats of these rows given their coefficients."""
-        return Stats(self.features(rows).T @ F, F.sum(axis=0), rows.shape[0])
+        return Stats(self.features(rows).T @ F[:, : self.outputs], F.sum(axis=0), rows.shape[0])
 
     @abstractmethod
     def update(self, model: np.ndarray, stats: Stats) -> np.ndarray:

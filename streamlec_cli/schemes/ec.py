@@ -21,7 +21,9 @@ Two attach modes decide what a slot sends back and how the sink rebuilds a lost 
   output comes a moment later). The lost update statistics ``X_e.T @ F_e`` come from one
   extra round: with D the decoding matrix of the k chosen rows, survivor i is sent
   ``W_i = sum_e D[e, i] F_e`` and answers ``Y_i.T @ W_i``; the answers sum to the lost
-  statistics exactly. Only vectors of stripe and model size cross the network.
+  statistics exactly. Only vectors of stripe and model size cross the network. The columns of
+  F an algorithm needs only summed (``Algorithm.summed``: an MLP's second layer) never go out:
+  the sink sums them over the decoded Z itself.
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ class _Group:
         self.decodable: tuple[int, ...] = ()  # data slots missing at the k-th arrival
         self.decoded: dict[int, np.ndarray] = {}  # lost data slot -> Z (sizes[j], zcols)
         self.decoded_stats: dict[int, Stats] = {}  # inputs mode: lost data slot -> its stats
-        self.lost_F: dict[int, np.ndarray] = {}  # linear mode: lost data slot -> F (stripes, m)
+        self.lost_F: dict[int, np.ndarray] = {}  # linear mode: lost data slot -> F (stripes, m + s)
         self.recovering: tuple[int, ...] = ()  # data slots the extra round rebuilds
         self.requested: dict[int, np.ndarray] = {}
         self.answers: dict[int, np.ndarray] = {}
@@ -253,7 +255,7 @@ class ECAssembler(Assembler):
             decoded = self.scheme.code.decode_rows(self._arrived_rows(g, "Z"), missing)
             for e, Z in zip(missing, decoded, strict=True):
                 group.decoded[e] = Z[: group.sizes[e]]
-                F = np.zeros((group.stripes, alg.outputs))
+                F = np.zeros((group.stripes, alg.outputs + alg.summed))
                 F[: group.sizes[e]] = alg.coefficients(model, group.decoded[e])
                 group.lost_F[e] = F
             return
@@ -270,7 +272,7 @@ class ECAssembler(Assembler):
         requests: dict[int, np.ndarray] = {}
         if self.scheme.attach != "linear":
             return requests
-        code, n = self.scheme.code, self.scheme.n
+        code, n, m = self.scheme.code, self.scheme.n, self.algorithm.outputs
         for g, group in enumerate(self.groups):
             self._settle(g)
             group.requested, group.answers = {}, {}
@@ -284,7 +286,7 @@ class ECAssembler(Assembler):
             rows = code.choose_rows(usable)
             D = code.decoder(rows)
             for position, local in enumerate(rows):
-                weights = sum(D[e, position] * group.lost_F[e] for e in group.recovering)
+                weights = sum(D[e, position] * group.lost_F[e][:, :m] for e in group.recovering)
                 group.requested[local] = weights
                 requests[g * n + local] = weights
         return requests
@@ -332,7 +334,7 @@ class ECAssembler(Assembler):
     def statistics(self) -> Stats:
         if self._stats is None:
             alg, n = self.algorithm, self.scheme.n
-            stats = Stats.zero(alg.d, alg.outputs)
+            stats = Stats.zero(alg.d, alg.outputs, alg.summed)
             for g, group in enumerate(self.groups):
                 kinds, rebuilt = self._kinds(g)
                 for j, kind in enumerate(kinds):

@@ -85,7 +85,7 @@ class PartitionAssembler(Assembler):
     def statistics(self) -> Stats:
         alg = self.algorithm
         parts = [self.outputs[self.first[group]].stats for group in sorted(self.first)]
-        return Stats.total(parts, alg.d, alg.outputs)
+        return Stats.total(parts, alg.d, alg.outputs, alg.summed)
 
     def result(self) -> BatchResult:
         results = np.full((self.count, 3), np.nan)
