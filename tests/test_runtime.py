@@ -143,6 +143,21 @@ def test_ec42_absorbs_two_kills_at_different_batches(tmp_path, attach):
     assert summary["decoded_items"] > 0
 
 
+def test_mlp_with_two_batches_in_flight_absorbs_two_kills_in_one_batch(tmp_path):
+    # The network's first layer is coded; two data slots of one batch die, and the survivor
+    # round rebuilds their first-layer statistics while the next batch is already out.
+    summary, run_dir, _ = run_spec(
+        tmp_path,
+        algorithm={"name": "mlp", "hidden": 24, "lr": 0.05, "seed": 2},
+        pipeline_depth=2,
+        failures=[{"at_batch": 6, "kill": ["processor-0", "processor-3"]}],
+    )
+    assert_absorbed(summary, run_dir, ["processor-0", "processor-3"])
+    assert summary["algorithm"] == "mlp"
+    assert summary["decoded_items"] > 0
+    assert 0.0 < summary["metrics"]["accuracy"] < 1.0
+
+
 def test_staged_rows_stream_like_generated_ones_and_leave_no_file(tmp_path):
     summary, run_dir, _ = run_spec(
         tmp_path,
