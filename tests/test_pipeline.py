@@ -22,6 +22,7 @@ from streamlec_cli import datasets, schemes
 from streamlec_cli.algorithms import ALGORITHMS, make_algorithm
 from streamlec_cli.reference import max_rel_err, run_reference
 from streamlec_cli.schemes import ErasureCoded, Reactive
+from streamlec_cli.schemes.base import partial_statistics
 from streamlec_cli.schemes.ec import slot_sizes
 from streamlec_cli.testing import SlotFailure, run_pipeline
 
@@ -377,3 +378,27 @@ def test_ec_route_sends_data_slices_as_views_with_the_parity_of_their_stripes(co
     for a, b in zip(tasks, batch_encoded.route(rows), strict=True):
         assert a.rows.shape == b.rows.shape
         assert np.abs(a.rows - b.rows).max(initial=0.0) < 1e-12
+
+
+def test_ec_survivor_round_sends_only_the_columns_that_weight_x(stream):
+    # mlp's F has 2h + 1 columns; only the first h weight X. The sink sums the other h + 1
+    # over the decoded Z itself: the survivors are sent (and answer) h columns per stripe.
+    alg = algorithm("mlp")
+    scheme = ErasureCoded(6, 4, 2)
+    rows = alg.prepare(stream[0])
+    model = alg.init_model(rows)
+    whole = alg.statistics(rows, alg.coefficients(model, alg.linear(model, rows)))
+    assembler = scheme.assembler(alg, model, rows.shape[0])
+    for task in scheme.route(rows):
+        if task.slot != 2:
+            assembler.add(scheme.process(alg, model, task))
+    requests = assembler.recovery_requests()
+    assert sorted(requests) == [0, 1, 3, 4]
+    assert {weights.shape[1] for weights in requests.values()} == {alg.outputs}
+    held = {task.slot: task.rows for task in scheme.route(rows)}
+    for slot, weights in requests.items():
+        assembler.add_recovery(slot, partial_statistics(alg, held[slot], weights))
+    got = assembler.statistics()
+    assert got.count == whole.count
+    np.testing.assert_allclose(got.U, whole.U, rtol=1e-9, atol=1e-9 * np.abs(whole.U).max())
+    np.testing.assert_allclose(got.fsum, whole.fsum, rtol=1e-9, atol=1e-9)

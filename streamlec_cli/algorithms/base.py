@@ -91,7 +91,7 @@ class Algorithm(ABC):
     @property
     def summed(self) -> int:
         """s: columns of F after the first m, needed only summed over the items (never
-        weighting X). None by default."""
+        weighting X). 0 by default."""
         return 0
 
     def prepare(self, rows: np.ndarray) -> np.ndarray:
