@@ -139,7 +139,7 @@ class InProcessPipeline:
                     proc = self.processors[action.slot]
                     if proc is not None:  # a dead survivor never answers
                         partial = proc.recover(action.batch, action.weights)
-                        self.core.answer(action.batch, action.slot, partial)
+                        self.core.answer(action.batch, action.slot, partial, action.round)
                 elif isinstance(action, Deliver):
                     self.delivered(action)
                 elif isinstance(action, Replay):

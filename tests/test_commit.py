@@ -83,7 +83,7 @@ class Bench:
         asked = [a for a in actions if isinstance(a, Recover)]
         for ask in asked:
             partial = self.procs[ask.slot].recover(ask.batch, ask.weights)
-            self.core.answer(ask.batch, ask.slot, partial)
+            self.core.answer(ask.batch, ask.slot, partial, ask.round)
         return asked
 
 
@@ -134,13 +134,45 @@ def test_a_known_failure_starts_the_survivor_round_at_once_and_a_missing_answer_
     asked = [a for a in bench.carry_out() if isinstance(a, Recover)]
     assert asked and {a.slot for a in asked} <= {0, 1, 3, 4, 5}
     first = asked[0]
-    bench.core.answer(1, first.slot, None)  # "a replacement never saw that batch"
+    bench.core.answer(1, first.slot, None, first.round)  # "a replacement never saw that batch"
     bench.core.tick(0.0)
     again = bench.answer(bench.carry_out())
     assert again and first.slot not in {a.slot for a in again}
     bench.core.tick(0.0)
     (done,) = delivered(bench.carry_out())
     assert done.result.items_lost == 0 and done.result.decoded == BATCH // 4
+    assert max_rel_err(bench.core.window.latest, reference(stream, 2)) <= 1e-12
+
+
+def test_answers_to_an_earlier_survivor_round_do_not_count_in_the_next(stream):
+    # A replacement says it never saw the batch, so the sink plans the round again, with
+    # other weights; the first round's other answers were already on their way and arrive
+    # after it. Only answers to the current round may count.
+    bench = Bench(ErasureCoded(6, 4, 2), stream)
+    bench.send(0)
+    bench.hand_over(0, range(6))
+    bench.core.tick(0.0)
+    bench.carry_out()
+    bench.send(1)
+    bench.core.slot_failed(2, 1)
+    bench.hand_over(1, [0, 1, 3, 4, 5])
+    bench.core.tick(0.0)
+    first = [a for a in bench.carry_out() if isinstance(a, Recover)]
+    gone = first[0]
+    bench.core.answer(1, gone.slot, None, gone.round)
+    bench.core.tick(0.0)
+    second = [a for a in bench.carry_out() if isinstance(a, Recover)]
+    assert gone.slot not in {a.slot for a in second}
+    for ask in first[1:]:  # late answers to the first round
+        bench.core.answer(1, ask.slot, bench.procs[ask.slot].recover(1, ask.weights), ask.round)
+        bench.core.tick(0.0)
+    newcomer = [a for a in second if a.slot not in {b.slot for b in first}]
+    assert newcomer  # asked only in the second round: its answer comes first
+    for ask in newcomer + [a for a in second if a not in newcomer]:
+        bench.core.answer(1, ask.slot, bench.procs[ask.slot].recover(1, ask.weights), ask.round)
+        bench.core.tick(0.0)
+    (done,) = delivered(bench.carry_out())
+    assert done.result.items_lost == 0
     assert max_rel_err(bench.core.window.latest, reference(stream, 2)) <= 1e-12
 
 

@@ -57,11 +57,14 @@ class Ack:
 
 @dataclass(frozen=True)
 class Recover:
-    """Ask survivor ``slot`` for ``Y_s.T @ weights`` over its rows of ``batch``."""
+    """Ask survivor ``slot`` for ``Y_s.T @ weights`` over its rows of ``batch``; ``round``
+    numbers the batch's survivor rounds, and the answer names the round it answers (a round
+    planned again has other weights: an answer to an earlier one must not count)."""
 
     slot: int
     batch: int
     weights: np.ndarray
+    round: int
 
 
 @dataclass(frozen=True)
@@ -264,10 +267,11 @@ class CommitCore:
         final = pending.assembler.add(slot_output)
         return final if batch >= self.delivered_upto else empty
 
-    def answer(self, batch: int, slot: int, partial: np.ndarray | None) -> None:
-        """A survivor's answer to ``Recover`` (None: it never saw that batch)."""
+    def answer(self, batch: int, slot: int, partial: np.ndarray | None, round: int) -> None:
+        """A survivor's answer to ``Recover`` of survivor round ``round`` (``partial`` None:
+        it never saw that batch). An answer to an earlier round of the batch is dropped."""
         pending = self.pending.get(batch)
-        if pending is None or pending.assembler is None:
+        if pending is None or pending.assembler is None or round != pending.recovery_rounds:
             return
         if partial is None:  # that survivor was replaced: plan again without it
             pending.recovery_excluded.add(slot)
@@ -331,7 +335,7 @@ class CommitCore:
             self.recovery_rounds += 1
             pending.recovery_rounds += 1
             for slot, weights in requests.items():
-                self.actions.append(Recover(slot, pending.batch, weights))
+                self.actions.append(Recover(slot, pending.batch, weights, pending.recovery_rounds))
             return False
         if asm.recovery_complete:
             return True

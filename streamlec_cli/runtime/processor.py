@@ -193,7 +193,12 @@ def run_processor(
                 elif msg.kind == wire.RECOVER:
                     with beats.working():
                         partial = core.recover(meta["batch"], msg.arrays[0])
-                    answer = {"batch": meta["batch"], "slot": slot, "missing": partial is None}
+                    answer = {
+                        "batch": meta["batch"],
+                        "slot": slot,
+                        "missing": partial is None,
+                        "round": meta["round"],
+                    }
                     wire.send(to_sink, wire.PARTIAL, answer, [] if partial is None else [partial])
                 elif msg.kind == wire.STOP:
                     tell(name, f"stopped by the sink after {tasks} tasks")

@@ -125,7 +125,8 @@ class Sink:
             if final.size:
                 self.recorder.final(meta["batch"], final, now)
         elif kind == wire.PARTIAL:
-            core.answer(meta["batch"], meta["slot"], None if meta["missing"] else msg.arrays[0])
+            partial = None if meta["missing"] else msg.arrays[0]
+            core.answer(meta["batch"], meta["slot"], partial, meta["round"])
         elif kind == wire.BATCH:
             initial = msg.arrays[0] if msg.arrays else None
             batch, count = meta["batch"], meta["count"]
@@ -190,7 +191,7 @@ class Sink:
             elif isinstance(action, Deliver):
                 self.delivered(action, now)
             elif isinstance(action, Recover):
-                meta = {"batch": action.batch}
+                meta = {"batch": action.batch, "round": action.round}
                 self.send(self.processors[action.slot], wire.RECOVER, meta, [action.weights])
             elif isinstance(action, Checkpoint):
                 write_checkpoint(self.run_dir / "checkpoint.npy", action.first, action.models)

@@ -58,8 +58,9 @@ TASK = "task"  # source -> processor: rows of one batch for one slot (meta: batc
 BATCH = "batch"  # source -> sink: a batch was ingested (meta: batch, offset, count, t0, t1)
 END = "end"  # source -> sink: the stream is over (meta: batches, items)
 OUTPUT = "output"  # processor -> sink: Z / stats / rows of one slot for one batch
-RECOVER = "recover"  # sink -> processor: weights of the EC recovery round (meta: batch)
-PARTIAL = "partial"  # processor -> sink: answer to RECOVER (meta.missing: it has no such batch)
+RECOVER = "recover"  # sink -> processor: weights of the EC recovery round (meta: batch, round)
+# processor -> sink: answer to RECOVER (meta: batch, slot, round; missing: it has no such batch)
+PARTIAL = "partial"
 MODEL = "model"  # sink -> processor: model versions (meta: first, reset, epoch), arrays: models
 ACK = "ack"  # sink -> source: batches up to meta.batch are final (flow control)
 REPLAY = "replay"  # sink -> source: reactive recovery, resend from meta.batch
