@@ -121,7 +121,9 @@ def test_an_output_after_its_slot_was_decoded_counts_once(stream):
     assert max_rel_err(bench.core.window.latest, reference(stream, 1)) <= 1e-12
 
 
-def test_a_known_failure_starts_the_survivor_round_at_once_and_a_missing_answer_replans(stream):
+def survivor_round_of_batch_1(stream) -> tuple[Bench, list[Recover]]:
+    """EC(4,2): batch 0 committed, slot 2 known failed in batch 1, the others' outputs in;
+    the bench and the survivor round the sink asked for at once."""
     bench = Bench(ErasureCoded(6, 4, 2), stream)
     bench.send(0)
     bench.hand_over(0, range(6))
@@ -131,7 +133,11 @@ def test_a_known_failure_starts_the_survivor_round_at_once_and_a_missing_answer_
     bench.core.slot_failed(2, 1)
     bench.hand_over(1, [0, 1, 3, 4, 5])
     bench.core.tick(0.0)  # known lost: no grace
-    asked = [a for a in bench.carry_out() if isinstance(a, Recover)]
+    return bench, [a for a in bench.carry_out() if isinstance(a, Recover)]
+
+
+def test_a_known_failure_starts_the_survivor_round_at_once_and_a_missing_answer_replans(stream):
+    bench, asked = survivor_round_of_batch_1(stream)
     assert asked and {a.slot for a in asked} <= {0, 1, 3, 4, 5}
     first = asked[0]
     bench.core.answer(1, first.slot, None, first.round)  # "a replacement never saw that batch"
@@ -148,16 +154,7 @@ def test_answers_to_an_earlier_survivor_round_do_not_count_in_the_next(stream):
     # A replacement says it never saw the batch, so the sink plans the round again, with
     # other weights; the first round's other answers were already on their way and arrive
     # after it. Only answers to the current round may count.
-    bench = Bench(ErasureCoded(6, 4, 2), stream)
-    bench.send(0)
-    bench.hand_over(0, range(6))
-    bench.core.tick(0.0)
-    bench.carry_out()
-    bench.send(1)
-    bench.core.slot_failed(2, 1)
-    bench.hand_over(1, [0, 1, 3, 4, 5])
-    bench.core.tick(0.0)
-    first = [a for a in bench.carry_out() if isinstance(a, Recover)]
+    bench, first = survivor_round_of_batch_1(stream)
     gone = first[0]
     bench.core.answer(1, gone.slot, None, gone.round)
     bench.core.tick(0.0)
