@@ -461,6 +461,15 @@ def draw_scalability(runs: list[Run]) -> Drawn:
     has (processes on shared cores, or the emulated hosts' quotas)."""
     frame = _frame(runs)
     frame["over"] = frame["demand"] > frame["cores"].fillna(np.inf)
+    batches = sorted(frame["batch"].unique(), reverse=True)
+    for batch in batches:  # a figure per batch size: the bottleneck moves with it
+        part = frame[frame["batch"] == batch]
+        suffix = f"batch{batch}" if len(batches) > 1 else ""
+        yield suffix, _scaling_figure(part, f", batches of {batch:,} items" if suffix else "")
+
+
+def _scaling_figure(frame: pd.DataFrame, batch: str) -> Figure:
+    """One scalability figure (see ``draw_scalability``)."""
     several = frame["pairs"].nunique() > 1
     panels = [("pairs", "processors"), ("processors", "pairs")] if several else [("processors", "")]
     fig, axes = _figure(1, len(panels), (13.0 if several else 9.5, 6.0))
@@ -508,7 +517,7 @@ def draw_scalability(runs: list[Run]) -> Drawn:
                 [], [], color="black", marker="o", ls="", markerfacecolor="white", label="over CPU"
             )
         )
-        ax.legend(handles=handles, fontsize=7, loc="upper left")
+        ax.legend(handles=handles, fontsize=7, loc="best")
     cores = "/".join(str(int(c)) for c in sorted(frame["cores"].dropna().unique())) or "unknown"
     what = "the CPU the run asked for" + (
         " (the emulated hosts' quotas)" if frame["emulated"].any() else " (a core per process)"
@@ -521,11 +530,11 @@ def draw_scalability(runs: list[Run]) -> Drawn:
     )
     fig.suptitle(
         f"Scalability: throughput against {'source/sink pairs and ' if several else ''}"
-        f"processors, {_algorithms_phrase(frame)}\n"
+        f"processors, {_algorithms_phrase(frame)}{batch}\n"
         f"{_rate_phrase(frame)}; {_repeat_phrase(frame)}",
         fontsize=10,
     )
-    yield "", fig
+    return fig
 
 
 SCALING_STYLES = ("-", "--", ":", "-.")

@@ -36,6 +36,7 @@ from ..spec import Spec
 from . import wire
 from .emulate import EmulatedCluster, EmulationError, SharedCluster
 from .interrupt import SIGNALS, Interrupted
+from .lifeline import die_with_parent
 from .placement import host_of
 from .plan import free_ports
 from .summary import add_meta, write_meta, write_resolved_spec
@@ -182,6 +183,10 @@ class PairedRun:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+
+
+def _stop_with_parent() -> None:
+    die_with_parent(signal.SIGTERM)
 
 
 # -- the run's summary -----------------------------------------------------------------------
