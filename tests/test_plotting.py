@@ -45,11 +45,18 @@ def write_run(
     repeat: int | None = None,
     rate: str | float = "max",
     kill: tuple[str, ...] = (),
+    kill_at: float = 6.0,
+    lost: int = 0,
     spike: float = 1.0,
     cluster: dict | None = None,
     **fields: Any,
 ) -> Path:
-    """One run directory in the results contract's format; returns it."""
+    """One run directory in the results contract's format; returns it.
+
+    ``kill`` names the processors killed ``kill_at`` seconds into the stream; ``lost`` items
+    are lost in the batch that ends then.
+    """
+    algorithm_params = fields.pop("algorithm_params", {})
     settings = {"k": None, "r": None, "copies": None, **SCHEMES[scheme], **fields}
     name = settings["scheme"]
     ec = name == "ec"
@@ -66,7 +73,13 @@ def write_run(
         "rep": f"rep-{settings['copies']}x",
     }.get(name, name)
     failures = [
-        {"worker": w, "pid": 100 + i, "time": T0 + 3.0, "elapsed_s": 3.0, "after_batch": 30}
+        {
+            "worker": w,
+            "pid": 100 + i,
+            "time": T0 + kill_at,
+            "elapsed_s": kill_at,
+            "after_batch": int(kill_at / 0.12) - 1,
+        }
         for i, w in enumerate(kill)
     ]
     machine = {"host": "testhost", "cores": 2, "memory_gib": 8.0, "platform": "Linux-test"}
@@ -77,6 +90,7 @@ def write_run(
         "error": None,
         "scheme_label": label,
         "algorithm": algorithm,
+        "algorithm_params": algorithm_params,
         "dataset": dataset,
         "processors": processors,
         "code": code,
@@ -87,9 +101,9 @@ def write_run(
         else None,
         "batch": 12000,
         "rate": rate,
-        "items_in": 600_000,
-        "items_out": 600_000,
-        "items_lost": 0,
+        "items_in": 1_200_000,
+        "items_out": 1_200_000 - lost,
+        "items_lost": lost,
         "items_duplicated": 0,
         "decoded_items": 3000 if kill and ec else 0,
         "throughput_items_per_s": throughput,
@@ -123,28 +137,30 @@ def write_run(
         "cluster": cluster,
     }
     (run_dir / "meta.json").write_text(json.dumps(meta))
-    planned = [{"at": 3.0, "kill": list(kill)}] if kill else []
+    planned = [{"at": kill_at, "kill": list(kill)}] if kill else []
     (run_dir / "spec.yaml").write_text(yaml.safe_dump({"name": spec_name, "failures": planned}))
     batches = [
         "batch,epoch,offset,count,items_lost,decoded_items,recovery_round,model_version,"
         "loss,accuracy,t_arrival_first,t_arrival_last,t_final,replayed"
     ]
-    for b in range(50):
+    lost_batch = int(kill_at / 0.12) if lost else -1
+    for b in range(100):
         t = T0 + 0.12 * b
-        batches.append(f"{b},0,{b * 12000},12000,0,0,0,{b},0.69,0.53,{t},{t},{t + 0.02},0")
+        gone = lost if b == lost_batch else 0
+        batches.append(f"{b},0,{b * 12000},12000,{gone},0,0,{b},0.69,0.53,{t},{t},{t + 0.02},0")
     (run_dir / "batches.csv").write_text("\n".join(batches) + "\n")
     timeline = ["t_s,items,throughput_items_per_s,latency_ms_p50,latency_ms_p99,latency_ms_max"]
     rng = np.random.default_rng(len(run_id))
-    for i in range(60):
+    for i in range(120):
         t = i / 10
-        boost = spike * np.exp(-(t - 3.0) / 0.4) if kill and t >= 3.0 else 1.0
+        boost = spike * np.exp(-(t - kill_at) / 0.4) if kill and t >= kill_at else 1.0
         p99 = 20.0 * max(1.0, boost) * rng.uniform(0.9, 1.1)
         timeline.append(f"{t:.1f},12000,120000.0,{p99 / 2.5},{p99},{p99 * 1.2}")
     (run_dir / "timeline.csv").write_text("\n".join(timeline) + "\n")
     events = ["time,worker,event,detail", f'{T0 - 1:.6f},sink,spawned,"pid 1"']
     for i, worker in enumerate(kill):
-        events.append(f'{T0 + 3.0:.6f},{worker},kill,"SIGKILL pid {100 + i}"')
-        events.append(f'{T0 + 3.01:.6f},{worker},exited,"pid {100 + i}, signal 9"')
+        events.append(f'{T0 + kill_at:.6f},{worker},kill,"SIGKILL pid {100 + i}"')
+        events.append(f'{T0 + kill_at + 0.01:.6f},{worker},exited,"pid {100 + i}, signal 9"')
     (run_dir / "events.csv").write_text("\n".join(events) + "\n")
     return run_dir
 
@@ -275,7 +291,7 @@ def test_recovery_marks_the_kills_and_the_ratio(plotted: tuple[Path, Any]) -> No
     svg = (out / "recovery.svg").read_text()
     assert "kill processor-1, processor-2" in svg
     assert "p99 after/before: 9.0x" in svg  # reactive, one failure
-    assert "2 processors killed at once at 3 s" in svg
+    assert "2 processors killed at once at 6 s" in svg
 
 
 def test_scalability_marks_oversubscribed_runs(plotted: tuple[Path, Any]) -> None:
