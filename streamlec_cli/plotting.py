@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from matplotlib.ticker import (
 
 from . import motivation, regime
 from .profiles import SHARED, cluster_line
+from .report import LATENCY_WINDOW
 from .results import (
     FAMILY_ORDER,
     NoRunsError,
@@ -65,7 +66,20 @@ from .results import (
 Run = dict[str, Any]
 Drawn = Iterable[tuple[str, Figure]]
 
-FIGURES = ("throughput", "recovery", "coding", "parameters", "scalability", "regime")
+FIGURES = (
+    "throughput",
+    "recovery",
+    "coding",
+    "parameters",
+    "scalability",
+    "regime",
+    "intensity",
+)
+#: What ``streamlec plot --only`` picks from: the figures above and the Spark comparison.
+KINDS = (*FIGURES, "motivation")
+#: File formats ``streamlec plot --format`` writes; PNG and SVG unless told otherwise.
+FORMATS = ("png", "svg", "pdf")
+DEFAULT_FORMATS = ("png", "svg")
 #: Figures that set the conditions (shared cores, emulated clusters) of their runs side by side.
 ACROSS_CLUSTERS = ("regime",)
 
@@ -104,15 +118,42 @@ def scheme_colour(family: str) -> str:
     return OTHER_COLOUR
 
 
-def plot_results(
-    paths: Sequence[Path], out: Path, all_runs: bool = False
-) -> tuple[list[Path], list[str]]:
-    """Write every figure the runs under ``paths`` allow into ``out``: from the latest
-    complete run of each setting, or from every run with ``all_runs``.
+class PlotError(ValueError):
+    """What ``streamlec plot`` was asked for cannot be drawn; the message says what can."""
 
-    Returns the files written (a PNG and an SVG per figure) and a note per run left out.
-    Raises :class:`~streamlec_cli.results.NoRunsError` when there is nothing to plot.
+
+def check_choices(only: Collection[str], formats: Collection[str]) -> None:
+    """Raise :class:`PlotError` (one paragraph) for a figure name or format not offered."""
+    for option, asked, allowed in (("--only", only, KINDS), ("--format", formats, FORMATS)):
+        unknown = [name for name in asked if name not in allowed]
+        if unknown:
+            what = "a figure" if option == "--only" else "a file format streamlec plot writes"
+            msg = (
+                f"{option} {', '.join(repr(name) for name in unknown)} is not {what}; "
+                f"choose from {', '.join(allowed)} (repeat {option} or separate names "
+                "with commas for several)"
+            )
+            raise PlotError(msg)
+
+
+def plot_results(
+    paths: Sequence[Path],
+    out: Path,
+    all_runs: bool = False,
+    *,
+    only: Collection[str] = (),
+    formats: Sequence[str] = DEFAULT_FORMATS,
+) -> tuple[list[Path], list[str]]:
+    """Write the figures the runs under ``paths`` allow into ``out``: from the latest
+    complete run of each setting, or from every run with ``all_runs``; only the kinds named
+    in ``only`` (all when empty), one file per format in ``formats``.
+
+    Returns the files written and a note per run left out. Raises
+    :class:`~streamlec_cli.results.NoRunsError` when there is nothing to plot and
+    :class:`PlotError` when ``only`` or ``formats`` names what is not offered or the runs
+    make none of the figures in ``only``.
     """
+    check_choices(only, formats)
     runs, notes = load_runs(paths, all_runs)
     baselines = load_baselines(paths)
     if not runs and not baselines:
@@ -122,37 +163,60 @@ def plot_results(
             "of its stream, so there is nothing to plot:\n  " + "\n  ".join(notes)
         )
         raise NoRunsError(msg)
+    planned = _planned(runs)
+    compared = motivation.records(runs, baselines)
+    made = {kind for kind, *_ in planned} | ({"motivation"} if compared else set())
+    if only and not made & set(only):
+        where = ", ".join(repr(str(p)) for p in paths)
+        asked = " or ".join(only)
+        msg = (
+            f"the runs in {where} make no {asked} figure; they make: "
+            f"{', '.join(kind for kind in KINDS if kind in made)}"
+        )
+        raise PlotError(msg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # A spec's runs on shared cores and on an emulated cluster make figures of their own.
+    written: list[Path] = []
+    used: set[str] = set()
+    for kind, spec_dir, spec_name, where, subset in planned:
+        if only and kind not in only:
+            continue
+        try:
+            for suffix, figure in DRAW[kind](subset):
+                figure.text(0.01, 0.005, provenance(subset), fontsize=7, color="#555555")
+                stem = _stem(kind, spec_name, "-".join(p for p in (where, suffix) if p), used)
+                written.extend(_save(figure, out / stem, formats))
+        except (KeyError, ValueError, TypeError, OSError, pd.errors.ParserError) as exc:
+            plt.close("all")
+            notes.append(
+                f"{spec_dir}: the {kind} figure could not be drawn "
+                f"({type(exc).__name__}: {exc}); the other figures are unaffected"
+            )
+    if compared and (not only or "motivation" in only):
+        figure = draw_motivation(compared)
+        figure.text(0.01, 0.005, provenance([*runs, *baselines]), fontsize=7, color="#555555")
+        stem = _stem("motivation", "motivation", "", used)
+        written.extend(_save(figure, out / stem, formats))
+    return written, notes
+
+
+def _planned(runs: list[Run]) -> list[tuple[str, Path, str, str, list[Run]]]:
+    """(kind, spec folder, spec name, condition or "", runs) of every figure the runs make.
+
+    A spec's runs on shared cores and on an emulated cluster make figures of their own.
+    """
     groups: dict[tuple[Path, str], list[Run]] = defaultdict(list)
     for run in runs:
         apart = run["spec_name"] not in ACROSS_CLUSTERS
         groups[(run["spec_dir"], run.get("cluster", SHARED) if apart else SHARED)].append(run)
-    written: list[Path] = []
-    used: set[str] = set()
+    planned = []
     for spec_dir, cluster in sorted(groups, key=lambda key: (key[0], key[1] != SHARED, key[1])):
         group = groups[(spec_dir, cluster)]
         spec_name = str(group[0]["spec_name"])
         where = "" if cluster == SHARED else cluster
         for kind, subset in figure_kinds(spec_name, group):
-            try:
-                for suffix, figure in DRAW[kind](subset):
-                    figure.text(0.01, 0.005, provenance(subset), fontsize=7, color="#555555")
-                    stem = _stem(kind, spec_name, "-".join(p for p in (where, suffix) if p), used)
-                    written.extend(_save(figure, out / stem))
-            except (KeyError, ValueError, TypeError, OSError, pd.errors.ParserError) as exc:
-                plt.close("all")
-                notes.append(
-                    f"{spec_dir}: the {kind} figure could not be drawn "
-                    f"({type(exc).__name__}: {exc}); the other figures are unaffected"
-                )
-    compared = motivation.records(runs, baselines)
-    if compared:
-        figure = draw_motivation(compared)
-        figure.text(0.01, 0.005, provenance([*runs, *baselines]), fontsize=7, color="#555555")
-        written.extend(_save(figure, out / _stem("motivation", "motivation", "", used)))
-    return written, notes
+            planned.append((kind, spec_dir, spec_name, where, subset))
+    return planned
 
 
 def figure_kinds(spec_name: str, runs: list[Run]) -> list[tuple[str, list[Run]]]:
@@ -221,15 +285,18 @@ def draw_recovery(runs: list[Run]) -> Drawn:
         variants = _ordered_variants(first)
         for i, pattern in enumerate(patterns):
             ax_latency, ax_items = axes[2 * i, 0], axes[2 * i + 1, 0]
-            _recovery_panels(ax_latency, ax_items, first[first["pattern"] == pattern], variants)
-            ax_latency.set_title(pattern, fontsize=10, loc="left")
+            runs_of = first[first["pattern"] == pattern]
+            _recovery_panels(ax_latency, ax_items, runs_of, variants)
+            ax_latency.set_title(pattern + _lost_phrase(runs_of), fontsize=10, loc="left")
         axes[-1, 0].set_xlabel("time since the stream started (s)")
         repeats = " (first of the repeats)" if part["run_index"].nunique() > 1 else ""
+        window = f"{_window(first):g} s"
         fig.suptitle(
             f"Latency before and after processor crashes: {algorithm} on {dataset}, "
             f"{_processors_phrase(first)}, {_rate_phrase(first)}{repeats}\n"
-            "dashed lines: SIGKILL of processors; in the legend: p99 latency of items "
-            "delivered in the 5 s after the first kill / in the 5 s before",
+            "dashed lines: SIGKILL of processors; X: items lost (where their batch ended)\n"
+            f"in the legend: p99 latency of items delivered in the {window} after the first kill "
+            f"/ in the {window} before, withheld when the stream ran less than {window} before it",
             fontsize=10,
         )
         suffix = "" if settings.ngroups == 1 else f"{algorithm}-{dataset}-{rate_label}"
@@ -253,13 +320,16 @@ def _recovery_panels(ax: Any, ax_items: Any, part: pd.DataFrame, variants: list[
         ax.step(timeline["t_s"], p99, where="post", color=colour, lw=1.4)
         items = timeline["throughput_items_per_s"].rolling(SMOOTH_BINS, center=True).mean()
         ax_items.plot(timeline["t_s"] + 0.05, items * 1e-3, color=colour, lw=1.2)
-        for when, worker in _kills(run):
+        killed = _kills(run)
+        for when, worker in killed:
             for axis in (ax, ax_items):
                 axis.axvline(when, color=colour, ls="--", lw=1.0, alpha=0.8)
             kills.append((when, worker))
-        ratio = _p99_ratio(run)
-        note = f"  (p99 after/before: {ratio:.1f}x)" if ratio is not None else ""
-        handles.append(Line2D([], [], color=colour, lw=2, label=_variant_name(variant) + note))
+        lost = int(run["items_lost"])
+        if lost:
+            _mark_lost(ax_items, run, lost, killed, colour)
+        label = _variant_name(variant) + (f": {lost:,} items lost" if lost else "")
+        handles.append(Line2D([], [], color=colour, lw=2, label=label + _ratio_note(run, killed)))
     _log_y(ax)
     ax.set_ylabel("latency p99 per 100 ms\n(ms, log scale)")
     ax.grid(True, which="major", alpha=0.3)
@@ -322,12 +392,80 @@ def _cluster(kills: list[tuple[float, str]], width: float = 0.3) -> list[tuple[f
     return clusters
 
 
-def _p99_ratio(run: pd.Series) -> float | None:
-    """p99 latency of items delivered 5 s after the first kill over the 5 s before."""
+def _ratio_note(run: pd.Series, kills: list[tuple[float, str]]) -> str:
+    """The legend's p99 latency ratio of the items delivered in the window after the first
+    kill over the window before, or why it is withheld: a kill earlier in the stream than
+    the window leaves the "before" side short, filled with the start-up's latencies."""
     around = run["latency_around_first_failure"]
-    if isinstance(around, dict) and around.get("p99_ratio") is not None:
-        return float(around["p99_ratio"])
-    return None
+    if not isinstance(around, dict) or around.get("p99_ratio") is None:
+        return ""
+    window = float(around.get("window_s") or LATENCY_WINDOW)
+    if not kills:
+        return "  (p99 after/before withheld: the kill's time in the stream is unknown)"
+    first = min(when for when, _ in kills)
+    if first < window:
+        return f"  (p99 after/before withheld: {first:.1f} s of stream before the kill)"
+    return f"  (p99 after/before: {float(around['p99_ratio']):.1f}x)"
+
+
+def _window(frame: pd.DataFrame) -> float:
+    """Seconds on either side of the first kill that the runs' latency ratios compare."""
+    for around in frame["latency_around_first_failure"]:
+        if isinstance(around, dict) and around.get("window_s"):
+            return float(around["window_s"])
+    return LATENCY_WINDOW
+
+
+def _lost_phrase(frame: pd.DataFrame) -> str:
+    """``; items lost: none 12,000`` for the runs that lost items, else nothing."""
+    lost = [(v, int(n)) for v, n in zip(frame["variant"], frame["items_lost"], strict=True) if n]
+    if not lost:
+        return ""
+    return "; items lost: " + ", ".join(f"{variant} {n:,}" for variant, n in lost)
+
+
+def _mark_lost(
+    ax: Any, run: pd.Series, lost: int, kills: list[tuple[float, str]], colour: str
+) -> None:
+    """An X on the time axis where each batch lost items (when its loss was final), the
+    total beside the first; at the first kill when ``batches.csv`` does not say."""
+    when = _lost_times(run["run_dir"])
+    if not when and kills:
+        when = [min(t for t, _ in kills)]
+    if not when:
+        return
+    ax.scatter(
+        when,
+        [0.0] * len(when),
+        marker="X",
+        s=70,
+        color=colour,
+        edgecolor="black",
+        lw=0.6,
+        zorder=5,
+        clip_on=False,
+    )
+    ax.annotate(
+        f"{run['variant']}: {lost:,} lost",
+        (when[0], 0.0),
+        xytext=(7, 4),
+        textcoords="offset points",
+        fontsize=8,
+        fontweight="bold",
+        bbox={"facecolor": "white", "edgecolor": colour, "alpha": 0.9, "pad": 1.5},
+    )
+
+
+def _lost_times(run_dir: Path) -> list[float]:
+    """Seconds since the stream started at which batches that lost items became final."""
+    start = stream_start(run_dir)
+    path = Path(run_dir) / "batches.csv"
+    if start is None or not path.exists():
+        return []
+    batches = pd.read_csv(path)
+    if "items_lost" not in batches or "t_final" not in batches:
+        return []
+    return list(batches.loc[batches["items_lost"] > 0, "t_final"] - start)
 
 
 # -- coding --------------------------------------------------------------------------------
@@ -703,6 +841,7 @@ def _frame(runs: list[Run]) -> pd.DataFrame:
                 "decoded": run.get("decoded_items") or 0,
                 "failures": run.get("failures") or [],
                 "killed": len(run.get("failures") or []),
+                "items_lost": int(run.get("items_lost") or 0),
                 "pattern": _pattern(run),
                 "latency_around_first_failure": run.get("latency_around_first_failure"),
                 "cores": machine.get("cores") or meta.get("cores"),
@@ -965,11 +1104,22 @@ def _stem(kind: str, spec_name: str, suffix: str, used: set[str]) -> str:
     return candidate
 
 
-def _save(figure: Figure, stem: Path) -> list[Path]:
-    """PNG and SVG (text kept as text); no dates, so the same results give the same files."""
-    png, svg = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")
+#: Metadata left out of each format, so the same results give the same files.
+UNDATED = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": None},
+    "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+}
+
+
+def _save(figure: Figure, stem: Path, formats: Sequence[str] = DEFAULT_FORMATS) -> list[Path]:
+    """One file per format (SVG text kept as text), undated."""
+    paths = []
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "streamlec"}):
-        figure.savefig(png, dpi=DPI, metadata={"Software": None})
-        figure.savefig(svg, metadata={"Date": None, "Creator": None})
+        for fmt in formats:
+            path = stem.with_name(f"{stem.name}.{fmt}")
+            dpi = DPI if fmt == "png" else "figure"  # vector formats: the figure's own
+            figure.savefig(path, dpi=dpi, metadata=UNDATED[fmt])
+            paths.append(path)
     plt.close(figure)
-    return [png, svg]
+    return paths
