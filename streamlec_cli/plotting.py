@@ -500,7 +500,8 @@ def draw_coding(runs: list[Run]) -> Drawn:
 
 
 def draw_parameters(runs: list[Run]) -> Drawn:
-    """Throughput vs k per r; worst condition number and decode error vs k per construction."""
+    """Throughput, worst condition number and decode error against k: a line per parity
+    count r (colour) and construction (line style); whiskers span repeats only."""
     frame = _frame(runs)
     frame = frame[frame["scheme"] == "ec"].astype({"k": int, "r": int})
     if frame.empty:  # a spec named parameters without EC runs: show what there is
@@ -511,28 +512,30 @@ def draw_parameters(runs: list[Run]) -> Drawn:
     processors_vary = frame["processors"].nunique() > 1
     for r, part in frame.groupby("r"):
         colour = R_COLOURS.get(int(r), OTHER_EC_COLOUR)
-        stats = part.groupby("k")["throughput"].agg(["mean", "min", "max"]).sort_index() * 1e-3
-        ax_tp.errorbar(
-            stats.index,
-            stats["mean"],
-            yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
-            color=colour,
-            marker="o",
-            capsize=3,
-            label=f"r = {r}",
-        )
-        if processors_vary:
-            for k, procs in part.groupby("k")["processors"].first().items():
-                ax_tp.annotate(
-                    f"P={procs}",
-                    (k, stats.loc[k, "mean"]),
-                    xytext=(4, 4),
-                    textcoords="offset points",
-                    fontsize=7,
-                    color=colour,
-                )
-        for code, by_code in part.groupby("code"):
+        for n, (code, by_code) in enumerate(part.groupby("code")):
             style = CODE_STYLES.get(str(code), ":")
+            stats = by_code.groupby("k")["throughput"].agg(["mean", "min", "max"]).sort_index()
+            stats *= 1e-3
+            ax_tp.errorbar(
+                stats.index,
+                stats["mean"],
+                yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
+                color=colour,
+                ls=style,
+                marker="o",
+                capsize=3,
+                label=f"r = {r}, {code}",
+            )
+            if processors_vary and n == 0:  # once per point of k and r
+                for k, procs in by_code.groupby("k")["processors"].first().items():
+                    ax_tp.annotate(
+                        f"P={procs}",
+                        (k, stats.loc[k, "mean"]),
+                        xytext=(4, 4),
+                        textcoords="offset points",
+                        fontsize=7,
+                        color=colour,
+                    )
             cond = by_code.groupby("k")["worst_condition"].max().dropna().sort_index()
             ax_cond.plot(cond.index, cond.to_numpy(), ls=style, marker="o", color=colour)
             err = by_code.groupby("k").agg(err=("ref_err", "max"), decoded=("decoded", "max"))
@@ -548,7 +551,7 @@ def draw_parameters(runs: list[Run]) -> Drawn:
     ax_tp.set_title("throughput", fontsize=10, loc="left")
     ax_tp.set_ylim(bottom=0)
     ax_tp.set_ylabel("throughput (thousand items/s)")
-    ax_tp.legend(fontsize=8, title="parity r", title_fontsize=8)
+    ax_tp.legend(fontsize=8, title="parity r, construction", title_fontsize=8)
     ax_cond.set_title("worst condition number over all erasure patterns", fontsize=10, loc="left")
     ax_cond.set_yscale("log")
     ax_cond.set_ylabel("condition number (log scale)")
