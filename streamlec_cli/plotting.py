@@ -1,20 +1,26 @@
 """Figures from saved run results only; never imported by workers.
 
-:func:`plot_results` reads every finished run under the given paths and writes one PNG and
-one SVG per figure. Which figures it draws depends on what it finds. Runs are grouped by
-spec (the folder holding a spec's runs); a spec named after a figure gets that figure, any
-other spec the figure that fits what varies among its runs:
+:func:`plot_results` reads every finished run under the given paths and writes each figure
+as PNG and SVG (or the formats asked for). Which figures it draws depends on what it finds
+(or only those asked for). Runs are grouped by spec (the folder holding a spec's runs); a
+spec named after a figure gets that figure, any other spec the figure that fits what varies
+among its runs:
 
 * ``recovery``: latency p99 per 100 ms bin and items finished per second over time, one line
-  per scheme, one pair of panels per failure pattern, kills as vertical lines (a spec whose
-  runs killed processors);
+  per scheme, one pair of panels per failure pattern, kills as vertical lines, items lost
+  marked where their batch ended, the after/before p99 ratio in the legend unless the kill
+  came less than its window into the stream (a spec whose runs killed processors);
 * ``scalability``: throughput against the number of processors, oversubscribed runs hollow
   (processors vary);
-* ``parameters``: throughput against k per r; worst condition number and decode error per
-  construction (only EC, k or r vary);
+* ``parameters``: throughput, worst condition number and decode error against k, a line per
+  r and construction (only EC, k or r vary);
 * ``coding``: attach mode x incremental encoding: throughput and latency (only EC, those
   vary);
 * ``throughput``: bars per scheme grouped by algorithm, one row per dataset (anything else).
+
+Only by its spec's name: ``regime`` (EC(4,2)'s ratios across shared cores and emulated
+clusters) and ``intensity`` (throughput against work per item: bars per scheme grouped by
+K-Means's centroid count).
 
 Besides, ``motivation`` (one figure) when the paths hold a ``streamlec baseline spark`` run:
 Spark's recovery time and latency around its kill beside those of the streamlec runs with
@@ -240,23 +246,68 @@ def figure_kinds(spec_name: str, runs: list[Run]) -> list[tuple[str, list[Run]]]
 
 def draw_throughput(runs: list[Run]) -> Drawn:
     """Bars per scheme variant grouped by algorithm; one row of axes per dataset."""
+    head = "Throughput per fault-tolerance scheme, no failures"
+    yield "", _throughput_bars(_frame(runs), "algorithm", "algorithm", head)
+
+
+def draw_intensity(runs: list[Run]) -> Drawn:
+    """Throughput against the work per item: bars per scheme grouped by K-Means's centroid
+    count (one dot product per centroid per item), EC(4,2) over rep-3x under each group.
+
+    Runs that are not all K-Means get the throughput figure's bars per algorithm."""
     frame = _frame(runs)
+    if frame["centroids"].isna().any():
+        yield from draw_throughput(runs)
+        return
+    frame["centroids"] = frame["centroids"].astype(int)
+    counts = sorted(frame["centroids"].unique())
+    head = (
+        "Throughput against work per item, no failures\n"
+        f"K-Means with {_span(counts)} centroids: each item costs the processors one dot "
+        "product per centroid"
+    )
+    xlabel = "K-Means centroids (work per item: one dot product per centroid per item)"
+    yield "", _throughput_bars(frame, "centroids", xlabel, head, tick=_centroids_tick)
+
+
+def _span(values: list[int]) -> str:
+    return str(values[0]) if len(values) == 1 else f"{values[0]} to {values[-1]}"
+
+
+def _centroids_tick(part: pd.DataFrame, centroids: int) -> str:
+    """The centroid count and, when both ran, EC(4,2)'s mean throughput over rep-3x's."""
+    runs = part[part["centroids"] == centroids]
+    ec = runs.loc[runs["variant"] == regime.EC, "throughput"].mean()
+    rep = runs.loc[runs["variant"] == regime.REP3, "throughput"].mean()
+    if not (ec > 0 and rep > 0):  # NaN when one of them did not run
+        return str(centroids)
+    return f"{centroids}\nEC(4,2) / {regime.REP3} {ec / rep:.2f}x"
+
+
+def _throughput_bars(
+    frame: pd.DataFrame,
+    by: str,
+    xlabel: str,
+    head: str,
+    tick: Callable[[pd.DataFrame, Any], str] | None = None,
+) -> Figure:
+    """Bars per scheme variant grouped by ``by``, one row of axes per dataset; ``tick``
+    labels a group (its value by default)."""
     datasets = sorted(frame["dataset"].unique())
     variants = _ordered_variants(frame)
-    width = max(9.0, 1.5 + 0.4 * len(variants) * frame["algorithm"].nunique())
+    width = max(9.0, 1.5 + 0.4 * len(variants) * frame[by].nunique())
     fig, axes = _figure(len(datasets), 1, (width, 1.5 + 3.3 * len(datasets)))
     for ax, dataset in zip(axes[:, 0], datasets, strict=True):
         part = frame[frame["dataset"] == dataset]
-        _grouped_bars(ax, part, "algorithm", variants, "throughput", scale=1e-3)
+        groups = _grouped_bars(ax, part, by, variants, "throughput", scale=1e-3)
+        if tick is not None:
+            ax.set_xticks(range(len(groups)), [tick(part, group) for group in groups])
         ax.set_ylabel("throughput (thousand items/s)")
-        ax.set_xlabel("algorithm")
+        ax.set_xlabel(xlabel)
         ax.set_title(f"dataset {dataset}", fontsize=10, loc="left")
-    title = (
-        "Throughput per fault-tolerance scheme, no failures\n"
-        f"{_setting(frame)}; {_rate_phrase(frame)}; {_repeat_phrase(frame)}"
-    )
+    title = f"{head}\n{_setting(frame)}; {_rate_phrase(frame)}; {_repeat_phrase(frame)}"
     _titled_legend(fig, title, [_variant_patch(v) for v in variants], columns=3)
-    yield "", fig
+    return fig
 
 
 # -- recovery ------------------------------------------------------------------------------
@@ -765,6 +816,7 @@ DRAW: dict[str, Callable[[list[Run]], Drawn]] = {
     "parameters": draw_parameters,
     "scalability": draw_scalability,
     "regime": draw_regime,
+    "intensity": draw_intensity,
 }
 
 
@@ -828,6 +880,7 @@ def _frame(runs: list[Run]) -> pd.DataFrame:
                 "family": run["family"],
                 "variant": run["variant"],
                 "algorithm": run.get("algorithm_label") or str(run.get("algorithm")),
+                "centroids": _centroids(run),
                 "dataset": str(run.get("dataset")),
                 "processors": int(run.get("processors") or 0),
                 "batch": run.get("batch"),
@@ -857,6 +910,13 @@ def _frame(runs: list[Run]) -> pd.DataFrame:
     for column in ("cores", "worst_condition", "ref_err", "p50", "p99"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
+
+
+def _centroids(run: Run) -> int | None:
+    """K-Means's centroid count (its work per item), None for another algorithm."""
+    if run.get("algorithm") != "kmeans":
+        return None
+    return (run.get("algorithm_params") or {}).get("clusters")
 
 
 def _pattern(run: Run) -> str:
@@ -974,8 +1034,9 @@ def _variant_patch(variant: str, *, coding: bool = False) -> Patch:
 
 def _grouped_bars(
     ax: Any, frame: pd.DataFrame, by: str, variants: list[str], column: str, *, scale: float
-) -> None:
-    """A bar per (group, variant): the mean over repeats, whiskers min-max, value on top."""
+) -> list[Any]:
+    """A bar per (group, variant): the mean over repeats, whiskers min-max, value on top;
+    returns the groups in their order on the x axis."""
     groups = sorted(frame[by].unique(), key=lambda group: natural_key(str(group)))
     width = 0.84 / max(1, len(variants))
     for i, variant in enumerate(variants):
@@ -1017,6 +1078,7 @@ def _grouped_bars(
     ax.margins(y=0.2)
     ax.set_ylim(bottom=0)
     ax.grid(True, axis="y", alpha=0.3)
+    return groups
 
 
 def _short(value: float) -> str:

@@ -530,3 +530,14 @@ def test_plot_writes_under_results_by_default_and_never_into_plots(
     assert (committed / "throughput-mine.png").read_bytes() == b"the committed figure"
     again = CliRunner().invoke(main, ["plot"])  # its own figures are not taken for runs
     assert again.exit_code == 0, again.output
+
+
+def test_plot_help_names_every_figure_and_format() -> None:
+    from streamlec_cli.plotting import FORMATS, KINDS
+
+    result = CliRunner().invoke(main, ["plot", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert ", ".join(KINDS) in text
+    assert ", ".join(FORMATS) in text
+    assert "[default: results/plots]" in text
