@@ -160,6 +160,7 @@ def plot_results(
     make none of the figures in ``only``.
     """
     check_choices(only, formats)
+    only, formats = tuple(dict.fromkeys(only)), tuple(dict.fromkeys(formats))  # once each
     runs, notes = load_runs(paths, all_runs)
     baselines = load_baselines(paths)
     if not runs and not baselines:
@@ -172,14 +173,14 @@ def plot_results(
     planned = _planned(runs)
     compared = motivation.records(runs, baselines)
     made = {kind for kind, *_ in planned} | ({"motivation"} if compared else set())
-    if only and not made & set(only):
-        where = ", ".join(repr(str(p)) for p in paths)
-        asked = " or ".join(only)
-        msg = (
-            f"the runs in {where} make no {asked} figure; they make: "
-            f"{', '.join(kind for kind in KINDS if kind in made)}"
-        )
-        raise PlotError(msg)
+    missing = [kind for kind in only if kind not in made]
+    if missing:
+        searched = ", ".join(repr(str(p)) for p in paths)
+        they_make = ", ".join(kind for kind in KINDS if kind in made)
+        if len(missing) == len(only):
+            msg = f"the runs in {searched} make no {' or '.join(missing)} figure; they make: "
+            raise PlotError(msg + they_make)
+        notes.append(f"the runs in {searched} make no {' or '.join(missing)} figure")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
