@@ -343,10 +343,11 @@ def draw_recovery(runs: list[Run]) -> Drawn:
         axes[-1, 0].set_xlabel("time since the stream started (s)")
         repeats = " (first of the repeats)" if part["run_index"].nunique() > 1 else ""
         window = f"{_window(first):g} s"
+        lost_key = "; X: items lost (where their batch ended)" if first["items_lost"].any() else ""
         fig.suptitle(
             f"Latency before and after processor crashes: {algorithm} on {dataset}, "
             f"{_processors_phrase(first)}, {_rate_phrase(first)}{repeats}\n"
-            "dashed lines: SIGKILL of processors; X: items lost (where their batch ended)\n"
+            f"dashed lines: SIGKILL of processors{lost_key}\n"
             f"in the legend: p99 latency of items delivered in the {window} after the first kill "
             f"/ in the {window} before, withheld when the stream ran less than {window} before it",
             fontsize=10,

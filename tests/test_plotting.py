@@ -414,7 +414,8 @@ def test_recovery_shows_the_items_a_run_lost(plotted: tuple[Path, Any]) -> None:
     # In the panel's title, in the scheme's legend entry and beside the marker where they went.
     assert "items lost: none 12,000" in svg
     assert "none: no fault tolerance: 12,000 items lost" in svg
-    assert "12,000 lost" in svg
+    assert "none: 12,000 lost" in svg
+    assert "X: items lost" in svg
 
 
 def test_recovery_withholds_a_ratio_with_less_than_its_window_before_the_kill(
@@ -431,6 +432,7 @@ def test_recovery_withholds_a_ratio_with_less_than_its_window_before_the_kill(
     assert "p99 after/before withheld: 2.4 s of stream before the kill" in svg
     assert "withheld when the stream ran less than 5 s before it" in svg
     assert "p99 after/before: 3.0x" in svg  # the reactive run had its 5 s
+    assert "X: items lost" not in svg  # nothing was lost here
 
 
 def test_parameters_draws_a_line_per_code_not_one_whisker_over_both(results_root: Path) -> None:
