@@ -338,18 +338,54 @@ _ALL_RUNS_OPTION = click.option(
 )
 
 
+def _names(values: tuple[str, ...]) -> tuple[str, ...]:
+    """A repeatable option's values, each of which may also be a comma-separated list."""
+    return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
+
+
 @main.command("plot")
 @click.argument("results", nargs=-1, type=click.Path(path_type=Path), metavar="RESULTS...")
-@_out_directory(Path("plots"), "Directory the figures go into (one PNG and one SVG each).")
+@_out_directory(
+    Path("results/plots"),
+    "Directory the figures go into (the committed figures are in plots/: name it to redraw them).",
+)
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    metavar="NAME",
+    help="Draw only this figure (throughput, recovery, coding, parameters, scalability, "
+    "regime, intensity, motivation); repeat it or separate names with commas.",
+)
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    metavar="FORMAT",
+    help="Write each figure in this format (png, svg, pdf); repeat it or separate with commas. "
+    "Default: png and svg.",
+)
 @_ALL_RUNS_OPTION
-def plot(results: tuple[Path, ...], out: Path, all_runs: bool) -> None:
+def plot(
+    results: tuple[Path, ...],
+    out: Path,
+    only: tuple[str, ...],
+    formats: tuple[str, ...],
+    all_runs: bool,
+) -> None:
     """Figures from saved results only (RESULTS: run or results directories; default results/)."""
-    from .plotting import plot_results
+    from .plotting import DEFAULT_FORMATS, PlotError, plot_results
     from .results import NoRunsError
 
     try:
-        written, notes = plot_results(results or (Path("results"),), out, all_runs)
-    except NoRunsError as exc:
+        written, notes = plot_results(
+            results or (Path("results"),),
+            out,
+            all_runs,
+            only=_names(only),
+            formats=_names(formats) or DEFAULT_FORMATS,
+        )
+    except (NoRunsError, PlotError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(2) from None
     for note in notes:

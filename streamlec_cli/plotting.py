@@ -1,20 +1,26 @@
 """Figures from saved run results only; never imported by workers.
 
-:func:`plot_results` reads every finished run under the given paths and writes one PNG and
-one SVG per figure. Which figures it draws depends on what it finds. Runs are grouped by
-spec (the folder holding a spec's runs); a spec named after a figure gets that figure, any
-other spec the figure that fits what varies among its runs:
+:func:`plot_results` reads every finished run under the given paths and writes each figure
+as PNG and SVG (or the formats asked for). Which figures it draws depends on what it finds
+(or only those asked for). Runs are grouped by spec (the folder holding a spec's runs); a
+spec named after a figure gets that figure, any other spec the figure that fits what varies
+among its runs:
 
 * ``recovery``: latency p99 per 100 ms bin and items finished per second over time, one line
-  per scheme, one pair of panels per failure pattern, kills as vertical lines (a spec whose
-  runs killed processors);
+  per scheme, one pair of panels per failure pattern, kills as vertical lines, items lost
+  marked where their batch ended, the after/before p99 ratio in the legend unless the kill
+  came less than its window into the stream (a spec whose runs killed processors);
 * ``scalability``: throughput against the number of processors, oversubscribed runs hollow
   (processors vary);
-* ``parameters``: throughput against k per r; worst condition number and decode error per
-  construction (only EC, k or r vary);
+* ``parameters``: throughput, worst condition number and decode error against k, a line per
+  r and construction (only EC, k or r vary);
 * ``coding``: attach mode x incremental encoding: throughput and latency (only EC, those
   vary);
 * ``throughput``: bars per scheme grouped by algorithm, one row per dataset (anything else).
+
+Only by its spec's name: ``regime`` (EC(4,2)'s ratios across shared cores and emulated
+clusters) and ``intensity`` (throughput against work per item: bars per scheme grouped by
+K-Means's centroid count).
 
 Besides, ``motivation`` (one figure) when the paths hold a ``streamlec baseline spark`` run:
 Spark's recovery time and latency around its kill beside those of the streamlec runs with
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +58,7 @@ from matplotlib.ticker import (
 
 from . import motivation, regime
 from .profiles import SHARED, cluster_line
+from .report import LATENCY_WINDOW
 from .results import (
     FAMILY_ORDER,
     NoRunsError,
@@ -65,7 +72,20 @@ from .results import (
 Run = dict[str, Any]
 Drawn = Iterable[tuple[str, Figure]]
 
-FIGURES = ("throughput", "recovery", "coding", "parameters", "scalability", "regime")
+FIGURES = (
+    "throughput",
+    "recovery",
+    "coding",
+    "parameters",
+    "scalability",
+    "regime",
+    "intensity",
+)
+#: What ``streamlec plot --only`` picks from: the figures above and the Spark comparison.
+KINDS = (*FIGURES, "motivation")
+#: File formats ``streamlec plot --format`` writes; PNG and SVG unless told otherwise.
+FORMATS = ("png", "svg", "pdf")
+DEFAULT_FORMATS = ("png", "svg")
 #: Figures that set the conditions (shared cores, emulated clusters) of their runs side by side.
 ACROSS_CLUSTERS = ("regime",)
 
@@ -104,15 +124,43 @@ def scheme_colour(family: str) -> str:
     return OTHER_COLOUR
 
 
-def plot_results(
-    paths: Sequence[Path], out: Path, all_runs: bool = False
-) -> tuple[list[Path], list[str]]:
-    """Write every figure the runs under ``paths`` allow into ``out``: from the latest
-    complete run of each setting, or from every run with ``all_runs``.
+class PlotError(ValueError):
+    """What ``streamlec plot`` was asked for cannot be drawn; the message says what can."""
 
-    Returns the files written (a PNG and an SVG per figure) and a note per run left out.
-    Raises :class:`~streamlec_cli.results.NoRunsError` when there is nothing to plot.
+
+def check_choices(only: Collection[str], formats: Collection[str]) -> None:
+    """Raise :class:`PlotError` (one paragraph) for a figure name or format not offered."""
+    for option, asked, allowed in (("--only", only, KINDS), ("--format", formats, FORMATS)):
+        unknown = [name for name in asked if name not in allowed]
+        if unknown:
+            what = "a figure" if option == "--only" else "a file format streamlec plot writes"
+            msg = (
+                f"{option} {', '.join(repr(name) for name in unknown)} is not {what}; "
+                f"choose from {', '.join(allowed)} (repeat {option} or separate names "
+                "with commas for several)"
+            )
+            raise PlotError(msg)
+
+
+def plot_results(
+    paths: Sequence[Path],
+    out: Path,
+    all_runs: bool = False,
+    *,
+    only: Collection[str] = (),
+    formats: Sequence[str] = DEFAULT_FORMATS,
+) -> tuple[list[Path], list[str]]:
+    """Write the figures the runs under ``paths`` allow into ``out``: from the latest
+    complete run of each setting, or from every run with ``all_runs``; only the kinds named
+    in ``only`` (all when empty), one file per format in ``formats``.
+
+    Returns the files written and a note per run left out. Raises
+    :class:`~streamlec_cli.results.NoRunsError` when there is nothing to plot and
+    :class:`PlotError` when ``only`` or ``formats`` names what is not offered or the runs
+    make none of the figures in ``only``.
     """
+    check_choices(only, formats)
+    only, formats = tuple(dict.fromkeys(only)), tuple(dict.fromkeys(formats))  # once each
     runs, notes = load_runs(paths, all_runs)
     baselines = load_baselines(paths)
     if not runs and not baselines:
@@ -122,37 +170,60 @@ def plot_results(
             "of its stream, so there is nothing to plot:\n  " + "\n  ".join(notes)
         )
         raise NoRunsError(msg)
+    planned = _planned(runs)
+    compared = motivation.records(runs, baselines)
+    made = {kind for kind, *_ in planned} | ({"motivation"} if compared else set())
+    missing = [kind for kind in only if kind not in made]
+    if missing:
+        searched = ", ".join(repr(str(p)) for p in paths)
+        they_make = ", ".join(kind for kind in KINDS if kind in made)
+        if len(missing) == len(only):
+            msg = f"the runs in {searched} make no {' or '.join(missing)} figure; they make: "
+            raise PlotError(msg + they_make)
+        notes.append(f"the runs in {searched} make no {' or '.join(missing)} figure")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # A spec's runs on shared cores and on an emulated cluster make figures of their own.
+    written: list[Path] = []
+    used: set[str] = set()
+    for kind, spec_dir, spec_name, where, subset in planned:
+        if only and kind not in only:
+            continue
+        try:
+            for suffix, figure in DRAW[kind](subset):
+                figure.text(0.01, 0.005, provenance(subset), fontsize=7, color="#555555")
+                stem = _stem(kind, spec_name, "-".join(p for p in (where, suffix) if p), used)
+                written.extend(_save(figure, out / stem, formats))
+        except (KeyError, ValueError, TypeError, OSError, pd.errors.ParserError) as exc:
+            plt.close("all")
+            notes.append(
+                f"{spec_dir}: the {kind} figure could not be drawn "
+                f"({type(exc).__name__}: {exc}); the other figures are unaffected"
+            )
+    if compared and (not only or "motivation" in only):
+        figure = draw_motivation(compared)
+        figure.text(0.01, 0.005, provenance([*runs, *baselines]), fontsize=7, color="#555555")
+        stem = _stem("motivation", "motivation", "", used)
+        written.extend(_save(figure, out / stem, formats))
+    return written, notes
+
+
+def _planned(runs: list[Run]) -> list[tuple[str, Path, str, str, list[Run]]]:
+    """(kind, spec folder, spec name, condition or "", runs) of every figure the runs make.
+
+    A spec's runs on shared cores and on an emulated cluster make figures of their own.
+    """
     groups: dict[tuple[Path, str], list[Run]] = defaultdict(list)
     for run in runs:
         apart = run["spec_name"] not in ACROSS_CLUSTERS
         groups[(run["spec_dir"], run.get("cluster", SHARED) if apart else SHARED)].append(run)
-    written: list[Path] = []
-    used: set[str] = set()
+    planned = []
     for spec_dir, cluster in sorted(groups, key=lambda key: (key[0], key[1] != SHARED, key[1])):
         group = groups[(spec_dir, cluster)]
         spec_name = str(group[0]["spec_name"])
         where = "" if cluster == SHARED else cluster
         for kind, subset in figure_kinds(spec_name, group):
-            try:
-                for suffix, figure in DRAW[kind](subset):
-                    figure.text(0.01, 0.005, provenance(subset), fontsize=7, color="#555555")
-                    stem = _stem(kind, spec_name, "-".join(p for p in (where, suffix) if p), used)
-                    written.extend(_save(figure, out / stem))
-            except (KeyError, ValueError, TypeError, OSError, pd.errors.ParserError) as exc:
-                plt.close("all")
-                notes.append(
-                    f"{spec_dir}: the {kind} figure could not be drawn "
-                    f"({type(exc).__name__}: {exc}); the other figures are unaffected"
-                )
-    compared = motivation.records(runs, baselines)
-    if compared:
-        figure = draw_motivation(compared)
-        figure.text(0.01, 0.005, provenance([*runs, *baselines]), fontsize=7, color="#555555")
-        written.extend(_save(figure, out / _stem("motivation", "motivation", "", used)))
-    return written, notes
+            planned.append((kind, spec_dir, spec_name, where, subset))
+    return planned
 
 
 def figure_kinds(spec_name: str, runs: list[Run]) -> list[tuple[str, list[Run]]]:
@@ -176,23 +247,68 @@ def figure_kinds(spec_name: str, runs: list[Run]) -> list[tuple[str, list[Run]]]
 
 def draw_throughput(runs: list[Run]) -> Drawn:
     """Bars per scheme variant grouped by algorithm; one row of axes per dataset."""
+    head = "Throughput per fault-tolerance scheme, no failures"
+    yield "", _throughput_bars(_frame(runs), "algorithm", "algorithm", head)
+
+
+def draw_intensity(runs: list[Run]) -> Drawn:
+    """Throughput against the work per item: bars per scheme grouped by K-Means's centroid
+    count (one dot product per centroid per item), EC(4,2) over rep-3x under each group.
+
+    Runs that are not all K-Means get the throughput figure's bars per algorithm."""
     frame = _frame(runs)
+    if frame["centroids"].isna().any():
+        yield from draw_throughput(runs)
+        return
+    frame["centroids"] = frame["centroids"].astype(int)
+    counts = sorted(frame["centroids"].unique())
+    head = (
+        "Throughput against work per item, no failures\n"
+        f"K-Means with {_span(counts)} centroids: each item costs the processors one dot "
+        "product per centroid"
+    )
+    xlabel = "K-Means centroids (work per item: one dot product per centroid per item)"
+    yield "", _throughput_bars(frame, "centroids", xlabel, head, tick=_centroids_tick)
+
+
+def _span(values: list[int]) -> str:
+    return str(values[0]) if len(values) == 1 else f"{values[0]} to {values[-1]}"
+
+
+def _centroids_tick(part: pd.DataFrame, centroids: int) -> str:
+    """The centroid count and, when both ran, EC(4,2)'s mean throughput over rep-3x's."""
+    runs = part[part["centroids"] == centroids]
+    ec = runs.loc[runs["variant"] == regime.EC, "throughput"].mean()
+    rep = runs.loc[runs["variant"] == regime.REP3, "throughput"].mean()
+    if not (ec > 0 and rep > 0):  # NaN when one of them did not run
+        return str(centroids)
+    return f"{centroids}\nEC(4,2) / {regime.REP3} {ec / rep:.2f}x"
+
+
+def _throughput_bars(
+    frame: pd.DataFrame,
+    by: str,
+    xlabel: str,
+    head: str,
+    tick: Callable[[pd.DataFrame, Any], str] | None = None,
+) -> Figure:
+    """Bars per scheme variant grouped by ``by``, one row of axes per dataset; ``tick``
+    labels a group (its value by default)."""
     datasets = sorted(frame["dataset"].unique())
     variants = _ordered_variants(frame)
-    width = max(9.0, 1.5 + 0.4 * len(variants) * frame["algorithm"].nunique())
+    width = max(9.0, 1.5 + 0.4 * len(variants) * frame[by].nunique())
     fig, axes = _figure(len(datasets), 1, (width, 1.5 + 3.3 * len(datasets)))
     for ax, dataset in zip(axes[:, 0], datasets, strict=True):
         part = frame[frame["dataset"] == dataset]
-        _grouped_bars(ax, part, "algorithm", variants, "throughput", scale=1e-3)
+        groups = _grouped_bars(ax, part, by, variants, "throughput", scale=1e-3)
+        if tick is not None:
+            ax.set_xticks(range(len(groups)), [tick(part, group) for group in groups])
         ax.set_ylabel("throughput (thousand items/s)")
-        ax.set_xlabel("algorithm")
+        ax.set_xlabel(xlabel)
         ax.set_title(f"dataset {dataset}", fontsize=10, loc="left")
-    title = (
-        "Throughput per fault-tolerance scheme, no failures\n"
-        f"{_setting(frame)}; {_rate_phrase(frame)}; {_repeat_phrase(frame)}"
-    )
+    title = f"{head}\n{_setting(frame)}; {_rate_phrase(frame)}; {_repeat_phrase(frame)}"
     _titled_legend(fig, title, [_variant_patch(v) for v in variants], columns=3)
-    yield "", fig
+    return fig
 
 
 # -- recovery ------------------------------------------------------------------------------
@@ -221,15 +337,19 @@ def draw_recovery(runs: list[Run]) -> Drawn:
         variants = _ordered_variants(first)
         for i, pattern in enumerate(patterns):
             ax_latency, ax_items = axes[2 * i, 0], axes[2 * i + 1, 0]
-            _recovery_panels(ax_latency, ax_items, first[first["pattern"] == pattern], variants)
-            ax_latency.set_title(pattern, fontsize=10, loc="left")
+            runs_of = first[first["pattern"] == pattern]
+            _recovery_panels(ax_latency, ax_items, runs_of, variants)
+            ax_latency.set_title(pattern + _lost_phrase(runs_of), fontsize=10, loc="left")
         axes[-1, 0].set_xlabel("time since the stream started (s)")
         repeats = " (first of the repeats)" if part["run_index"].nunique() > 1 else ""
+        window = f"{_window(first):g} s"
+        lost_key = "; X: items lost (where their batch ended)" if first["items_lost"].any() else ""
         fig.suptitle(
             f"Latency before and after processor crashes: {algorithm} on {dataset}, "
             f"{_processors_phrase(first)}, {_rate_phrase(first)}{repeats}\n"
-            "dashed lines: SIGKILL of processors; in the legend: p99 latency of items "
-            "delivered in the 5 s after the first kill / in the 5 s before",
+            f"dashed lines: SIGKILL of processors{lost_key}\n"
+            f"in the legend: p99 latency of items delivered in the {window} after the first kill "
+            f"/ in the {window} before, withheld when the stream ran less than {window} before it",
             fontsize=10,
         )
         suffix = "" if settings.ngroups == 1 else f"{algorithm}-{dataset}-{rate_label}"
@@ -253,13 +373,16 @@ def _recovery_panels(ax: Any, ax_items: Any, part: pd.DataFrame, variants: list[
         ax.step(timeline["t_s"], p99, where="post", color=colour, lw=1.4)
         items = timeline["throughput_items_per_s"].rolling(SMOOTH_BINS, center=True).mean()
         ax_items.plot(timeline["t_s"] + 0.05, items * 1e-3, color=colour, lw=1.2)
-        for when, worker in _kills(run):
+        killed = _kills(run)
+        for when, worker in killed:
             for axis in (ax, ax_items):
                 axis.axvline(when, color=colour, ls="--", lw=1.0, alpha=0.8)
             kills.append((when, worker))
-        ratio = _p99_ratio(run)
-        note = f"  (p99 after/before: {ratio:.1f}x)" if ratio is not None else ""
-        handles.append(Line2D([], [], color=colour, lw=2, label=_variant_name(variant) + note))
+        lost = int(run["items_lost"])
+        if lost:
+            _mark_lost(ax_items, run, lost, killed, colour)
+        label = _variant_name(variant) + (f": {lost:,} items lost" if lost else "")
+        handles.append(Line2D([], [], color=colour, lw=2, label=label + _ratio_note(run, killed)))
     _log_y(ax)
     ax.set_ylabel("latency p99 per 100 ms\n(ms, log scale)")
     ax.grid(True, which="major", alpha=0.3)
@@ -322,12 +445,80 @@ def _cluster(kills: list[tuple[float, str]], width: float = 0.3) -> list[tuple[f
     return clusters
 
 
-def _p99_ratio(run: pd.Series) -> float | None:
-    """p99 latency of items delivered 5 s after the first kill over the 5 s before."""
+def _ratio_note(run: pd.Series, kills: list[tuple[float, str]]) -> str:
+    """The legend's p99 latency ratio of the items delivered in the window after the first
+    kill over the window before, or why it is withheld: a kill earlier in the stream than
+    the window leaves the "before" side short, filled with the start-up's latencies."""
     around = run["latency_around_first_failure"]
-    if isinstance(around, dict) and around.get("p99_ratio") is not None:
-        return float(around["p99_ratio"])
-    return None
+    if not isinstance(around, dict) or around.get("p99_ratio") is None:
+        return ""
+    window = float(around.get("window_s") or LATENCY_WINDOW)
+    if not kills:
+        return "  (p99 after/before withheld: the kill's time in the stream is unknown)"
+    first = min(when for when, _ in kills)
+    if first < window:
+        return f"  (p99 after/before withheld: {first:.1f} s of stream before the kill)"
+    return f"  (p99 after/before: {float(around['p99_ratio']):.1f}x)"
+
+
+def _window(frame: pd.DataFrame) -> float:
+    """Seconds on either side of the first kill that the runs' latency ratios compare."""
+    for around in frame["latency_around_first_failure"]:
+        if isinstance(around, dict) and around.get("window_s"):
+            return float(around["window_s"])
+    return LATENCY_WINDOW
+
+
+def _lost_phrase(frame: pd.DataFrame) -> str:
+    """``; items lost: none 12,000`` for the runs that lost items, else nothing."""
+    lost = [(v, int(n)) for v, n in zip(frame["variant"], frame["items_lost"], strict=True) if n]
+    if not lost:
+        return ""
+    return "; items lost: " + ", ".join(f"{variant} {n:,}" for variant, n in lost)
+
+
+def _mark_lost(
+    ax: Any, run: pd.Series, lost: int, kills: list[tuple[float, str]], colour: str
+) -> None:
+    """An X on the time axis where each batch lost items (when its loss was final), the
+    total beside the first; at the first kill when ``batches.csv`` does not say."""
+    when = _lost_times(run["run_dir"])
+    if not when and kills:
+        when = [min(t for t, _ in kills)]
+    if not when:
+        return
+    ax.scatter(
+        when,
+        [0.0] * len(when),
+        marker="X",
+        s=70,
+        color=colour,
+        edgecolor="black",
+        lw=0.6,
+        zorder=5,
+        clip_on=False,
+    )
+    ax.annotate(
+        f"{run['variant']}: {lost:,} lost",
+        (when[0], 0.0),
+        xytext=(7, 4),
+        textcoords="offset points",
+        fontsize=8,
+        fontweight="bold",
+        bbox={"facecolor": "white", "edgecolor": colour, "alpha": 0.9, "pad": 1.5},
+    )
+
+
+def _lost_times(run_dir: Path) -> list[float]:
+    """Seconds since the stream started at which batches that lost items became final."""
+    start = stream_start(run_dir)
+    path = Path(run_dir) / "batches.csv"
+    if start is None or not path.exists():
+        return []
+    batches = pd.read_csv(path)
+    if "items_lost" not in batches or "t_final" not in batches:
+        return []
+    return list(batches.loc[batches["items_lost"] > 0, "t_final"] - start)
 
 
 # -- coding --------------------------------------------------------------------------------
@@ -362,7 +553,8 @@ def draw_coding(runs: list[Run]) -> Drawn:
 
 
 def draw_parameters(runs: list[Run]) -> Drawn:
-    """Throughput vs k per r; worst condition number and decode error vs k per construction."""
+    """Throughput, worst condition number and decode error against k: a line per parity
+    count r (colour) and construction (line style); whiskers span repeats only."""
     frame = _frame(runs)
     frame = frame[frame["scheme"] == "ec"].astype({"k": int, "r": int})
     if frame.empty:  # a spec named parameters without EC runs: show what there is
@@ -373,28 +565,30 @@ def draw_parameters(runs: list[Run]) -> Drawn:
     processors_vary = frame["processors"].nunique() > 1
     for r, part in frame.groupby("r"):
         colour = R_COLOURS.get(int(r), OTHER_EC_COLOUR)
-        stats = part.groupby("k")["throughput"].agg(["mean", "min", "max"]).sort_index() * 1e-3
-        ax_tp.errorbar(
-            stats.index,
-            stats["mean"],
-            yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
-            color=colour,
-            marker="o",
-            capsize=3,
-            label=f"r = {r}",
-        )
-        if processors_vary:
-            for k, procs in part.groupby("k")["processors"].first().items():
-                ax_tp.annotate(
-                    f"P={procs}",
-                    (k, stats.loc[k, "mean"]),
-                    xytext=(4, 4),
-                    textcoords="offset points",
-                    fontsize=7,
-                    color=colour,
-                )
-        for code, by_code in part.groupby("code"):
+        for n, (code, by_code) in enumerate(part.groupby("code")):
             style = CODE_STYLES.get(str(code), ":")
+            stats = by_code.groupby("k")["throughput"].agg(["mean", "min", "max"]).sort_index()
+            stats *= 1e-3
+            ax_tp.errorbar(
+                stats.index,
+                stats["mean"],
+                yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
+                color=colour,
+                ls=style,
+                marker="o",
+                capsize=3,
+                label=f"r = {r}, {code}",
+            )
+            if processors_vary and n == 0:  # once per point of k and r
+                for k, procs in by_code.groupby("k")["processors"].first().items():
+                    ax_tp.annotate(
+                        f"P={procs}",
+                        (k, stats.loc[k, "mean"]),
+                        xytext=(4, 4),
+                        textcoords="offset points",
+                        fontsize=7,
+                        color=colour,
+                    )
             cond = by_code.groupby("k")["worst_condition"].max().dropna().sort_index()
             ax_cond.plot(cond.index, cond.to_numpy(), ls=style, marker="o", color=colour)
             err = by_code.groupby("k").agg(err=("ref_err", "max"), decoded=("decoded", "max"))
@@ -410,7 +604,7 @@ def draw_parameters(runs: list[Run]) -> Drawn:
     ax_tp.set_title("throughput", fontsize=10, loc="left")
     ax_tp.set_ylim(bottom=0)
     ax_tp.set_ylabel("throughput (thousand items/s)")
-    ax_tp.legend(fontsize=8, title="parity r", title_fontsize=8)
+    ax_tp.legend(fontsize=8, title="parity r, construction", title_fontsize=8)
     ax_cond.set_title("worst condition number over all erasure patterns", fontsize=10, loc="left")
     ax_cond.set_yscale("log")
     ax_cond.set_ylabel("condition number (log scale)")
@@ -461,6 +655,15 @@ def draw_scalability(runs: list[Run]) -> Drawn:
     has (processes on shared cores, or the emulated hosts' quotas)."""
     frame = _frame(runs)
     frame["over"] = frame["demand"] > frame["cores"].fillna(np.inf)
+    batches = sorted(frame["batch"].unique(), reverse=True)
+    for batch in batches:  # a figure per batch size: the bottleneck moves with it
+        part = frame[frame["batch"] == batch]
+        suffix = f"batch{batch}" if len(batches) > 1 else ""
+        yield suffix, _scaling_figure(part, f", batches of {batch:,} items" if suffix else "")
+
+
+def _scaling_figure(frame: pd.DataFrame, batch: str) -> Figure:
+    """One scalability figure (see ``draw_scalability``)."""
     several = frame["pairs"].nunique() > 1
     panels = [("pairs", "processors"), ("processors", "pairs")] if several else [("processors", "")]
     fig, axes = _figure(1, len(panels), (13.0 if several else 9.5, 6.0))
@@ -508,7 +711,7 @@ def draw_scalability(runs: list[Run]) -> Drawn:
                 [], [], color="black", marker="o", ls="", markerfacecolor="white", label="over CPU"
             )
         )
-        ax.legend(handles=handles, fontsize=7, loc="upper left")
+        ax.legend(handles=handles, fontsize=7, loc="best")
     cores = "/".join(str(int(c)) for c in sorted(frame["cores"].dropna().unique())) or "unknown"
     what = "the CPU the run asked for" + (
         " (the emulated hosts' quotas)" if frame["emulated"].any() else " (a core per process)"
@@ -521,11 +724,11 @@ def draw_scalability(runs: list[Run]) -> Drawn:
     )
     fig.suptitle(
         f"Scalability: throughput against {'source/sink pairs and ' if several else ''}"
-        f"processors, {_algorithms_phrase(frame)}\n"
+        f"processors, {_algorithms_phrase(frame)}{batch}\n"
         f"{_rate_phrase(frame)}; {_repeat_phrase(frame)}",
         fontsize=10,
     )
-    yield "", fig
+    return fig
 
 
 SCALING_STYLES = ("-", "--", ":", "-.")
@@ -624,6 +827,7 @@ DRAW: dict[str, Callable[[list[Run]], Drawn]] = {
     "parameters": draw_parameters,
     "scalability": draw_scalability,
     "regime": draw_regime,
+    "intensity": draw_intensity,
 }
 
 
@@ -687,6 +891,7 @@ def _frame(runs: list[Run]) -> pd.DataFrame:
                 "family": run["family"],
                 "variant": run["variant"],
                 "algorithm": run.get("algorithm_label") or str(run.get("algorithm")),
+                "centroids": _centroids(run),
                 "dataset": str(run.get("dataset")),
                 "processors": int(run.get("processors") or 0),
                 "batch": run.get("batch"),
@@ -703,6 +908,7 @@ def _frame(runs: list[Run]) -> pd.DataFrame:
                 "decoded": run.get("decoded_items") or 0,
                 "failures": run.get("failures") or [],
                 "killed": len(run.get("failures") or []),
+                "items_lost": int(run.get("items_lost") or 0),
                 "pattern": _pattern(run),
                 "latency_around_first_failure": run.get("latency_around_first_failure"),
                 "cores": machine.get("cores") or meta.get("cores"),
@@ -715,6 +921,13 @@ def _frame(runs: list[Run]) -> pd.DataFrame:
     for column in ("cores", "worst_condition", "ref_err", "p50", "p99"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
+
+
+def _centroids(run: Run) -> int | None:
+    """K-Means's centroid count (its work per item), None for another algorithm."""
+    if run.get("algorithm") != "kmeans":
+        return None
+    return (run.get("algorithm_params") or {}).get("clusters")
 
 
 def _pattern(run: Run) -> str:
@@ -832,8 +1045,9 @@ def _variant_patch(variant: str, *, coding: bool = False) -> Patch:
 
 def _grouped_bars(
     ax: Any, frame: pd.DataFrame, by: str, variants: list[str], column: str, *, scale: float
-) -> None:
-    """A bar per (group, variant): the mean over repeats, whiskers min-max, value on top."""
+) -> list[Any]:
+    """A bar per (group, variant): the mean over repeats, whiskers min-max, value on top;
+    returns the groups in their order on the x axis."""
     groups = sorted(frame[by].unique(), key=lambda group: natural_key(str(group)))
     width = 0.84 / max(1, len(variants))
     for i, variant in enumerate(variants):
@@ -875,6 +1089,7 @@ def _grouped_bars(
     ax.margins(y=0.2)
     ax.set_ylim(bottom=0)
     ax.grid(True, axis="y", alpha=0.3)
+    return groups
 
 
 def _short(value: float) -> str:
@@ -965,11 +1180,22 @@ def _stem(kind: str, spec_name: str, suffix: str, used: set[str]) -> str:
     return candidate
 
 
-def _save(figure: Figure, stem: Path) -> list[Path]:
-    """PNG and SVG (text kept as text); no dates, so the same results give the same files."""
-    png, svg = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")
+#: Metadata left out of each format, so the same results give the same files.
+UNDATED = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": None},
+    "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+}
+
+
+def _save(figure: Figure, stem: Path, formats: Sequence[str] = DEFAULT_FORMATS) -> list[Path]:
+    """One file per format (SVG text kept as text), undated."""
+    paths = []
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "streamlec"}):
-        figure.savefig(png, dpi=DPI, metadata={"Software": None})
-        figure.savefig(svg, metadata={"Date": None, "Creator": None})
+        for fmt in formats:
+            path = stem.with_name(f"{stem.name}.{fmt}")
+            dpi = DPI if fmt == "png" else "figure"  # vector formats: the figure's own
+            figure.savefig(path, dpi=dpi, metadata=UNDATED[fmt])
+            paths.append(path)
     plt.close(figure)
-    return [png, svg]
+    return paths

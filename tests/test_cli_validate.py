@@ -94,9 +94,9 @@ def test_set_overrides_are_applied(tmp_path: Path) -> None:
     [
         (GOOD.replace("batch: 6000", "batch: abc"), (), "batch: 'abc' is not allowed"),
         (
-            GOOD + "paint: blue\n",
+            GOOD + "flavour: blue\n",
             (),
-            "unknown key 'paint': allowed top-level keys are name, dataset",
+            "unknown key 'flavour': allowed top-level keys are name, dataset",
         ),
         (
             GOOD.replace("processor-4", "processor-9"),

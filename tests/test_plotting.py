@@ -45,11 +45,18 @@ def write_run(
     repeat: int | None = None,
     rate: str | float = "max",
     kill: tuple[str, ...] = (),
+    kill_at: float = 6.0,
+    lost: int = 0,
     spike: float = 1.0,
     cluster: dict | None = None,
     **fields: Any,
 ) -> Path:
-    """One run directory in the results contract's format; returns it."""
+    """One run directory in the results contract's format; returns it.
+
+    ``kill`` names the processors killed ``kill_at`` seconds into the stream; ``lost`` items
+    are lost in the batch that ends then.
+    """
+    algorithm_params = fields.pop("algorithm_params", {})
     settings = {"k": None, "r": None, "copies": None, **SCHEMES[scheme], **fields}
     name = settings["scheme"]
     ec = name == "ec"
@@ -58,6 +65,7 @@ def write_run(
     code = settings.pop("code", "gaussian") if ec else None
     slug = f"ec{settings['k']}-{settings['r']}" if ec else scheme
     run_id = f"{slug}-{algorithm}-{dataset}-p{processors}-{attach}-{incremental}-{code}"
+    run_id += "".join(f"-{key}{value}" for key, value in algorithm_params.items())
     run_id += f"-{len(kill)}kill" + (f"-r{repeat}" if repeat is not None else "")
     run_dir = root / spec_name / run_id
     run_dir.mkdir(parents=True)
@@ -66,7 +74,13 @@ def write_run(
         "rep": f"rep-{settings['copies']}x",
     }.get(name, name)
     failures = [
-        {"worker": w, "pid": 100 + i, "time": T0 + 3.0, "elapsed_s": 3.0, "after_batch": 30}
+        {
+            "worker": w,
+            "pid": 100 + i,
+            "time": T0 + kill_at,
+            "elapsed_s": kill_at,
+            "after_batch": int(kill_at / 0.12) - 1,
+        }
         for i, w in enumerate(kill)
     ]
     machine = {"host": "testhost", "cores": 2, "memory_gib": 8.0, "platform": "Linux-test"}
@@ -77,6 +91,7 @@ def write_run(
         "error": None,
         "scheme_label": label,
         "algorithm": algorithm,
+        "algorithm_params": algorithm_params,
         "dataset": dataset,
         "processors": processors,
         "code": code,
@@ -87,9 +102,9 @@ def write_run(
         else None,
         "batch": 12000,
         "rate": rate,
-        "items_in": 600_000,
-        "items_out": 600_000,
-        "items_lost": 0,
+        "items_in": 1_200_000,
+        "items_out": 1_200_000 - lost,
+        "items_lost": lost,
         "items_duplicated": 0,
         "decoded_items": 3000 if kill and ec else 0,
         "throughput_items_per_s": throughput,
@@ -123,28 +138,30 @@ def write_run(
         "cluster": cluster,
     }
     (run_dir / "meta.json").write_text(json.dumps(meta))
-    planned = [{"at": 3.0, "kill": list(kill)}] if kill else []
+    planned = [{"at": kill_at, "kill": list(kill)}] if kill else []
     (run_dir / "spec.yaml").write_text(yaml.safe_dump({"name": spec_name, "failures": planned}))
     batches = [
         "batch,epoch,offset,count,items_lost,decoded_items,recovery_round,model_version,"
         "loss,accuracy,t_arrival_first,t_arrival_last,t_final,replayed"
     ]
-    for b in range(50):
+    lost_batch = int(kill_at / 0.12) if lost else -1
+    for b in range(100):
         t = T0 + 0.12 * b
-        batches.append(f"{b},0,{b * 12000},12000,0,0,0,{b},0.69,0.53,{t},{t},{t + 0.02},0")
+        gone = lost if b == lost_batch else 0
+        batches.append(f"{b},0,{b * 12000},12000,{gone},0,0,{b},0.69,0.53,{t},{t},{t + 0.02},0")
     (run_dir / "batches.csv").write_text("\n".join(batches) + "\n")
     timeline = ["t_s,items,throughput_items_per_s,latency_ms_p50,latency_ms_p99,latency_ms_max"]
     rng = np.random.default_rng(len(run_id))
-    for i in range(60):
+    for i in range(120):
         t = i / 10
-        boost = spike * np.exp(-(t - 3.0) / 0.4) if kill and t >= 3.0 else 1.0
+        boost = spike * np.exp(-(t - kill_at) / 0.4) if kill and t >= kill_at else 1.0
         p99 = 20.0 * max(1.0, boost) * rng.uniform(0.9, 1.1)
         timeline.append(f"{t:.1f},12000,120000.0,{p99 / 2.5},{p99},{p99 * 1.2}")
     (run_dir / "timeline.csv").write_text("\n".join(timeline) + "\n")
     events = ["time,worker,event,detail", f'{T0 - 1:.6f},sink,spawned,"pid 1"']
     for i, worker in enumerate(kill):
-        events.append(f'{T0 + 3.0:.6f},{worker},kill,"SIGKILL pid {100 + i}"')
-        events.append(f'{T0 + 3.01:.6f},{worker},exited,"pid {100 + i}, signal 9"')
+        events.append(f'{T0 + kill_at:.6f},{worker},kill,"SIGKILL pid {100 + i}"')
+        events.append(f'{T0 + kill_at + 0.01:.6f},{worker},exited,"pid {100 + i}, signal 9"')
     (run_dir / "events.csv").write_text("\n".join(events) + "\n")
     return run_dir
 
@@ -170,6 +187,7 @@ def synthetic_results(root: Path) -> None:
             write_run(
                 root, "recovery", scheme=scheme, rate=100000.0, kill=kill, spike=spike * len(kill)
             )
+    write_run(root, "recovery", scheme="none", rate=100000.0, kill=("processor-1",), lost=12000)
     for attach in ("linear", "inputs"):
         for incremental in (True, False):
             for rep in range(2):
@@ -178,12 +196,18 @@ def synthetic_results(root: Path) -> None:
                           throughput=tp * (1 + 0.03 * rep), repeat=rep)  # fmt: skip
     for k, r in ((2, 1), (3, 1), (5, 1), (2, 2), (4, 2), (10, 2), (3, 3), (9, 3)):
         for code in ("vandermonde", "gaussian"):
+            slower = 0.5 if code == "vandermonde" else 1.0  # pooled, the two make a whisker
             write_run(root, "parameters", scheme="ec42", k=k, r=r, code=code, processors=12,
-                      throughput=30e3 * k / (k + r), kill=("processor-0",))  # fmt: skip
+                      throughput=30e3 * k / (k + r) * slower, kill=("processor-0",))  # fmt: skip
     for processors in (6, 12, 18):
         for scheme in ("rep3", "ec42"):
             tp = (200e3 if scheme == "rep3" else 300e3) * (1 - processors / 60)
             write_run(root, "scalability", scheme=scheme, processors=processors, throughput=tp)
+    for clusters in (2, 8, 32):
+        for scheme, tp in (("none", 900e3), ("rep3", 500e3), ("ec42", 800e3)):
+            params = {"clusters": clusters, "decay": 0.01}
+            write_run(root, "intensity", scheme=scheme, algorithm="kmeans",
+                      throughput=tp / clusters, algorithm_params=params)  # fmt: skip
     for scheme in ("none", "ec42"):  # a user's own spec: named after no figure
         write_run(root, "mine", scheme=scheme, throughput=123e3)
     for n, (profile, link, cpu) in enumerate(REGIME):  # shared cores, then emulated hosts
@@ -208,23 +232,22 @@ REGIME = (
 
 
 @pytest.fixture(scope="module")
-def plotted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+def results_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("results")
     synthetic_results(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def plotted(results_root: Path) -> tuple[Path, Any]:
+    root = results_root
     out = root.parent / "plots"
     result = CliRunner().invoke(main, ["plot", str(root), "--out", str(out)])
     return out, result
 
 
-EXPECTED = (
-    "throughput",
-    "recovery",
-    "coding",
-    "parameters",
-    "scalability",
-    "regime",
-    "throughput-mine",
-)
+#: Every figure (the synthetic results hold runs for each) and a spec of a user's own.
+EXPECTED = (*FIGURES, "throughput-mine")
 
 
 def test_plot_writes_every_figure(plotted: tuple[Path, Any]) -> None:
@@ -275,7 +298,7 @@ def test_recovery_marks_the_kills_and_the_ratio(plotted: tuple[Path, Any]) -> No
     svg = (out / "recovery.svg").read_text()
     assert "kill processor-1, processor-2" in svg
     assert "p99 after/before: 9.0x" in svg  # reactive, one failure
-    assert "2 processors killed at once at 3 s" in svg
+    assert "2 processors killed at once at 6 s" in svg
 
 
 def test_scalability_marks_oversubscribed_runs(plotted: tuple[Path, Any]) -> None:
@@ -383,3 +406,138 @@ def test_regime_sets_the_ratio_against_link_rate_and_cpu_beside_the_papers(plott
         assert text in svg
     for tick in ("shared", "lan-10g", "lan-1g", "cores-only", "0.1", "0.25"):
         assert tick in svg
+
+
+def test_recovery_shows_the_items_a_run_lost(plotted: tuple[Path, Any]) -> None:
+    out, _ = plotted
+    svg = (out / "recovery.svg").read_text()
+    # In the panel's title, in the scheme's legend entry and beside the marker where they went.
+    assert "items lost: none 12,000" in svg
+    assert "none: no fault tolerance: 12,000 items lost" in svg
+    assert "none: 12,000 lost" in svg
+    assert "X: items lost" in svg
+
+
+def test_recovery_withholds_a_ratio_with_less_than_its_window_before_the_kill(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "results"
+    write_run(root, "bursts", scheme="ec42", kill=("processor-1",), kill_at=2.4, spike=9.0)
+    write_run(root, "bursts", scheme="reactive", kill=("processor-1",), kill_at=6.0, spike=3.0)
+    out = tmp_path / "plots"
+    result = CliRunner().invoke(main, ["plot", str(root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    svg = (out / "recovery-bursts.svg").read_text()
+    assert "p99 after/before: 9.0x" not in svg
+    assert "p99 after/before withheld: 2.4 s of stream before the kill" in svg
+    assert "withheld when the stream ran less than 5 s before it" in svg
+    assert "p99 after/before: 3.0x" in svg  # the reactive run had its 5 s
+    assert "X: items lost" not in svg  # nothing was lost here
+
+
+def test_parameters_draws_a_line_per_code_not_one_whisker_over_both(results_root: Path) -> None:
+    from streamlec_cli.plotting import draw_parameters
+    from streamlec_cli.results import load_runs
+
+    runs, _ = load_runs([results_root / "parameters"])
+    [(_, figure)] = list(draw_parameters(runs))
+    throughput = figure.axes[0]
+    lines = [c for c in throughput.containers if hasattr(c, "has_yerr")]
+    assert len(lines) == 3 * 2  # r = 1, 2, 3, each gaussian and vandermonde
+    for line in lines:  # one run per (k, r, code): nothing to spread over
+        for segment in line.lines[2][0].get_segments():
+            assert segment[0][1] == pytest.approx(segment[1][1])
+    labels = [t.get_text() for t in throughput.get_legend().get_texts()]
+    assert "r = 2, vandermonde" in labels and "r = 2, gaussian" in labels
+
+
+def test_intensity_says_it_is_about_work_per_item(plotted: tuple[Path, Any]) -> None:
+    out, _ = plotted
+    svg = (out / "intensity.svg").read_text()
+    assert "work per item" in svg
+    assert "K-Means centroids" in svg
+    assert "EC(4,2) / rep-3x 1.60x" in svg  # 800 / 500 at each centroid count
+    assert "kmeans clusters=2" not in svg  # the ticks are the centroid counts
+
+
+def test_only_draws_the_figures_named(results_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plots"
+    args = ["plot", str(results_root), "--out", str(out), "--only", "recovery"]
+    result = CliRunner().invoke(main, [*args, "--only", "coding,parameters"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.stem for p in out.glob("*.png")) == ["coding", "parameters", "recovery"]
+
+
+def test_only_a_figure_the_runs_do_not_make_says_which_they_make(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    write_run(root, "mine", scheme="ec42")
+    out = tmp_path / "plots"
+    result = CliRunner().invoke(main, ["plot", str(root), "--out", str(out), "--only", "coding"])
+    assert result.exit_code == 2
+    assert "make no coding figure" in result.output
+    assert "they make: throughput" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+    some = CliRunner().invoke(
+        main, ["plot", str(root), "--out", str(out), "--only", "coding,throughput"]
+    )
+    assert some.exit_code == 0, some.output
+    assert "make no coding figure" in some.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["throughput-mine.png", "throughput-mine.svg"]
+
+
+def test_format_picks_the_files_written(results_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plots"
+    args = ["plot", str(results_root / "coding"), "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--format", "svg", "--format", "pdf"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["coding.pdf", "coding.svg"]
+    assert (out / "coding.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "allowed"),
+    [
+        ("--only", "latency", "throughput, recovery, coding, parameters, scalability"),
+        ("--format", "jpg", "png, svg, pdf"),
+    ],
+)
+def test_a_bad_figure_name_or_format_is_one_clear_paragraph(
+    results_root: Path, tmp_path: Path, option: str, value: str, allowed: str
+) -> None:
+    out = tmp_path / "plots"
+    result = CliRunner().invoke(main, ["plot", str(results_root), "--out", str(out), option, value])
+    assert result.exit_code == 2
+    message = result.output.strip()
+    assert message.startswith("error: ") and "\n" not in message
+    assert repr(value) in message and allowed in message
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_plot_writes_under_results_by_default_and_never_into_plots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path / "results", "mine", scheme="ec42")
+    committed = tmp_path / "plots"
+    committed.mkdir()
+    (committed / "throughput-mine.png").write_bytes(b"the committed figure")
+    result = CliRunner().invoke(main, ["plot"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "results" / "plots" / "throughput-mine.png").exists()
+    assert [p.name for p in committed.iterdir()] == ["throughput-mine.png"]
+    assert (committed / "throughput-mine.png").read_bytes() == b"the committed figure"
+    again = CliRunner().invoke(main, ["plot"])  # its own figures are not taken for runs
+    assert again.exit_code == 0, again.output
+
+
+def test_plot_help_names_every_figure_and_format() -> None:
+    from streamlec_cli.plotting import FORMATS, KINDS
+
+    result = CliRunner().invoke(main, ["plot", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert ", ".join(KINDS) in text
+    assert ", ".join(FORMATS) in text
+    assert "[default: results/plots]" in text

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
 
 from .. import spec as specs
 from ..results import write_json
@@ -36,6 +36,7 @@ from ..spec import Spec
 from . import wire
 from .emulate import EmulatedCluster, EmulationError, SharedCluster
 from .interrupt import SIGNALS, Interrupted
+from .lifeline import die_with_parent
 from .placement import host_of
 from .plan import free_ports
 from .summary import add_meta, write_meta, write_resolved_spec
@@ -184,6 +185,10 @@ class PairedRun:
                 child.wait()
 
 
+def _stop_with_parent() -> None:
+    die_with_parent(signal.SIGTERM)
+
+
 # -- the run's summary -----------------------------------------------------------------------
 
 _SUMMED = (
@@ -294,8 +299,10 @@ def concurrent_throughput(run_dir: Path, pairs: int) -> tuple[float, float] | No
         if sink.get("t_start") is None or sink.get("t_end") is None:
             return None
         spans.append((sink["t_start"] + (sink.get("warmup_seconds") or 0.0), sink["t_end"]))
-        frame = pd.read_csv(pair_dir / "timeline.csv")
-        timelines.append((sink["t_start"] + frame["t_s"].to_numpy(), frame["items"].to_numpy()))
+        rows = np.loadtxt(
+            pair_dir / "timeline.csv", delimiter=",", skiprows=1, usecols=(0, 1), ndmin=2
+        )
+        timelines.append((sink["t_start"] + rows[:, 0], rows[:, 1]))
     begin, end = max(s for s, _ in spans), min(e for _, e in spans)
     if end - begin < MIN_TOGETHER_S:
         return None

@@ -175,3 +175,41 @@ def test_two_pairs_on_emulated_hosts_share_the_processors_hosts(tmp_path):
     assert not [pid for d in pair_dirs for pid in worker_pids(d) if alive(pid)]
     assert kernel_leftovers(proc.pid) == ""
     assert proc.pid not in owned()
+
+
+def batches_done(run_dir: Path) -> int:
+    path = run_dir / "batches.csv"
+    return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
+
+
+def test_ctrl_c_stops_every_pair_once_and_keeps_what_they_wrote(tmp_path):
+    spec = spec_file(
+        tmp_path, dataset={"name": "higgs", "items": 2_000_000, "seed": 5}, rate=20_000
+    )
+    out = tmp_path / "results"
+    proc = subprocess.Popen(
+        streamlec("run", str(spec), "--out", str(out), "--quiet"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_of(tmp_path),
+    )
+    deadline = time.monotonic() + 120
+    pair_dirs: list[Path] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        pair_dirs = sorted(out.rglob("pair-*"))
+        if len(pair_dirs) == 2 and all(batches_done(d) >= 3 for d in pair_dirs):
+            break
+        time.sleep(0.05)
+    proc.send_signal(2)  # SIGINT, as Ctrl-C in the terminal sends it to the run
+    _, stderr = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 130, stderr
+    assert "interrupted by SIGINT" in stderr
+    for pair_dir in pair_dirs:
+        stopped = [e for e in events_of(pair_dir) if e["event"] == "interrupted"]
+        assert len(stopped) == 1 and stopped[0]["detail"].startswith("SIGINT: stopping"), stopped
+        own = json.loads((pair_dir / "summary.json").read_text())
+        assert not own["complete"] and own["items_out"] > 0
+        assert not [pid for pid in worker_pids(pair_dir) if alive(pid)]
+    summary = json.loads((pair_dirs[0].parent / "summary.json").read_text())
+    assert not summary["complete"] and summary["items_out"] > 0
