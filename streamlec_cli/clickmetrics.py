@@ -82,12 +82,14 @@ class Scores:
     roc_auc: float | None
 
     def to_dict(self) -> dict:
+        rate = self.positives / self.items if self.items else None
         return {
-            "items_scored": self.items,
-            "positives": self.positives,
-            "positive_rate": self.positives / self.items if self.items else None,
             "log_loss": self.log_loss,
             "roc_auc": self.roc_auc,
+            "items_scored": self.items,
+            "positives": self.positives,
+            "positive_rate": rate,
+            "majority_accuracy": None if rate is None else max(rate, 1.0 - rate),
         }
 
 

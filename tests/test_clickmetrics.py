@@ -56,3 +56,47 @@ def test_score_leaves_out_lost_items_and_gives_svm_no_log_loss() -> None:
     assert got.log_loss == pytest.approx(log_loss(labels[keep], predictions[keep]))
     margins = clickmetrics.score(labels, predictions, clickmetrics.MARGIN)
     assert margins.log_loss is None and margins.roc_auc == 1.0
+
+
+def test_score_run_reads_the_run_files_per_batch_and_whole(tmp_path) -> None:
+    """``predictions.f64`` and ``labels.u8`` hold the delivered batches in order; a replayed
+    row of ``batches.csv`` (a reactive rollback) wrote nothing there and is skipped."""
+    rng = np.random.default_rng(5)
+    counts = [400, 400, 250]
+    n = sum(counts)
+    labels = rng.random(n) < 0.1
+    p = np.clip(rng.normal(0.1 + 0.3 * labels, 0.2), 0.001, 0.999)
+    p[17] = np.nan  # a lost item
+    labels[400:800] = False  # batch 1 has one label only: no AUC
+    p.tofile(tmp_path / "predictions.f64")
+    labels.astype(np.uint8).tofile(tmp_path / clickmetrics.LABELS_FILE)
+    rows = [
+        "batch,offset,count,replayed",
+        "0,0,400,0",
+        "1,400,400,1",  # replayed after a rollback: delivered again below
+        "1,400,400,0",
+        "2,800,250,0",
+    ]
+    (tmp_path / "batches.csv").write_text("\n".join(rows) + "\n")
+
+    whole = clickmetrics.score_run(tmp_path, clickmetrics.PROBABILITY)
+    keep = np.isfinite(p)
+    assert whole is not None and whole.items == n - 1
+    assert whole.log_loss == pytest.approx(log_loss(labels[keep], p[keep]), rel=1e-12)
+    assert whole.roc_auc == pytest.approx(roc_auc_score(labels[keep], p[keep]), rel=1e-12)
+
+    import pandas as pd
+
+    per_batch = pd.read_csv(tmp_path / clickmetrics.BATCH_METRICS_FILE)
+    assert per_batch["batch"].tolist() == [0, 1, 2]
+    assert per_batch["items_scored"].tolist() == [399, 400, 250]
+    assert np.isnan(per_batch["roc_auc"][1])
+    for b, part in ((0, slice(0, 400)), (2, slice(800, 1050))):
+        y, q = labels[part][keep[part]], p[part][keep[part]]
+        assert per_batch["log_loss"][b] == pytest.approx(log_loss(y, q, labels=[0, 1]), rel=1e-12)
+        assert per_batch["roc_auc"][b] == pytest.approx(roc_auc_score(y, q), rel=1e-12)
+
+
+def test_score_run_without_labels_is_none(tmp_path) -> None:
+    np.zeros(3).tofile(tmp_path / "predictions.f64")
+    assert clickmetrics.score_run(tmp_path, clickmetrics.MARGIN) is None
