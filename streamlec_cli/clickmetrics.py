@@ -122,13 +122,11 @@ def score_run(run_dir: Path, kind: str) -> Scores | None:
     batch's (in the rows of ``batches.csv`` not replayed, whose items ``predictions.f64`` holds
     in that order). None when the run has no labels (an algorithm without a ``prediction_kind``,
     or a run from before labels were kept)."""
-    path = run_dir / LABELS_FILE
-    if not path.exists() or not (run_dir / "predictions.f64").exists():
+    found = _read(run_dir)
+    if found is None:
         return None
-    labels = np.fromfile(path, dtype=np.uint8).astype(bool)
-    predictions = np.fromfile(run_dir / "predictions.f64", dtype=np.float64)
-    n = min(labels.size, predictions.size)  # equal, unless the sink died between the writes
-    labels, predictions = labels[:n], predictions[:n]
+    labels, predictions = found
+    n = labels.size
     with open(run_dir / BATCH_METRICS_FILE, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=BATCH_METRICS_COLUMNS)
         writer.writeheader()
@@ -149,6 +147,28 @@ def score_run(run_dir: Path, kind: str) -> Scores | None:
                 }
             )
     return score(labels, predictions, kind)
+
+
+def score_runs(run_dirs: list[Path], kind: str) -> Scores | None:
+    """The metrics of several runs' delivered predictions together (the pairs of a run with
+    ``pairs``: one ROC AUC over all their items); None when one of them has no labels."""
+    found = [_read(run_dir) for run_dir in run_dirs]
+    if not found or any(part is None for part in found):
+        return None
+    labels = np.concatenate([part[0] for part in found if part is not None])
+    predictions = np.concatenate([part[1] for part in found if part is not None])
+    return score(labels, predictions, kind)
+
+
+def _read(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(labels, predictions)`` of a run directory, item by item; None without labels."""
+    path = run_dir / LABELS_FILE
+    if not path.exists() or not (run_dir / "predictions.f64").exists():
+        return None
+    labels = np.fromfile(path, dtype=np.uint8).astype(bool)
+    predictions = np.fromfile(run_dir / "predictions.f64", dtype=np.float64)
+    n = min(labels.size, predictions.size)  # equal, unless the sink died between the writes
+    return labels[:n], predictions[:n]
 
 
 def _delivered(path: Path) -> list[tuple[int, int, int]]:

@@ -17,10 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from sklearn.metrics import log_loss, roc_auc_score
 
+from streamlec_cli import datasets
 from streamlec_cli.runtime.wire import socket_dir
+from streamlec_cli.spec import DatasetSpec
 
 RUN_TIMEOUT = 180
 
@@ -245,12 +249,6 @@ def test_click_metrics_are_sklearns_on_the_runs_own_predictions(
 ):
     """summary.json's log loss and ROC AUC, for the run and per batch, are scikit-learn's
     on the predictions the run saved and the labels it kept, which are the data's."""
-    import numpy as np
-    from sklearn.metrics import log_loss, roc_auc_score
-
-    from streamlec_cli import datasets
-    from streamlec_cli.spec import DatasetSpec
-
     data = {"name": "kdd12", "items": 60_000, "seed": 3}
     summary, run_dir, proc = run_spec(
         tmp_path,
@@ -340,8 +338,6 @@ def test_ctrl_c_stops_everything_and_keeps_results(tmp_path):
 
 
 def test_malformed_line_mid_file_stops_the_run_cleanly(tmp_path):
-    from streamlec_cli import datasets
-
     rows = datasets.generate("higgs", 0, 30_000, 1)
     data = tmp_path / "HIGGS.csv"
     with open(data, "w") as f:
