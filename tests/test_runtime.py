@@ -238,18 +238,18 @@ def test_none_with_one_kill_reports_the_loss(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("algorithm", "scheme", "exit_code"),
+    ("algorithm", "dataset", "scheme", "exit_code"),
     [
-        ("logreg", {"name": "ec", "k": 4, "r": 2}, 0),  # decoded items are scored too
-        ("svm", {"name": "none"}, 3),  # the dead slot's items are lost: left out
+        ("logreg", "kdd12", {"name": "ec", "k": 4, "r": 2}, 0),  # decoded items scored too
+        ("svm", "higgs", {"name": "none"}, 3),  # the dead slot's items are lost: left out
     ],
 )
 def test_click_metrics_are_sklearns_on_the_runs_own_predictions(
-    tmp_path, algorithm, scheme, exit_code
+    tmp_path, algorithm, dataset, scheme, exit_code
 ):
     """summary.json's log loss and ROC AUC, for the run and per batch, are scikit-learn's
     on the predictions the run saved and the labels it kept, which are the data's."""
-    data = {"name": "kdd12", "items": 60_000, "seed": 3}
+    data = {"name": dataset, "items": 144_000, "seed": 3}
     summary, run_dir, proc = run_spec(
         tmp_path,
         exit_code=exit_code,
@@ -257,13 +257,15 @@ def test_click_metrics_are_sklearns_on_the_runs_own_predictions(
         algorithm={"name": algorithm, "lr": 0.5},
         scheme=scheme,
         failures=[{"at_batch": 4, "kill": ["processor-1"]}],
+        # cold restarts: under none, the tasks sent meanwhile to the dead slot are lost
+        runtime={"warmup": 0.0, "standby": False},
     )
     predictions = np.fromfile(run_dir / "predictions.f64")
     labels = np.fromfile(run_dir / "labels.u8", dtype=np.uint8)
     rows = np.concatenate(list(datasets.open_batches(DatasetSpec(**data), 6_000)))
     np.testing.assert_array_equal(labels, rows[:, 0] > 0.5)
     kept = np.isfinite(predictions)
-    assert kept.sum() == summary["items_out"] and 0.02 < labels.mean() < 0.1
+    assert kept.sum() == summary["items_out"]
     y, scores = labels[kept].astype(bool), predictions[kept]
 
     metrics = summary["metrics"]
@@ -277,12 +279,13 @@ def test_click_metrics_are_sklearns_on_the_runs_own_predictions(
         assert reference["log_loss"] == pytest.approx(metrics["log_loss"], rel=1e-9)
     else:  # a margin is no probability
         assert metrics["log_loss"] is None and summary["items_lost"] > 0
-    assert 0.5 < metrics["roc_auc"] < 1.0  # the model learned something from the stream
+    assert 0.5 < metrics["roc_auc"] < 1.0  # a little learned in 24 steps (and every run alike)
+    assert summary["failures"] and not summary["failures_not_done"]
     assert "  metrics:   ROC AUC" in proc.stderr
 
     with open(run_dir / "batch_metrics.csv", newline="") as f:
         per_batch = list(csv.DictReader(f))
-    assert [int(r["batch"]) for r in per_batch] == list(range(10))
+    assert [int(r["batch"]) for r in per_batch] == list(range(24))
     for r in per_batch:
         part = slice(int(r["offset"]), int(r["offset"]) + int(r["count"]))
         keep = kept[part]
