@@ -541,10 +541,49 @@ def datasets_info(path: Path, fmt: str | None, items: int | None) -> None:
         f"label: {summary.positives} positive ({100 * summary.positive_rate:.2f}%), "
         f"{summary.rows - summary.positives} negative"
     )
-    click.echo(f"{'feature':<26} {'min':>12} {'mean':>12} {'max':>12}")
+    if summary.scaling is None:
+        click.echo(f"{'feature':<26} {'min':>12} {'mean':>12} {'max':>12}")
+        for i, feature in enumerate(summary.feature_names):
+            low, mean, high = summary.minimum[i], summary.mean[i], summary.maximum[i]
+            click.echo(f"{feature:<26} {low:>12.6g} {mean:>12.6g} {high:>12.6g}")
+        return
+    for line in _scaling_lines(summary):
+        click.echo(line)
+
+
+def _scaling_lines(summary) -> list[str]:
+    """``datasets info`` of a KDD12 file: the scaling its features get (the same for every
+    format), each feature beside its maximum (and, for a raw or LIBSVM file, the largest value
+    behind it), and what ``dataset.maxima`` a file with larger values needs."""
+    maxima = summary.scaling.maxima
+    raw = summary.largest is not None
+    lines = [
+        "scaling: KDD12 fixed maxima, the same for the dense trace, training.txt and LIBSVM "
+        "(meta.json records them: dataset_source.scaling)",
+        "  feature = value / maximum; LIBSVM: value = index - offset, each field's ids after the "
+        "previous fields' maxima; "
+        + (
+            "this file's values are scaled by them"
+            if raw
+            else "a dense trace is read as it is (the generator's ids over these maxima)"
+        ),
+        f"{'feature':<14} {'min':>10} {'mean':>10} {'max':>10} {'maximum':>12}"
+        + (f" {'largest value':>14}" if raw else ""),
+    ]
     for i, feature in enumerate(summary.feature_names):
         low, mean, high = summary.minimum[i], summary.mean[i], summary.maximum[i]
-        click.echo(f"{feature:<26} {low:>12.6g} {mean:>12.6g} {high:>12.6g}")
+        line = f"{feature:<14} {low:>10.6g} {mean:>10.6g} {high:>10.6g} {maxima[i]:>12.0f}"
+        if raw:
+            line += f" {summary.largest[i]:>14.0f}"
+        lines.append(line)
+    above = summary.above_maxima()
+    if above:
+        given = ", ".join(f"{name}: {value}" for name, value in above.items())
+        lines.append(
+            f"values above their maximum: {', '.join(above)}; a run reads this file with "
+            f"dataset: {{maxima: {{{given}}}}} in its spec (features then value / that maximum)"
+        )
+    return lines
 
 
 @datasets_group.command("list")

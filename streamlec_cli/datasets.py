@@ -203,16 +203,26 @@ def _check_format(path: Path, fmt: str, name: str | None) -> None:
 
 
 def read_file(
-    path: str | Path, fmt: str | None = None, name: str | None = None
+    path: str | Path,
+    fmt: str | None = None,
+    name: str | None = None,
+    scaling: kdd12.Scaling | None = None,
 ) -> Iterator[np.ndarray]:
     """A data file's rows in the dense form, chunk by chunk (a few thousand rows each).
 
-    ``fmt`` None detects the format; ``name`` checks that the file holds that dataset.
+    ``fmt`` None detects the format; ``name`` checks that the file holds that dataset;
+    ``scaling`` scales a raw or LIBSVM KDD12 file (default: the fixed maxima).
     """
     path = Path(path)
     fmt = fmt or formats.detect(path)
     _check_format(path, fmt, name)
-    return formats.read(path, fmt)
+    return formats.read(path, fmt, scaling)
+
+
+def scaling(dataset: DatasetSpec) -> kdd12.Scaling | None:
+    """The KDD12 scaling a spec's dataset uses (its ``maxima`` over the fixed ones); None
+    for HIGGS, whose features are read as they are."""
+    return kdd12.Scaling(dataset.maxima) if dataset.name == "kdd12" else None
 
 
 def _rebatch(chunks: Iterable[np.ndarray], items: int, batch: int) -> Iterator[np.ndarray]:
@@ -251,7 +261,7 @@ def open_batches(dataset: DatasetSpec, batch: int) -> Iterator[np.ndarray]:
     if found is None:
         return batches(dataset.name, dataset.items, batch, dataset.seed)
     path, fmt = found
-    return _rebatch(formats.read(path, fmt), dataset.items, batch)
+    return _rebatch(formats.read(path, fmt, scaling(dataset)), dataset.items, batch)
 
 
 # -- staging ------------------------------------------------------------------------------------
@@ -295,8 +305,11 @@ def read_staged(path: str | Path, width: int, batch: int) -> Iterator[np.ndarray
 
 
 def source_description(dataset: DatasetSpec) -> dict:
-    """What ``meta.json`` says about where the data came from (generator or file)."""
+    """What ``meta.json`` says about where the data came from (generator or file) and, for
+    KDD12, the scaling that made its features (``kdd12.Scaling.describe``)."""
     found = resolve_file(dataset)
+    used = scaling(dataset)
+    scaled = {} if used is None else {"scaling": used.describe()}
     if found is None:
         return {
             "kind": "generator",
@@ -305,6 +318,7 @@ def source_description(dataset: DatasetSpec) -> dict:
             "items": dataset.items,
             "generator_version": GENERATOR_VERSION,
             "staged": dataset.stage,
+            **scaled,
         }
     path, fmt = found
     return {
@@ -317,6 +331,7 @@ def source_description(dataset: DatasetSpec) -> dict:
         "default_location": dataset.path is None,
         "items": dataset.items,
         "staged": dataset.stage,
+        **scaled,
     }
 
 
@@ -356,16 +371,32 @@ class FileSummary:
     minimum: np.ndarray
     mean: np.ndarray
     maximum: np.ndarray
+    scaling: kdd12.Scaling | None = None  # KDD12: the scaling the features were made with
+    largest: np.ndarray | None = None  # raw and LIBSVM: the largest integer behind each feature
 
     @property
     def positive_rate(self) -> float:
         return self.positives / self.rows if self.rows else float("nan")
 
+    def above_maxima(self) -> dict[str, int]:
+        """Features whose largest value in the file is above its maximum, with that value:
+        what ``dataset.maxima`` must give for a run to read the file."""
+        if self.scaling is None or self.largest is None:
+            return {}
+        over = self.largest > self.scaling.maxima
+        return {
+            name: int(value)
+            for name, value, bad in zip(self.feature_names, self.largest, over, strict=True)
+            if bad
+        }
+
 
 def describe_file(
     path: str | Path, fmt: str | None = None, items: int | None = None
 ) -> FileSummary:
-    """Stream a data file once (or its first ``items`` rows) and summarise it."""
+    """Stream a data file once (or its first ``items`` rows) and summarise it: its features
+    as a run makes them (KDD12: with the fixed maxima, values above them included, and the
+    largest value behind each feature of a raw or LIBSVM file)."""
     path = Path(path)
     fmt = fmt or formats.detect(path)
     _check_format(path, fmt, None)
@@ -373,7 +404,12 @@ def describe_file(
     width = 1 + DATASETS[name].features
     rows = positives = 0
     low, high, total = np.full(width, np.inf), np.full(width, -np.inf), np.zeros(width)
-    chunks = formats.read(path, fmt)
+    used = kdd12.Scaling() if name == "kdd12" else None
+    if fmt in formats.SCALED:  # unchecked: values above their maxima are shown, not refused
+        maxima = kdd12.Scaling().maxima
+        chunks = (formats.features(v, maxima) for v in formats.read_values(path, fmt, used))
+    else:
+        chunks = formats.read(path, fmt)
     for chunk in _rebatch(chunks, items, 65536) if items is not None else chunks:
         rows += chunk.shape[0]
         positives += int(np.count_nonzero(chunk[:, 0] > 0.5))
@@ -391,4 +427,7 @@ def describe_file(
         minimum=low[1:],
         mean=total[1:] / max(rows, 1),
         maximum=high[1:],
+        scaling=used,
+        # the integers behind the largest features (feature = value / maximum)
+        largest=np.rint(high[1:] * used.maxima) if fmt in formats.SCALED else None,
     )

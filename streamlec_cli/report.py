@@ -142,7 +142,28 @@ def build_report(paths: Sequence[Path], all_runs: bool = False) -> Report:
             "",
             *_markdown(scaling, SCALING_COLUMNS),
         ]
-    tables = {"claims": claims, "throughput": throughput, "cpu": costs, "scaling": scaling}
+    quality = quality_records(runs)
+    if quality:
+        lines += [
+            "",
+            "### Prediction quality (progressive: each item predicted before it is learned from)",
+            "",
+            "Classification runs by setting (median over its runs, every scheme alike: they "
+            "predict what the single-process reference predicts), from each run's "
+            "`metrics`: ROC AUC of the predictions (svm: of its margin), log loss (logreg; a "
+            "margin is no probability), accuracy beside that of always predicting the commoner "
+            "label, which a rare label (KDD12's clicks) makes high. `AUC spread` is the largest "
+            "difference between two runs of the setting: above 0 only where a run lost items.",
+            "",
+            *_markdown(quality, QUALITY_COLUMNS),
+        ]
+    tables = {
+        "claims": claims,
+        "throughput": throughput,
+        "cpu": costs,
+        "scaling": scaling,
+        "quality": quality,
+    }
     compared = motivation.records(runs, load_baselines(paths))
     if compared:
         lines += ["", *motivation_section(compared)]
@@ -228,7 +249,11 @@ def _keys(name: str, records: list[Record]) -> list[str]:
     """The columns of a table, also when it has no rows."""
     if records:
         return list(records[0])
-    empty = {"claims": [f.name for f in fields(Row)], "cpu": [k for k, _, _ in CPU_COLUMNS]}
+    empty = {
+        "claims": [f.name for f in fields(Row)],
+        "cpu": [k for k, _, _ in CPU_COLUMNS],
+        "quality": [k for k, _, _ in QUALITY_COLUMNS],
+    }
     return empty.get(name, ["spec", "algorithm", "dataset", "processors"])
 
 
@@ -454,6 +479,71 @@ def _describe_setting(setting: tuple) -> str:
     _, algorithm, dataset, processors, batch, _, cluster = setting
     where = "" if cluster == SHARED else f", on {cluster}"
     return f"{algorithm} on {dataset}, {processors} processors, batch {batch}{where}"
+
+
+# -- prediction quality ----------------------------------------------------------------------
+
+
+def quality_records(runs: list[Run]) -> list[Record]:
+    """Per setting of the runs whose summary has click-through metrics (spec, algorithm and
+    its parameters, dataset, items, batch): the medians of ROC AUC, log loss, accuracy, the
+    commoner label's share and the share of label 1, the runs, and the ROC AUC's spread."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        metrics = run.get("metrics") or {}
+        if metrics.get("prediction_kind") is None:
+            continue
+        key = (
+            str(run["spec_name"]),
+            run.get("algorithm_label") or str(run.get("algorithm")),
+            str(run.get("dataset")),
+            run.get("items_in"),
+            run.get("batch"),
+        )
+        groups[key].append(metrics)
+    records = []
+    for key in sorted(groups, key=lambda k: tuple(natural_key(str(part)) for part in k)):
+        spec, algorithm, dataset, items, batch = key
+        found = groups[key]
+        aucs = [m["roc_auc"] for m in found if m.get("roc_auc") is not None]
+        records.append(
+            {
+                "spec": spec,
+                "algorithm": algorithm,
+                "dataset": dataset,
+                "items": items,
+                "batch": batch,
+                "runs": len(found),
+                "positive_rate": _median_of(found, "positive_rate"),
+                "accuracy": _median_of(found, "accuracy"),
+                "majority_accuracy": _median_of(found, "majority_accuracy"),
+                "log_loss": _median_of(found, "log_loss"),
+                "roc_auc": _median_of(found, "roc_auc"),
+                "roc_auc_spread": max(aucs) - min(aucs) if aucs else None,
+            }
+        )
+    return records
+
+
+def _median_of(metrics: list[dict[str, Any]], key: str) -> float | None:
+    values = [m[key] for m in metrics if m.get(key) is not None]
+    return median(values) if values else None
+
+
+_SHARE = _cell("{:.1%}".format, "-")
+QUALITY_COLUMNS: tuple[Column, ...] = (
+    ("spec", "spec", str),
+    ("algorithm", "algorithm", str),
+    ("dataset", "dataset", str),
+    ("items", "items", _cell("{:,}".format, "-")),
+    ("runs", "runs", str),
+    ("positive_rate", "label 1", _SHARE),
+    ("accuracy", "accuracy", _SHARE),
+    ("majority_accuracy", "always the commoner", _SHARE),
+    ("log_loss", "log loss", _cell("{:.4f}".format, "-")),
+    ("roc_auc", "ROC AUC", _cell("{:.4f}".format, "-")),
+    ("roc_auc_spread", "AUC spread", _cell("{:.1e}".format, "-")),
+)
 
 
 # -- CPU -------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ run gets a new directory and an earlier run's is never touched) holds ``spec.yam
 (resolved), ``meta.json`` (commit, host, cores, memory, versions, start time, run id and
 setting), ``batches.csv``, ``timeline.csv``, ``events.csv``, ``predictions.f64`` (one float64
 per stream item, NaN where lost), ``latency.f32`` (seconds from each item's arrival to its
-final result, NaN where lost), ``model.npy``, worker logs under ``logs/`` and
+final result, NaN where lost), for a classifier ``labels.u8`` (each item's label, 1 or 0) and
+``batch_metrics.csv`` (``clickmetrics``), ``model.npy``, worker logs under ``logs/`` and
 ``summary.json``. CSV rows are flushed as they are written, and events are appended one
 ``write`` per line, so whatever was measured survives a crash of the harness.
 """

@@ -29,6 +29,8 @@ from typing import Any, NoReturn
 import yaml
 
 from . import algorithms, schemes
+from .data.kdd12 import DEFINED as KDD12_DEFINED
+from .data.kdd12 import FEATURE_NAMES as KDD12_FEATURES
 from .params import Param, ParamError
 from .profiles import PROFILES, Profile
 from .schemes.base import storage_workers
@@ -60,7 +62,7 @@ TOP_LEVEL_KEYS = (
     "cluster",
 )
 _NOT_SWEPT = ("name", "sweep", "repeat")
-_DATASET_KEYS = ("name", "items", "seed", "path", "format", "stage")
+_DATASET_KEYS = ("name", "items", "seed", "path", "format", "stage", "maxima")
 _FAILURE_KEYS = ("at", "at_batch", "kill")
 _RUNTIME_KEYS = ("heartbeat_interval", "failure_timeout", "grace", "warmup", "restart", "standby")
 _RUNTIME_DURATIONS = _RUNTIME_KEYS[:4]
@@ -114,6 +116,8 @@ class DatasetSpec:
     path: str | None = None
     format: str | None = None
     stage: bool = False  # rows written to the run directory before the stream, read from there
+    # KDD12: (feature, maximum) pairs over the fixed maxima of its scaling (kdd12.Scaling)
+    maxima: tuple[tuple[str, int], ...] = ()
 
     def describe(self) -> str:
         """One-line summary, e.g. ``higgs(items=200000,seed=1)``."""
@@ -124,6 +128,8 @@ class DatasetSpec:
             parts.append(f"format={self.format}")
         if self.stage:
             parts.append("staged")
+        if self.maxima:
+            parts.append("maxima=" + "/".join(f"{k}:{v}" for k, v in self.maxima))
         return f"{self.name}({','.join(parts)})"
 
 
@@ -368,7 +374,7 @@ class Spec:
         """
         resolved = {
             "name": self.name,
-            "dataset": {f.name: getattr(self.dataset, f.name) for f in fields(self.dataset)},
+            "dataset": self.dataset_dict(),
             "algorithm": {"name": self.algorithm.name, **self.algorithm.kwargs()},
             "scheme": self.scheme.to_dict(),
             "processors": self.processors,
@@ -386,6 +392,14 @@ class Spec:
         if self.cluster is not None:
             resolved["cluster"] = self.cluster.to_dict()
         return resolved
+
+    def dataset_dict(self) -> dict[str, Any]:
+        """The dataset section as plain data (``maxima`` only when given)."""
+        out = {f.name: getattr(self.dataset, f.name) for f in fields(self.dataset)}
+        out["maxima"] = dict(self.dataset.maxima)
+        if not out["maxima"]:
+            del out["maxima"]
+        return out
 
     def describe(self) -> str:
         """One line: run id, scheme, algorithm, dataset, processors, batch, rate, failures."""
@@ -712,7 +726,25 @@ def _dataset(value: object) -> DatasetSpec:
         path=path,
         format=fmt,
         stage=_boolean("dataset.stage", section.get("stage", False)),
+        maxima=_maxima(name, section.get("maxima")),
     )
+
+
+def _maxima(name: str, value: object) -> tuple[tuple[str, int], ...]:
+    """``dataset.maxima``: KDD12 features and the largest id each may have, over the fixed
+    maxima of its scaling (depth and position are at most 3 by definition)."""
+    if value is None or value == {}:
+        return ()
+    if name != "kdd12":
+        _reject("dataset.maxima", value, "maxima applies to kdd12 only (its ids' scaling)")
+    if not isinstance(value, Mapping):
+        _reject("dataset.maxima", value, "maxima must be a mapping of kdd12 features to numbers")
+    allowed = tuple(f for f in KDD12_FEATURES if f not in KDD12_DEFINED)
+    given = {}
+    for key, number in value.items():
+        feature = _choice("dataset.maxima", key, allowed, what="a maximum (depth and position: 3)")
+        given[feature] = _integer(f"dataset.maxima.{feature}", number, 1)
+    return tuple((f, given[f]) for f in allowed if f in given)
 
 
 def _algorithm(value: object) -> AlgorithmSpec:

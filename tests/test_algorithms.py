@@ -14,7 +14,7 @@ import pickle
 import numpy as np
 import pytest
 
-from streamlec_cli import datasets
+from streamlec_cli import clickmetrics, datasets
 from streamlec_cli.algorithms import ALGORITHMS, Algorithm, Stats, make_algorithm
 from streamlec_cli.reference import run_reference
 
@@ -232,6 +232,24 @@ def test_shapes(alg: Algorithm, rows: np.ndarray, model: np.ndarray) -> None:
     assert alg.update(model, stats).shape == model.shape
 
 
+def test_a_classifier_says_what_its_predictions_are(
+    alg: Algorithm, rows: np.ndarray, model: np.ndarray
+) -> None:
+    """Every classifier gets log loss or ROC AUC (``clickmetrics``): its prediction is a
+    probability of label 1 or a margin whose sign is its class."""
+    assert (alg.prediction_kind in clickmetrics.KINDS) == alg.classifier
+    if alg.prediction_kind is None:
+        return
+    Z = alg.linear(model, rows)
+    predicted = alg.predict(model, Z)
+    says_one = predicted >= (0.5 if alg.prediction_kind == clickmetrics.PROBABILITY else 0.0)
+    np.testing.assert_array_equal(
+        says_one == clickmetrics.positive(rows[:, 0]), alg.correct(model, Z)
+    )
+    if alg.prediction_kind == clickmetrics.PROBABILITY:
+        assert ((predicted > 0.0) & (predicted < 1.0)).all()
+
+
 # -- each update rule against the formula -----------------------------------------------------
 
 
@@ -302,7 +320,8 @@ def test_svm_update_rule_on_both_label_encodings() -> None:
     assert 50 < inside.sum() < 350
     c = np.where(inside, -signed, 0.0)
     np.testing.assert_array_equal(F[:, 0], c)
-    np.testing.assert_array_equal(alg.predict(model, Z), np.where(z >= 0, 1.0, -1.0))
+    np.testing.assert_allclose(alg.predict(model, Z), z, rtol=1e-12, atol=1e-12)  # the margin
+    np.testing.assert_array_equal(alg.correct(model, Z), (z >= 0) == (signed > 0))
     np.testing.assert_allclose(alg.loss(model, Z), np.maximum(0, 1 - signed * z), atol=1e-12)
     np.testing.assert_allclose(new, gradient_step(model, X, c, 0.2, 0.01), rtol=1e-12)
 

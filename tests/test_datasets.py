@@ -219,17 +219,7 @@ def test_kdd12_round_trips(tmp_path: Path, fmt: str) -> None:
     got = read_all(path)
     assert got.shape == rows.shape
     assert np.array_equal(got[:, 0], rows[:, 0])
-    if fmt == "kdd12-dense":
-        assert np.array_equal(got, rows)
-    elif fmt == "kdd12-raw":  # id / largest id in the file; depth and position / 3
-        ids = kdd12_ids(rows)
-        scale = ids.max(axis=0)
-        scale[kdd12.DEPTH - 1] = scale[kdd12.POSITION - 1] = 3.0
-        assert np.array_equal(got[:, 1:], ids / scale)
-    else:  # the j-th index, ranked within the indices at position j
-        index = kdd12_ids(rows) + formats.LIBSVM_OFFSETS
-        low, high = index.min(axis=0), index.max(axis=0)
-        np.testing.assert_allclose(got[:, 1:], (index - low + 1) / (high - low + 1), rtol=1e-15)
+    assert np.array_equal(got, rows)  # every format: id / its fixed maximum, as generated
 
 
 def test_checked_in_samples_are_the_seeded_streams() -> None:
@@ -238,18 +228,69 @@ def test_checked_in_samples_are_the_seeded_streams() -> None:
     dense = read_all(SAMPLES / "kdd12-sample.txt")
     assert np.array_equal(dense, datasets.generate("kdd12", 0, len(dense)))
     for name, fmt in [("training-sample.txt", "kdd12-raw"), ("kdd12-libsvm-sample.txt", None)]:
-        rows = read_all(SAMPLES / name, fmt)
-        assert rows.shape == dense.shape and np.array_equal(rows[:, 0], dense[:, 0])
-        assert rows[:, 1:].min() >= 0 and rows[:, 1:].max() == 1.0
+        assert np.array_equal(read_all(SAMPLES / name, fmt), dense)
+
+
+def test_the_same_rows_give_the_same_features_in_every_format(tmp_path: Path) -> None:
+    """The KDD12 scaling is fixed: no format and no part of a file scales by what the file
+    holds, so the first rows of a stream read the same from a short file and a long one, as
+    the dense trace, training.txt or LIBSVM, and as the generator makes them."""
+    stream = datasets.generate("kdd12", 0, 3000, seed=8)
+    for fmt in ("kdd12-dense", "kdd12-raw", "kdd12-libsvm"):
+        short, long = tmp_path / f"short-{fmt}", tmp_path / f"long-{fmt}.gz"
+        formats.write(short, fmt, [stream[:40]])
+        formats.write(long, fmt, [stream])
+        assert np.array_equal(read_all(short), stream[:40]), fmt
+        assert np.array_equal(read_all(long), stream), fmt
+    meta = datasets.source_description(DatasetSpec("kdd12", path=str(tmp_path / "short-kdd12-raw")))
+    scaling = meta["scaling"]
+    assert scaling["maxima"]["ad"] == 650_000 and scaling["maxima"]["depth"] == 3
+    assert scaling["libsvm_offsets"]["display_url"] == 10_000 and scaling["given"] == {}
+    generated = datasets.source_description(DatasetSpec("kdd12"))
+    assert generated["scaling"] == scaling  # the generator's ids over the same maxima
+    assert "scaling" not in datasets.source_description(DatasetSpec("higgs"))
+
+
+def test_a_value_above_its_maximum_names_the_line_and_the_spec_key(tmp_path: Path) -> None:
+    raw = tmp_path / "training.txt"
+    line = "0\t1\t2\t3\t4\t2\t1\t5\t6\t7\t8\t9"
+    big = "1\t1\t2\t3\t4\t2\t1\t26243606\t6\t7\t8\t9"
+    raw.write_text("\n".join([line, "", line, big, line]) + "\n")
+    spec = DatasetSpec("kdd12", path=str(raw), items=10)
+    with pytest.raises(datasets.DatasetError) as refused:
+        list(datasets.open_batches(spec, 10))
+    message = str(refused.value)
+    assert f"{raw}, line 4: field 8 (query) is 26243606, above 25000000" in message
+    assert "dataset.maxima.query" in message and "datasets info" in message
+    given = DatasetSpec("kdd12", path=str(raw), items=10, maxima=(("query", 30_000_000),))
+    rows = np.concatenate(list(datasets.open_batches(given, 10)))
+    assert rows[2, 7] == 26243606 / 30_000_000 and rows[0, 7] == 5 / 30_000_000
+    assert rows[0, 3] == 3 / 650_000  # the other features keep their fixed maxima
+    info = cli("info", str(raw))
+    assert info.exit_code == 0, info.output
+    assert "values above their maximum: query" in info.output
+    assert "dataset: {maxima: {query: 26243606}}" in info.output
+
+
+def test_a_libsvm_index_outside_its_fields_range_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "kdd12"
+    path.write_text("0 3:1 10010:1\n1 3:1 5:1\n")  # line 2: 5 is no display_url index
+    with pytest.raises(datasets.DatasetError) as refused:
+        read_all(path)
+    message = str(refused.value)
+    assert f"{path}, line 2: entry 2 (index 5) is not a display_url index" in message
+    assert "10000..40000" in message
 
 
 def test_libsvm_accepts_signed_labels_and_short_lines(tmp_path: Path) -> None:
     path = tmp_path / "kdd12"
-    path.write_text("+1 3:1 10:1\n-1 4:1 12:1 20:1\n\n0 5:1\n")
+    # impression ids start at index 0, display_url's at 10000, ad's at 40000
+    path.write_text("+1 3:1 10010:1\n-1 4:1 10020:1 40005:1\n\n0 5:1\n")
     rows = read_all(path)
     assert rows[:, 0].tolist() == [1.0, 0.0, 0.0]
-    assert rows[:, 1].tolist() == [1 / 3, 2 / 3, 1.0]  # (index - 3 + 1) / (5 - 3 + 1)
-    assert rows[1, 3] == 1.0 and rows[0, 3] == 0.0  # a position a line does not list is 0
+    assert rows[:, 1].tolist() == [3 / 10_000, 4 / 10_000, 5 / 10_000]
+    assert rows[:, 2].tolist() == [10 / 30_000, 20 / 30_000, 0.0]
+    assert rows[1, 3] == 5 / 650_000 and rows[0, 3] == 0.0  # a field a line lacks is 0
 
 
 def test_zip_archive_of_training_txt(tmp_path: Path) -> None:
@@ -305,6 +346,7 @@ def test_generator_when_there_is_no_file() -> None:
         "items": 5000,
         "generator_version": datasets.GENERATOR_VERSION,
         "staged": False,
+        "scaling": kdd12.Scaling().describe(),
     }
 
 
@@ -435,6 +477,8 @@ def test_gen_then_info(tmp_path: Path) -> None:
     assert "kdd12-dense (detected, gzip)" in info.output
     assert "rows: 4000" in info.output and f"label: {positives} positive" in info.output
     assert "position" in info.output and f"{rows[:, 6].mean():.6g}" in info.output
+    assert "scaling: KDD12 fixed maxima, the same for the dense trace" in info.output
+    assert "values above their maximum" not in info.output
 
 
 def test_gen_refuses_a_format_of_the_other_dataset(tmp_path: Path) -> None:

@@ -520,3 +520,46 @@ def test_the_regime_specs_conditions_get_no_claims_column_of_their_own(tmp_path:
     assert result.exit_code == 0, result.output
     assert "| claim | paper | measured here | measured from |" in result.stdout.splitlines()
     assert "| regime | cores-only |" in result.stdout
+
+
+def test_prediction_quality_table_from_the_runs_metrics(tmp_path: Path) -> None:
+    """Classification runs of one setting share a row whatever their scheme; runs without
+    click-through metrics (other algorithms, older summaries) are not in it."""
+
+    def metrics(auc: float, loss: float | None, kind: str = "probability") -> dict:
+        return {
+            "prediction_kind": kind,
+            "roc_auc": auc,
+            "log_loss": loss,
+            "accuracy": 0.95,
+            "positive_rate": 0.05,
+            "majority_accuracy": 0.95,
+        }
+
+    write_summary(tmp_path, "ctr", "ec42", 900.0, metrics=metrics(0.71, 0.19))
+    write_summary(tmp_path, "ctr", "rep3", 500.0, metrics=metrics(0.71, 0.19))
+    write_summary(tmp_path, "ctr", "none", 500.0, metrics=metrics(0.70, 0.20))  # lost items
+    write_summary(tmp_path, "ctr", "ec42", 900.0, algorithm="svm", metrics=metrics(0.69, None))
+    write_summary(tmp_path, "ctr", "ec42", 900.0, algorithm="linreg", metrics={"loss": 1.0})
+    _, result = report(tmp_path, extra=("--csv", str(tmp_path / "tables")))
+    assert result.exit_code == 0, result.output
+    assert "### Prediction quality" in result.stdout
+    section = result.stdout.split("### Prediction quality", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ctr |")]
+    assert (
+        "| ctr | logreg | higgs | 600,000 | 3 | 5.0% | 95.0% | 95.0% | 0.1900 | 0.7100 |"
+        in (rows[0])
+    )
+    assert rows[0].endswith("| 1.0e-02 |")
+    assert "| ctr | svm | higgs | 600,000 | 1 | 5.0% | 95.0% | 95.0% | - | 0.6900 |" in rows[1]
+    assert not [row for row in rows if "linreg" in row]
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "tables" / "quality.csv")
+    assert table["roc_auc"].tolist() == [0.71, 0.69]
+
+
+def test_no_prediction_quality_table_without_classification_metrics(tmp_path: Path) -> None:
+    write_summary(tmp_path, "throughput", "ec42", 900.0)
+    _, result = report(tmp_path)
+    assert result.exit_code == 0 and "Prediction quality" not in result.stdout

@@ -17,10 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from sklearn.metrics import log_loss, roc_auc_score
 
+from streamlec_cli import datasets
 from streamlec_cli.runtime.wire import socket_dir
+from streamlec_cli.spec import DatasetSpec
 
 RUN_TIMEOUT = 180
 
@@ -206,6 +210,9 @@ def test_reactive_replays_after_a_kill(tmp_path):
     assert summary["wal_bytes"] >= 144_000 * 29 * 8  # every item was logged to disk
     assert not (run_dir / "wal.bin").exists()  # and the log removed once the run was over
     assert any(e["event"] == "rollback" for e in events(run_dir))
+    # The replayed batches' labels were kept once, as their predictions were.
+    assert (run_dir / "labels.u8").stat().st_size == 144_000
+    assert summary["metrics"]["items_scored"] == 144_000
 
 
 def test_ec42_three_kills_in_one_batch_reports_the_loss(tmp_path):
@@ -243,6 +250,66 @@ def test_none_with_one_kill_reports_the_loss(tmp_path):
     assert all(int(r["items_lost"]) == 0 for r in rows[:4])  # nothing lost before the kill
     assert "LOST" in proc.stderr
     assert any(e["event"] == "items lost" for e in events(run_dir))
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "dataset", "scheme", "exit_code"),
+    [
+        ("logreg", "kdd12", {"name": "ec", "k": 4, "r": 2}, 0),  # decoded items scored too
+        ("svm", "higgs", {"name": "none"}, 3),  # the dead slot's items are lost: left out
+    ],
+)
+def test_click_metrics_are_sklearns_on_the_runs_own_predictions(
+    tmp_path, algorithm, dataset, scheme, exit_code
+):
+    """summary.json's log loss and ROC AUC, for the run and per batch, are scikit-learn's
+    on the predictions the run saved and the labels it kept, which are the data's."""
+    data = {"name": dataset, "items": 144_000, "seed": 3}
+    summary, run_dir, proc = run_spec(
+        tmp_path,
+        exit_code=exit_code,
+        dataset=data,
+        algorithm={"name": algorithm, "lr": 0.5},
+        scheme=scheme,
+        failures=[{"at_batch": 4, "kill": ["processor-1"]}],
+        # cold restarts: under none, the tasks sent meanwhile to the dead slot are lost
+        runtime={"warmup": 0.0, "standby": False},
+    )
+    predictions = np.fromfile(run_dir / "predictions.f64")
+    labels = np.fromfile(run_dir / "labels.u8", dtype=np.uint8)
+    rows = np.concatenate(list(datasets.open_batches(DatasetSpec(**data), 6_000)))
+    np.testing.assert_array_equal(labels, rows[:, 0] > 0.5)
+    kept = np.isfinite(predictions)
+    assert kept.sum() == summary["items_out"]
+    y, scores = labels[kept].astype(bool), predictions[kept]
+
+    metrics = summary["metrics"]
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y, scores), rel=1e-12)
+    assert metrics["items_scored"] == kept.sum() and metrics["positives"] == y.sum()
+    if algorithm == "logreg":
+        assert metrics["log_loss"] == pytest.approx(log_loss(y, scores), rel=1e-12)
+        assert summary["decoded_items"] > 0
+        reference = summary["reference"]["metrics"]
+        assert reference["roc_auc"] == pytest.approx(metrics["roc_auc"], rel=1e-9)
+        assert reference["log_loss"] == pytest.approx(metrics["log_loss"], rel=1e-9)
+    else:  # a margin is no probability
+        assert metrics["log_loss"] is None and summary["items_lost"] > 0
+    assert 0.5 < metrics["roc_auc"] < 1.0  # a little learned in 24 steps (and every run alike)
+    assert summary["failures"] and not summary["failures_not_done"]
+    assert "  metrics:   ROC AUC" in proc.stderr
+
+    with open(run_dir / "batch_metrics.csv", newline="") as f:
+        per_batch = list(csv.DictReader(f))
+    assert [int(r["batch"]) for r in per_batch] == list(range(24))
+    for r in per_batch:
+        part = slice(int(r["offset"]), int(r["offset"]) + int(r["count"]))
+        keep = kept[part]
+        yb, sb = labels[part][keep].astype(bool), predictions[part][keep]
+        assert float(r["roc_auc"]) == pytest.approx(roc_auc_score(yb, sb), rel=1e-12)
+        if algorithm == "logreg":
+            assert float(r["log_loss"]) == pytest.approx(log_loss(yb, sb), rel=1e-12)
+        else:
+            assert r["log_loss"] == ""
 
 
 def test_kill_worker_from_a_second_shell(tmp_path):
@@ -289,8 +356,6 @@ def test_ctrl_c_stops_everything_and_keeps_results(tmp_path):
 
 
 def test_malformed_line_mid_file_stops_the_run_cleanly(tmp_path):
-    from streamlec_cli import datasets
-
     rows = datasets.generate("higgs", 0, 30_000, 1)
     data = tmp_path / "HIGGS.csv"
     with open(data, "w") as f:

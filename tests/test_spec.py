@@ -356,6 +356,22 @@ def test_every_ec_shape_within_16_slots_validates(k: int, r: int, groups: int) -
             {"dataset": {"name": "kdd12", "path": "x.txt", "format": "higgs-csv"}},
             ["dataset.format", "kdd12-dense, kdd12-raw, kdd12-libsvm"],
         ),
+        (
+            {"dataset": {"name": "higgs", "maxima": {"query": 10}}},
+            ["dataset.maxima: {query: 10} is not allowed: maxima applies to kdd12 only"],
+        ),
+        (
+            {"dataset": {"name": "kdd12", "maxima": {"depth": 4}}},
+            ["dataset.maxima: 'depth' is not allowed: choose one of impression", "position: 3"],
+        ),
+        (
+            {"dataset": {"name": "kdd12", "maxima": {"qurey": 30000000}}},
+            ["dataset.maxima: 'qurey' is not allowed", "(did you mean 'query'?)"],
+        ),
+        (
+            {"dataset": {"name": "kdd12", "maxima": {"user": -1}}},
+            ["dataset.maxima.user: -1 is not allowed: user must be a positive integer"],
+        ),
         ({"hosts": {"processor-6": "h1"}}, ["hosts.processor-6: processor-6 does not exist"]),
         (
             {"hosts": {"source": "h1", "sink": "h2"}},
@@ -755,3 +771,21 @@ def test_storage_workers_can_be_placed_by_hand_and_only_those_that_exist() -> No
         parse(ec_spec(scheme=scheme, transport="tcp", hosts={"storage-2": "node4"}))
     with pytest.raises(SpecError, match=r"hosts\.storage-0: storage-0 does not exist"):
         parse(ec_spec(scheme={"name": "reactive", "log": "source"}, hosts={"storage-0": "x"}))
+
+
+def test_kdd12_maxima_round_trip_through_the_resolved_spec() -> None:
+    """``dataset.maxima`` is kept in feature order, written to spec.yaml only when given, and
+    a resolved spec reads back as the same run."""
+    (spec,) = parse(
+        {
+            "name": "real",
+            "processors": 2,
+            "dataset": {"name": "kdd12", "maxima": {"user": 23907635, "query": "26243606"}},
+        }
+    )
+    assert spec.dataset.maxima == (("query", 26243606), ("user", 23907635))
+    resolved = spec.to_dict()
+    assert resolved["dataset"]["maxima"] == {"query": 26243606, "user": 23907635}
+    assert parse(resolved)[0] == spec
+    (plain,) = parse({"name": "x", "processors": 2, "dataset": "kdd12"})
+    assert "maxima" not in plain.to_dict()["dataset"]  # earlier runs' spec.yaml stay the same

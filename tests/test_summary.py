@@ -8,7 +8,7 @@ import pytest
 
 from streamlec_cli import datasets
 from streamlec_cli.reference import run_reference
-from streamlec_cli.runtime.console import how_it_failed, restored_line
+from streamlec_cli.runtime.console import how_it_failed, metrics_line, restored_line
 from streamlec_cli.runtime.plan import make_plan
 from streamlec_cli.runtime.summary import (
     batch_tolerance,
@@ -146,3 +146,35 @@ def test_time_to_full_tolerance_is_summarised_and_shown():
     assert "0.04 s after each failure (median), 0.09 s max" in line
     assert "1 failure(s) not restored" in line
     assert restored_line(tolerance_restored([])) is None  # no failure: nothing to say
+
+
+def test_the_metrics_line_puts_accuracy_beside_the_commoner_labels() -> None:
+    logreg = {
+        "prediction_kind": "probability",
+        "roc_auc": 0.71234,
+        "log_loss": 0.19876,
+        "accuracy": 0.9512,
+        "majority_accuracy": 0.9471,
+    }
+    assert metrics_line(logreg) == (
+        "  metrics:   ROC AUC 0.7123, log loss 0.1988, "
+        "accuracy 95.1% (always the commoner label: 94.7%)"
+    )
+    svm = {**logreg, "prediction_kind": "margin", "log_loss": None, "roc_auc": None}
+    assert metrics_line(svm) == (
+        "  metrics:   ROC AUC - (one label only), no log loss (margin, no probability), "
+        "accuracy 95.1% (always the commoner label: 94.7%)"
+    )
+    assert metrics_line({"loss": 1.0, "accuracy": None}) is None  # linreg, kmeans
+
+
+def test_the_reference_scores_its_own_predictions(finished_run) -> None:
+    """The reference's log loss and ROC AUC (svm: of its margins) are sklearn's."""
+    from sklearn.metrics import roc_auc_score
+
+    spec, plan, run_dir, ref = finished_run
+    labels = np.concatenate(list(datasets.open_batches(spec.dataset, spec.batch)))[:, 0] > 0.5
+    metrics = compare_with_reference(spec, run_dir, plan)["metrics"]
+    assert metrics["log_loss"] is None  # a margin is no probability
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(labels, ref.predictions), rel=1e-12)
+    assert metrics["items_scored"] == 3_000 and metrics["positives"] == labels.sum()

@@ -70,6 +70,10 @@ class Algorithm(ABC):
     extra: ClassVar[int] = 0
     #: True when the algorithm has a notion of a correct prediction (accuracy).
     classifier: ClassVar[bool] = True
+    #: What a prediction says about label 1 (``y > 0.5``), for the click-through metrics
+    #: (``clickmetrics``): ``"probability"`` (P(label 1): log loss and ROC AUC), ``"margin"``
+    #: (a score, larger for label 1: ROC AUC only), or None (no such metrics).
+    prediction_kind: ClassVar[str | None] = None
 
     def __init__(self, d: int, *args: Any, **kwargs: Any) -> None:
         self.d = d

@@ -18,6 +18,7 @@ class LogReg(LinearModel):
     """Prediction p = sigmoid(w.x + b); coefficient c = p - y."""
 
     name = "logreg"
+    prediction_kind = "probability"
 
     def apply(self, model: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         z = np.clip(self.margin(model, Z), -CLIP, CLIP)  # the clip changes no sign

@@ -36,6 +36,7 @@ class MLP(Algorithm):
     """One hidden ReLU layer of ``hidden`` units, a logistic output; SGD on the log loss."""
 
     name = "mlp"
+    prediction_kind = "probability"  # sigmoid of the output: P(label 1)
     parameters = (
         Param("hidden", int, 32, "hidden units (ReLU)", minimum=1),
         Param("lr", float, 0.3, "learning rate", minimum=0, exclusive=True),

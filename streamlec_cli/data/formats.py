@@ -8,22 +8,24 @@ Formats (``dataset.format`` and ``--format`` take these names):
   label (0 or 1) then 11 features in [0, 1].
 * ``kdd12-raw``: track 2's ``training.txt``, 12 tab-separated non-negative integers: clicks,
   impressions, display URL, ad, advertiser, depth, position, query, keyword, title,
-  description, user. Dense form: label ``clicks > 0``; depth and position divided by 3; every
-  other column divided by its largest value in the file (ids scaled as the trace does).
+  description, user. Dense form: label ``clicks > 0``; each other column divided by its
+  maximum in the KDD12 scaling (``kdd12.Scaling``: fixed maxima, 3 for depth and position).
 * ``kdd12-libsvm``: LIBSVM's ``kdd12``, ``label index:value ...`` with labels 0/1 or -1/+1 and
   at most 11 ascending indices per line (kdd12 lists one per field). Dense form: label 1 for a
-  positive label; the j-th listed index becomes feature j, bucketed by its position and scaled
-  ``(index - lo_j + 1) / (hi_j - lo_j + 1)`` with ``lo_j, hi_j`` the smallest and largest index
-  at position j in the file (the id's place in its field's index range, like ``id / max
-  id``); values are ignored (kdd12's are all 1); a missing position is 0.
+  positive label; the j-th listed index is field j's, ``index - offset_j`` its id (each field's
+  ids numbered after the previous fields' maxima), divided by field j's maximum; values are
+  ignored (kdd12's are all 1); a field a line does not list is 0.
+
+The scaling is the same for every KDD12 form, and for the generator: the same rows give the
+same features in the dense trace, ``training.txt`` and LIBSVM, whatever else the file holds
+(a value above its maximum is an error naming the line, never a feature above 1).
 
 Any of them may be compressed with gzip, bzip2 or xz, or be the data member of a zip archive;
 compression is recognised by the file's first bytes, not its name. Files are read in blocks of
-whole lines (a few MB), so memory stays flat whatever the file's size; the raw and LIBSVM forms
-need the file's per-column extremes first, which one extra streaming pass finds (remembered
-for the life of the process). Blocks are parsed by pandas' C parser and checked with numpy;
-a block that fails is read again line by line, so every malformed line is a
-:class:`DatasetError` naming the file, the line number and what was expected.
+whole lines (a few MB), so memory stays flat whatever the file's size. Blocks are parsed by
+pandas' C parser and checked with numpy; a block that fails is read again line by line, so
+every malformed line is a :class:`DatasetError` naming the file, the line number and what was
+expected.
 
 Writing (``streamlec datasets gen``) takes the generator's dense rows: HIGGS with the UCI
 file's own ``%.18e`` numbers, the dense trace with the shortest decimals that read back
@@ -539,7 +541,8 @@ _PARSERS: dict[str, Callable[[bytes], np.ndarray]] = {
 }
 
 
-def _raw_chunks(path: Path, fmt: str) -> Iterator[np.ndarray]:
+def _parsed(path: Path, fmt: str) -> Iterator[tuple[int, bytes, np.ndarray]]:
+    """``(number of the block's first line, the block, its rows)``, block by block."""
     parse = _PARSERS[fmt]
     for first, block in _blocks(path):
         try:
@@ -547,59 +550,103 @@ def _raw_chunks(path: Path, fmt: str) -> Iterator[np.ndarray]:
         except _Unparsed as exc:
             raise _locate(path, fmt, first, block, str(exc)) from None
         if rows.shape[0]:
-            yield rows
+            yield first, block, rows
 
 
 # -- dense form ---------------------------------------------------------------------------------
 
-_EXTREMES: dict[tuple[str, int, int, str], tuple[np.ndarray, np.ndarray]] = {}
+SCALED = ("kdd12-raw", "kdd12-libsvm")  # formats whose integers become features by a Scaling
 
 
-def _extremes(path: Path, fmt: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column (min, max) of the raw rows over the whole file (NaN entries ignored)."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, fmt)
-    if key not in _EXTREMES:
-        low = high = None
-        for rows in _raw_chunks(path, fmt):
-            lo, hi = np.fmin.reduce(rows, axis=0), np.fmax.reduce(rows, axis=0)
-            low = lo if low is None else np.fmin(low, lo)
-            high = hi if high is None else np.fmax(high, hi)
-        if low is None or high is None:
-            raise _empty(path, FORMATS[fmt].expected)
-        _EXTREMES[key] = (low, high)
-    return _EXTREMES[key]
-
-
-def _dense_raw(rows: np.ndarray, high: np.ndarray) -> np.ndarray:
-    out = np.empty_like(rows)
-    out[:, 0] = rows[:, 0] > 0
-    scale = np.where(high[1:] > 0, high[1:], 1.0)
-    scale[kdd12.DEPTH - 1] = scale[kdd12.POSITION - 1] = kdd12.MAX_DEPTH
-    np.divide(rows[:, 1:], scale, out=out[:, 1:])
+def _values(rows: np.ndarray, fmt: str, scaling: kdd12.Scaling) -> np.ndarray:
+    """``[label 0 or 1, the 11 integers behind the features]`` of parsed raw or LIBSVM rows
+    (NaN where a LIBSVM line lists fewer fields)."""
+    if fmt == "kdd12-libsvm":
+        out = rows.copy()
+        out[:, 1:] -= scaling.offsets
+        return out
+    out = rows.copy()
+    out[:, 0] = rows[:, 0] > 0  # clicks > 0
     return out
 
 
-def _dense_libsvm(rows: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    out = rows.copy()
-    lo, hi = low[1:], high[1:]
-    span = np.where(np.isnan(hi), 1.0, hi - lo + 1.0)
-    np.divide(rows[:, 1:] - lo + 1.0, span, out=out[:, 1:])
+def features(values: np.ndarray, maxima: np.ndarray) -> np.ndarray:
+    """Dense rows from ``_values``: each value over its maximum, a field not listed 0."""
+    out = values.copy()
+    np.divide(values[:, 1:], maxima, out=out[:, 1:])
     np.nan_to_num(out, copy=False, nan=0.0)
     return out
 
 
-def read(path: str | Path, fmt: str) -> Iterator[np.ndarray]:
-    """The file's rows in the dense form ``[label, features...]``, chunk by chunk (float64)."""
+def _out_of_range(
+    path: Path, fmt: str, first: int, block: bytes, values: np.ndarray, scaling: kdd12.Scaling
+) -> DatasetError | None:
+    """The error for the first value of a block outside ``0..maximum`` of its feature."""
+    maxima = scaling.maxima
+    features = values[:, 1:]
+    bad = (features < 0) | (features > maxima)  # NaN (not listed) is neither
+    if not bad.any():
+        return None
+    row, column = divmod(int(np.flatnonzero(bad)[0]), bad.shape[1])
+    name, value, top = kdd12.FEATURE_NAMES[column], features[row, column], maxima[column]
+    where = f"{path}, line {_line_of(block, first, row)}"
+    fix = (
+        f"a file whose {name} ids go further needs its own maximum, dataset.maxima.{name} in the "
+        f"spec (streamlec datasets info {path} shows the file's largest values)"
+    )
+    if fmt == "kdd12-libsvm":
+        offset = scaling.offsets[column]
+        return DatasetError(
+            f"{where}: entry {column + 1} (index {value + offset:.0f}) is not a {name} index: "
+            f"the KDD12 scaling, the same for every format, numbers {name}'s ids "
+            f"{offset:.0f}..{offset + top:.0f} (each field's after the previous fields' "
+            f"maxima) and makes index - {offset:.0f} over {top:.0f} its feature; {fix}"
+        )
+    return DatasetError(
+        f"{where}: field {column + 2} ({name}) is {value:.0f}, above {top:.0f}, its maximum in "
+        f"the KDD12 scaling (feature = value / maximum, the same for every format); {fix}"
+    )
+
+
+def _line_of(block: bytes, first: int, row: int) -> int:
+    """The line number of a block's ``row``-th data line (blank and comment lines skipped)."""
+    seen = -1
+    for offset, line in enumerate(block.split(b"\n")):
+        if line.split(b"#", 1)[0].strip():
+            seen += 1
+            if seen == row:
+                return first + offset
+    return first
+
+
+def read(path: str | Path, fmt: str, scaling: kdd12.Scaling | None = None) -> Iterator[np.ndarray]:
+    """The file's rows in the dense form ``[label, features...]``, chunk by chunk (float64).
+
+    A raw or LIBSVM KDD12 file is scaled by ``scaling`` (default: the fixed maxima), and a
+    value outside its feature's range is a :class:`DatasetError` naming the line."""
     path = Path(path)
     require_content(path, fmt)
-    if fmt == "kdd12-raw":
-        _, high = _extremes(path, fmt)
-        return (_dense_raw(rows, high) for rows in _raw_chunks(path, fmt))
-    if fmt == "kdd12-libsvm":
-        low, high = _extremes(path, fmt)
-        return (_dense_libsvm(rows, low, high) for rows in _raw_chunks(path, fmt))
-    return _raw_chunks(path, fmt)
+    if fmt in SCALED:
+        return _scaled(path, fmt, scaling or kdd12.Scaling())
+    return (rows for _, _, rows in _parsed(path, fmt))
+
+
+def _scaled(path: Path, fmt: str, scaling: kdd12.Scaling) -> Iterator[np.ndarray]:
+    maxima = scaling.maxima
+    for first, block, rows in _parsed(path, fmt):
+        values = _values(rows, fmt, scaling)
+        problem = _out_of_range(path, fmt, first, block, values, scaling)
+        if problem is not None:
+            raise problem
+        yield features(values, maxima)
+
+
+def read_values(path: str | Path, fmt: str, scaling: kdd12.Scaling) -> Iterator[np.ndarray]:
+    """A raw or LIBSVM KDD12 file's rows as ``[label, the 11 integers behind the features]``
+    (NaN where a LIBSVM line lists fewer), unchecked: what ``datasets info`` describes."""
+    path = Path(path)
+    require_content(path, fmt)
+    return (_values(rows, fmt, scaling) for _, _, rows in _parsed(path, fmt))
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -632,7 +679,7 @@ def _lines_raw(rows: np.ndarray) -> bytes:
 
 
 # LIBSVM indices: feature j's ids 1..count_j sit after those of the features before it.
-LIBSVM_OFFSETS = np.concatenate([[0], np.cumsum(np.asarray(kdd12.SCALES, dtype=np.int64))[:-1]])
+LIBSVM_OFFSETS = kdd12.Scaling().offsets.astype(np.int64)
 
 
 def _lines_libsvm(rows: np.ndarray) -> bytes:

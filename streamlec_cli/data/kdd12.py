@@ -3,8 +3,12 @@
 Rows are the dense 12-column trace of the paper's prototype: click label (1 when the line has
 at least one click), then 11 features scaled to [0, 1], in the order of ``training.txt``:
 impression, display URL, ad, advertiser, depth, position, query, keyword, title, description,
-user. Every feature is an integer divided by a fixed scale (:data:`SCALES`): ids by their
+user. Every feature is an integer divided by a fixed maximum (:data:`SCALES`): ids by their
 largest value, depth and position by 3, so the raw ``training.txt`` form is recovered exactly.
+
+That division is the KDD12 scaling of every form of the data (:class:`Scaling`): a raw
+``training.txt`` or LIBSVM file is divided by the same maxima, so the same rows give the same
+features whatever the format, and whatever else the file holds.
 
 * ids: a popularity rank with Zipf-like frequencies (``P(rank r) ∝ r ** -s``, ``s`` per column,
   table resolution 1/65536) mapped through a fixed bijection of ``1..count``, so frequent ids
@@ -66,8 +70,47 @@ ID_COLUMNS = (
 )
 DEPTH, POSITION = 5, 6  # output columns (0 is the label)
 MAX_DEPTH = 3
-# Each feature is an integer divided by its scale.
+# Each feature is an integer divided by its scale: the fixed maxima of the KDD12 scaling.
 SCALES = tuple(float(c.count) if c is not None else float(MAX_DEPTH) for c in ID_COLUMNS)
+#: Features whose maximum is fixed by the data's definition (at most 3 ads shown).
+DEFINED = ("depth", "position")
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How the integers behind the 11 features become features: ``value / maximum``.
+
+    ``maxima`` are :data:`SCALES` (the generator's id ranges) except where a spec gives its
+    own (``dataset.maxima``: a real file whose ids go further). In a LIBSVM file, feature j's
+    value is its index minus ``offsets[j]``: each field's ids are numbered after the previous
+    fields' (the sum of their maxima), as ``streamlec datasets gen`` writes them. A value
+    outside ``0..maximum`` is an error, never a feature outside [0, 1].
+    """
+
+    given: tuple[tuple[str, int], ...] = ()  # (feature, maximum) in feature order
+
+    @property
+    def maxima(self) -> np.ndarray:
+        out = np.array(SCALES)
+        for name, value in self.given:
+            out[FEATURE_NAMES.index(name)] = float(value)
+        return out
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Where each field's LIBSVM indices start (index = offset + value)."""
+        return np.concatenate([[0.0], np.cumsum(self.maxima)[:-1]])
+
+    def describe(self) -> dict:
+        """What ``meta.json`` records of it (``dataset_source.scaling``)."""
+        return {
+            "rule": "feature = value / maximum, the same for the dense trace (whose features "
+            "are these already), training.txt and LIBSVM (value = index - offset)",
+            "maxima": {n: int(m) for n, m in zip(FEATURE_NAMES, self.maxima, strict=True)},
+            "libsvm_offsets": {n: int(o) for n, o in zip(FEATURE_NAMES, self.offsets, strict=True)},
+            "given": dict(self.given),
+        }
+
 
 DEPTH_PROBABILITIES = (0.25, 0.40, 0.35)  # depth 1, 2, 3; position uniform on 1..depth
 CLICK_RATE = {  # per impression, by (depth, position)

@@ -115,6 +115,8 @@ def verdict(summary: dict) -> str:
             "  reference: the model DIFFERS from the single-process reference "
             + (f"(max rel. err {err:.1e})" if err is not None else "(items are missing)")
         )
+    if (line := metrics_line(summary.get("metrics") or {})) is not None:
+        lines.append(line)
     if summary.get("failures_not_done"):
         lines.append(
             f"  note:      {len(summary['failures_not_done'])} scheduled failure(s) not carried "
@@ -130,6 +132,26 @@ def verdict(summary: dict) -> str:
             f"  speed:     {throughput:,.0f} items/s, latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
         )
     return "\n".join(lines)
+
+
+def metrics_line(metrics: dict) -> str | None:
+    """A classifier's progressive metrics (every item predicted before the model learned from
+    it): ROC AUC, log loss (none for a margin), accuracy beside that of always predicting the
+    commoner label. None for other algorithms and for summaries from before these metrics."""
+    kind = metrics.get("prediction_kind")
+    if kind is None:
+        return None
+    auc, loss = metrics.get("roc_auc"), metrics.get("log_loss")
+    parts = [
+        "ROC AUC " + ("- (one label only)" if auc is None else f"{auc:.4f}"),
+        f"log loss {loss:.4f}" if loss is not None else f"no log loss ({kind}, no probability)",
+    ]
+    if metrics.get("accuracy") is not None and metrics.get("majority_accuracy") is not None:
+        parts.append(
+            f"accuracy {metrics['accuracy']:.1%} "
+            f"(always the commoner label: {metrics['majority_accuracy']:.1%})"
+        )
+    return "  metrics:   " + ", ".join(parts)
 
 
 def restored_line(summary: dict) -> str | None:
@@ -154,7 +176,18 @@ def _fmt(value, spec: str = ",.0f") -> str:
 
 
 def table(summaries: list[dict]) -> str:
-    head = ("run", "scheme", "items/s", "p50 ms", "p99 ms", "lost", "dup", "decoded", "ref err")
+    head = (
+        "run",
+        "scheme",
+        "items/s",
+        "p50 ms",
+        "p99 ms",
+        "lost",
+        "dup",
+        "decoded",
+        "ref err",
+        "roc auc",
+    )
     rows = [head]
     for s in summaries:
         lat = s.get("latency_ms") or {}
@@ -170,6 +203,7 @@ def table(summaries: list[dict]) -> str:
                 _fmt(s.get("items_duplicated"), ","),
                 _fmt(s.get("decoded_items"), ","),
                 "-" if err is None else f"{err:.1e}",
+                _fmt((s.get("metrics") or {}).get("roc_auc"), ".4f"),
             )
         )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import clickmetrics
 from .. import spec as specs
 from ..results import write_json
 from ..spec import Spec
@@ -238,8 +239,10 @@ def combine(spec: Spec, run_dir: Path, error: str | None) -> dict:
         values = [run.get(key) for run in done if run.get(key) is not None]
         summary[key] = max(values) if values else None
     references = [run.get("reference") or {} for run in done]
+    first_reference = dict(references[0]) if references else {}
+    first_reference.pop("metrics", None)  # one pair's reference scores: in its own summary
     summary["reference"] = {
-        **(references[0] if references else {}),
+        **first_reference,
         "max_rel_err": summary["reference_max_rel_err"],
         "matches": bool(references) and all(ref.get("matches") for ref in references),
     }
@@ -251,6 +254,7 @@ def combine(spec: Spec, run_dir: Path, error: str | None) -> dict:
     summary["concurrent_seconds"] = None if together is None else together[1]
     summary["latency_ms"] = _worst_latency([run.get("latency_ms") for run in done])
     summary["failures"] = [{**f, "pair": p} for p, run in enumerate(done) for f in run["failures"]]
+    summary["metrics"] = _pooled_metrics(run_dir, spec, done)
     summary["pairs_runs"] = [
         {
             "pair": pair,
@@ -270,6 +274,7 @@ def combine(spec: Spec, run_dir: Path, error: str | None) -> dict:
                         "throughput_items_per_s",
                         "measured_seconds",
                         "reference_max_rel_err",
+                        "metrics",
                     )
                 }
             ),
@@ -324,6 +329,27 @@ def _unrun(spec: Spec) -> dict:
         "latency_ms": None,
         "failures": [],
     }
+
+
+def _pooled_metrics(run_dir: Path, spec: Spec, done: list[dict]) -> dict | None:
+    """The pairs' metrics as one stream's: loss and accuracy weighted by items delivered, the
+    click-through metrics over every pair's delivered predictions together."""
+    if not done or not all(run.get("metrics") for run in done):
+        return None
+    weights = [run.get("items_out") or 0 for run in done]
+    pooled: dict = {}
+    for key in ("loss", "accuracy"):
+        values = [run["metrics"].get(key) for run in done]
+        if None not in values and sum(weights):
+            pooled[key] = sum(v * w for v, w in zip(values, weights, strict=True)) / sum(weights)
+        else:
+            pooled[key] = None
+    kind = done[0]["metrics"].get("prediction_kind")
+    if kind is not None:
+        dirs = [run_dir / pair_name(pair) for pair in range(spec.pairs)]
+        scores = clickmetrics.score_runs(dirs, kind) or clickmetrics.Scores(0, 0, None, None)
+        pooled.update(prediction_kind=kind, **scores.to_dict())
+    return pooled
 
 
 def _worst_latency(latencies: list[dict | None]) -> dict | None:

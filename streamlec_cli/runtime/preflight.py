@@ -23,9 +23,9 @@ from .plan import make_plan
 PROBE_NAME = ".streamlec-probe"
 #: Bytes a run writes besides its per-item and per-batch files: logs, events, meta, summary.
 FIXED_BYTES = 1 << 20
-BATCH_ROW_BYTES = 256  # one row of batches.csv
+BATCH_ROW_BYTES = 256 + 128  # one row of batches.csv and one of batch_metrics.csv
 TIMELINE_BYTES_PER_S = 10 * 128  # ten rows of timeline.csv per second of stream
-ITEM_BYTES = 8 + 4  # predictions.f64 and latency.f32
+ITEM_BYTES = 8 + 4 + 1  # predictions.f64, latency.f32 and labels.u8
 
 
 class OutputError(RuntimeError):

@@ -1,8 +1,10 @@
 """What the sink measures and writes: latencies, the timeline, delivered results, counters.
 
 Every item's latency is stamped the moment its result is final (``final``), its prediction and
-latency are appended when its batch is delivered (``deliver``), one row per committed batch
-goes to ``batches.csv``, and ``summary`` writes ``sink.json``. Rows are flushed as they are
+latency (and, for an algorithm with a ``prediction_kind``, its label as the source announced
+it: ``labels.u8``, for the click-through metrics that ``clickmetrics.score_run`` computes after
+the stream) are appended when its batch is delivered (``deliver``), one row per committed
+batch goes to ``batches.csv``, and ``summary`` writes ``sink.json``. Rows are flushed as they are
 produced, so a crash keeps what was measured. It decides nothing about batches.
 """
 
@@ -13,17 +15,22 @@ from pathlib import Path
 
 import numpy as np
 
+from ..clickmetrics import LABELS_FILE
 from ..results import BATCH_COLUMNS, TIMELINE_COLUMNS, CsvLog, write_json
 from .commit import Deliver
 from .metrics import LatencyHistogram, Timeline, bucket_counts, same_counts
 
 
 class _Arrivals:
-    """When a batch's items arrived at the source, and each item's latency once final."""
+    """When a batch's items arrived at the source, each item's latency once final, and their
+    labels (label 1 or not; None when the source sends none)."""
 
-    def __init__(self, count: int, t_first: float, t_last: float) -> None:
+    def __init__(
+        self, count: int, t_first: float, t_last: float, labels: np.ndarray | None
+    ) -> None:
         self.count, self.t_first, self.t_last = count, t_first, t_last
         self.latency = np.full(count, np.nan)
+        self.labels = labels
 
     def at(self, items: np.ndarray) -> np.ndarray:
         if self.count <= 1:
@@ -53,12 +60,20 @@ class RunRecorder:
         self.timeline_log = CsvLog(self.run_dir / "timeline.csv", TIMELINE_COLUMNS)
         self.predictions = open(self.run_dir / "predictions.f64", "wb")  # noqa: SIM115
         self.latencies = open(self.run_dir / "latency.f32", "wb")  # noqa: SIM115
+        self.labels = None  # labels.u8, opened with the first batch that has labels
 
-    def announced(self, batch: int, count: int, t_first: float, t_last: float) -> None:
+    def announced(
+        self,
+        batch: int,
+        count: int,
+        t_first: float,
+        t_last: float,
+        labels: np.ndarray | None = None,
+    ) -> None:
         if self.t_start is None:
             self.t_start = t_first
             self.timeline = Timeline(t_first)
-        self.arrivals[batch] = _Arrivals(count, t_first, t_last)
+        self.arrivals[batch] = _Arrivals(count, t_first, t_last, labels)
 
     def measured(self, t_first: float) -> bool:
         """Whether items that arrived at ``t_first`` count (after the warm-up)."""
@@ -102,6 +117,8 @@ class RunRecorder:
             self.predictions.flush()
             self.latencies.write(arrivals.latency.astype(np.float32).tobytes())
             self.latencies.flush()
+            if arrivals.labels is not None:
+                self._write_labels(arrivals.labels)
             delivered = int(keep.sum())
             self.items_out += delivered
             self.items_lost += result.items_lost
@@ -133,6 +150,12 @@ class RunRecorder:
                 "missing_slots": " ".join(str(slot) for slot in done.missing),
             }
         )
+
+    def _write_labels(self, labels: np.ndarray) -> None:
+        if self.labels is None:
+            self.labels = open(self.run_dir / LABELS_FILE, "wb")  # noqa: SIM115
+        self.labels.write(labels.astype(np.uint8).tobytes())
+        self.labels.flush()
 
     def rolled_back(self) -> None:
         """Batches not committed are announced again after a rollback."""
@@ -183,5 +206,7 @@ class RunRecorder:
     def close(self) -> None:
         self.predictions.close()
         self.latencies.close()
+        if self.labels is not None:
+            self.labels.close()
         self.batches_log.close()
         self.timeline_log.close()

@@ -128,11 +128,12 @@ class Sink:
             partial = None if meta["missing"] else msg.arrays[0]
             core.answer(meta["batch"], meta["slot"], partial, meta["round"])
         elif kind == wire.BATCH:
-            initial = msg.arrays[0] if msg.arrays else None
+            initial = msg.arrays[0] if meta["initial"] else None
+            labels = msg.arrays[-1] if meta["labels"] else None
             batch, count = meta["batch"], meta["count"]
             args = (batch, meta["epoch"], meta["offset"], count, meta["sent_to"], now, initial)
             if core.announce(*args):
-                self.recorder.announced(batch, count, meta["t_first"], meta["t_last"])
+                self.recorder.announced(batch, count, meta["t_first"], meta["t_last"], labels)
         elif kind == wire.HELLO:
             self.hello(msg.sender, meta)
         elif kind == wire.DIED:

@@ -21,6 +21,7 @@ import numpy as np
 import zmq
 
 from .. import datasets
+from ..clickmetrics import positive
 from . import wire
 from .plan import Plan
 from .replica import LogUnavailable, ReplicatedLog
@@ -116,8 +117,12 @@ class Source:
             "t_last": t_last,
             "epoch": self.epoch,
             "sent_to": sent_to,
+            "initial": batch == 0,
+            "labels": self.algorithm.prediction_kind is not None,
         }
         arrays = [self.algorithm.init_model(rows)] if batch == 0 else []
+        if announcement["labels"]:  # for the sink's labels.u8 (click-through metrics)
+            arrays.append(positive(rows[:, 0]))
         wire.send(self.to_sink, wire.BATCH, announcement, arrays)
         self.next = batch + 1
 

@@ -4,9 +4,12 @@
 ``memory.csv``) and the supervisor's ``Observed`` record; it recounts the delivered items from
 ``batches.csv`` on its own, judges from the slots missing in each batch whether the scheme
 tolerated what happened, and compares the model and predictions with the single-process
-reference. A sink started by hand has no supervisor: it summarises with an empty ``Observed``
-(``supervised=False``: no failures known, no memory samples). ``write_meta`` and
-``write_resolved_spec`` write the run's ``meta.json`` and ``spec.yaml`` at its start.
+reference. For a classifier it adds the click-through metrics (``clickmetrics``: log loss and
+ROC AUC of the delivered predictions, for the run and, in ``batch_metrics.csv``, per batch), and
+the reference's, computed from its own predictions. A sink started by hand has no supervisor:
+it summarises with an empty ``Observed`` (``supervised=False``: no failures known, no memory
+samples). ``write_meta`` and ``write_resolved_spec`` write the run's ``meta.json`` and
+``spec.yaml`` at its start.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .. import datasets
+from .. import clickmetrics, datasets
 from ..provenance import code_commit
 from ..reference import iter_reference
 from ..results import latency_around, machine_info, write_json
@@ -164,7 +167,7 @@ def summarise(
         "supervised": seen.supervised,
         "reference_max_rel_err": reference.get("max_rel_err"),
         "reference": reference,
-        "metrics": sink.get("metrics"),
+        "metrics": run_metrics(plan, run_dir, sink.get("metrics")),
         "peak_memory_mb": {k: round(v / 1024, 1) for k, v in sorted(seen.peak_kb.items())},
         "memory_growth_mb": memory_growth(run_dir / "memory.csv"),
         "cpu_seconds_during_stream": seen.cpu_by_worker(),
@@ -177,6 +180,18 @@ def summarise(
     summary["exit_code"] = run_exit_code(summary)
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def run_metrics(plan: Plan, run_dir: Path, sink_metrics: dict | None) -> dict | None:
+    """The sink's metrics (mean loss, accuracy) and, for an algorithm with a
+    ``prediction_kind``, the click-through metrics of every delivered prediction (log loss for a
+    probability, None for a margin; ROC AUC; the share of label 1 and the accuracy of always
+    predicting the commoner label, which a rare label makes high), from the run's files."""
+    kind = plan.algorithm.prediction_kind
+    if kind is None:
+        return sink_metrics
+    scores = clickmetrics.score_run(run_dir, kind) or clickmetrics.Scores(0, 0, None, None)
+    return {**(sink_metrics or {}), "prediction_kind": kind, **scores.to_dict()}
 
 
 def write_meta(spec: Spec, run_dir: Path) -> None:
@@ -338,10 +353,22 @@ def compare_with_reference(spec: Spec, run_dir: Path, plan) -> dict:
     diff = scale = 0.0
     offset = 0
     ref_model = None
+    kind = plan.algorithm.prediction_kind
+    labels: list[np.ndarray] = []  # for the reference's click-through metrics
+    scores: list[np.ndarray] = []
+
+    def batches():
+        for rows in datasets.open_batches(spec.dataset, spec.batch):
+            if kind is not None:
+                labels.append(clickmetrics.positive(rows[:, 0]))
+            yield rows
+
     for batch_predictions, after_batch, _ in iter_reference(
-        plan.algorithm, datasets.open_batches(spec.dataset, spec.batch), spec.pipeline_depth
+        plan.algorithm, batches(), spec.pipeline_depth
     ):
         ref_model = after_batch
+        if kind is not None:
+            scores.append(batch_predictions)
         got = predictions[offset : offset + batch_predictions.size]
         offset += batch_predictions.size
         finite = np.isfinite(got).all() and np.isfinite(batch_predictions).all()
@@ -358,10 +385,14 @@ def compare_with_reference(spec: Spec, run_dir: Path, plan) -> dict:
     else:  # a diverged model (NaN, inf) is never a match, even against a diverged reference
         model_err = float("inf")
     worst = max(pred_err, model_err)
-    return {
+    compared = {
         "max_rel_err": worst if np.isfinite(worst) else None,
         "model_rel_err": model_err if np.isfinite(model_err) else None,
         "predictions_rel_err": pred_err if np.isfinite(pred_err) else None,
         "predictions_compared": offset,
         "matches": bool(np.isfinite(worst) and worst <= 1e-9),
     }
+    if kind is not None:
+        ref = clickmetrics.score(np.concatenate(labels), np.concatenate(scores), kind)
+        compared["metrics"] = ref.to_dict()
+    return compared

@@ -18,8 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from sklearn.metrics import roc_auc_score
 
 from streamlec_cli.results import load_runs
 from streamlec_cli.runtime.emulate import owned
@@ -93,6 +95,12 @@ def test_two_pairs_each_absorb_a_kill_and_match_their_own_reference(tmp_path):
         ]
         models.append((pair_dir / "model.npy").read_bytes())
     assert models[0] != models[1]  # two streams of their own, not one run twice
+    # The run's ROC AUC is over both pairs' delivered predictions together.
+    pairs = [run_dir / f"pair-{pair}" for pair in (0, 1)]
+    labels = np.concatenate([np.fromfile(d / "labels.u8", dtype=np.uint8) for d in pairs])
+    scores = np.concatenate([np.fromfile(d / "predictions.f64") for d in pairs])
+    assert summary["metrics"]["roc_auc"] == pytest.approx(roc_auc_score(labels, scores), rel=1e-12)
+    assert [run["metrics"]["items_scored"] for run in summary["pairs_runs"]] == [ITEMS, ITEMS]
     assert not [
         pid for pair in (0, 1) for pid in worker_pids(run_dir / f"pair-{pair}") if alive(pid)
     ]
