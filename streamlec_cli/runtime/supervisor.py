@@ -642,14 +642,12 @@ class Supervisor:
             self.update_registry()
 
     def done_after_exit(self, sink_sock: zmq.Socket) -> bool:
-        """A source or sink ended with code 0: the end of the stream (DONE follows at once),
-        or it was told to stop (SIGTERM) before the end, which fails the run."""
+        """A worker ended with code 0: the end of the stream (the sink's DONE is on its way,
+        sent before it stopped the others), or it was told to stop (SIGTERM) before the end."""
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
-            if sink_sock.poll(50):
-                msg = wire.recv(sink_sock)
-                if msg.kind == wire.DONE:
-                    return True
+            if sink_sock.poll(50) and self.from_sink(sink_sock):
+                return True
         return False
 
     def killed_by_user(self, pid: int) -> bool:
@@ -684,6 +682,14 @@ class Supervisor:
                 msg = self.how_it_ended(name, handle, code) + (f": {last}" if last else "")
                 msg += f" (log: {log})"
                 raise RunFailed(msg, exit_code=2 if code == 2 else 1)
+            # A processor ends by itself only when the sink stops it at the end of the
+            # stream; under load its exit can be seen before the sink's DONE is read.
+            if (
+                code == 0
+                and not self.killed_by_user(handle.pid)
+                and self.done_after_exit(sink_sock)
+            ):
+                raise _Done
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
             key = (name, handle.incarnation)
             if key not in self.killed:
