@@ -511,22 +511,31 @@ def latency_around(run_dir: Path, instant: float, window: float = 5.0) -> dict |
     arrived before a crash and waited for the recovery counts after it, where its delay was
     seen. None when the run has no ``latency.f32`` or ``batches.csv``.
     """
+    spans = {"before": (instant - window, instant), "after": (instant, instant + window)}
+    out = latency_in_spans(run_dir, spans, (50, 99))
+    if out is None:
+        return None
+    out = {"window_s": window, **out}
+    if out["before"]["p99_ms"] and out["after"]["p99_ms"]:
+        out["p99_ratio"] = out["after"]["p99_ms"] / out["before"]["p99_ms"]
+    return out
+
+
+def latency_in_spans(
+    run_dir: Path, spans: dict[str, tuple[float, float]], percentiles: Sequence[float]
+) -> dict | None:
+    """Latency percentiles (ms) of the items delivered in each named span (wall clock, from,
+    to), with their count; ``by: delivery`` as in ``latency_around``. None without the files."""
     run_dir = Path(run_dir)
     if not ((run_dir / "latency.f32").exists() and (run_dir / "batches.csv").exists()):
         return None
     arrivals, latency = item_arrivals(run_dir)
     delivered = arrivals + latency
-    out: dict[str, Any] = {"window_s": window, "by": "delivery"}
-    for name, lo, hi in (
-        ("before", instant - window, instant),
-        ("after", instant, instant + window),
-    ):
+    out: dict[str, Any] = {"by": "delivery"}
+    for name, (lo, hi) in spans.items():
         chosen = latency[(delivered >= lo) & (delivered < hi)]  # NaN (lost) compares False
-        out[name] = {
-            "items": int(chosen.size),
-            "p50_ms": float(np.percentile(chosen, 50) * 1e3) if chosen.size else None,
-            "p99_ms": float(np.percentile(chosen, 99) * 1e3) if chosen.size else None,
-        }
-    if out["before"]["p99_ms"] and out["after"]["p99_ms"]:
-        out["p99_ratio"] = out["after"]["p99_ms"] / out["before"]["p99_ms"]
+        out[name] = {"items": int(chosen.size)}
+        for q in percentiles:
+            value = float(np.percentile(chosen, q) * 1e3) if chosen.size else None
+            out[name][f"p{q:g}_ms"] = value
     return out

@@ -53,6 +53,7 @@ TOP_LEVEL_KEYS = (
     "pipeline_depth",
     "rate",
     "failures",
+    "stragglers",
     "sweep",
     "repeat",
     "transport",
@@ -64,6 +65,8 @@ TOP_LEVEL_KEYS = (
 _NOT_SWEPT = ("name", "sweep", "repeat")
 _DATASET_KEYS = ("name", "items", "seed", "path", "format", "stage", "maxima")
 _FAILURE_KEYS = ("at", "at_batch", "kill")
+_STRAGGLER_KEYS = ("worker", "slowdown", "from", "to")
+MAX_SLOWDOWN = 100.0
 _RUNTIME_KEYS = ("heartbeat_interval", "failure_timeout", "grace", "warmup", "restart", "standby")
 _RUNTIME_DURATIONS = _RUNTIME_KEYS[:4]
 LAUNCHER_KINDS = ("local", "ssh", "slurm")
@@ -252,6 +255,35 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Straggler:
+    """``worker`` runs ``slowdown`` times slower from ``start`` to ``end`` seconds into the
+    stream (``end`` None: to its end), by CPU throttling (runtime/stragglers.py)."""
+
+    worker: str
+    slowdown: float
+    start: float = 0.0
+    end: float | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """``{worker, slowdown, from: seconds, to: seconds or end}``."""
+        return {
+            "worker": self.worker,
+            "slowdown": self.slowdown,
+            "from": self.start,
+            "to": "end" if self.end is None else self.end,
+        }
+
+    def describe(self) -> str:
+        """E.g. ``processor-2 5x slower 2s-8s``."""
+        end = "end" if self.end is None else f"{_plain(self.end)}s"
+        return f"{self.worker} {_plain(self.slowdown)}x slower {_plain(self.start)}s-{end}"
+
+    def active(self, elapsed: float) -> bool:
+        """Whether the slowdown holds ``elapsed`` seconds into the stream."""
+        return self.start <= elapsed and (self.end is None or elapsed < self.end)
+
+
+@dataclass(frozen=True)
 class RuntimeSpec:
     """Timing of failure detection and recovery, in seconds."""
 
@@ -321,6 +353,7 @@ class Spec:
     pipeline_depth: int = 1
     rate: float | None = None
     failures: tuple[Failure, ...] = ()
+    stragglers: tuple[Straggler, ...] = ()
     repeat: int = 1
     transport: str = "ipc"
     port: int | None = None
@@ -383,6 +416,7 @@ class Spec:
             "pipeline_depth": self.pipeline_depth,
             "rate": "max" if self.rate is None else self.rate,
             "failures": [failure.to_dict() for failure in self.failures],
+            **({"stragglers": [s.to_dict() for s in self.stragglers]} if self.stragglers else {}),
             "repeat": self.repeat,
             "transport": self.transport,
             "port": self.port,
@@ -411,7 +445,13 @@ class Spec:
             f"processors={self.processors}  "
             + (f"pairs={self.pairs}  " if self.pairs > 1 else "")
             + f"batch={self.batch}  rate={rate}  "
-            f"failures=[{failures}]" + self.cluster_text()
+            f"failures=[{failures}]"
+            + (
+                f"  stragglers=[{'; '.join(s.describe() for s in self.stragglers)}]"
+                if self.stragglers
+                else ""
+            )
+            + self.cluster_text()
         )
 
     def cluster_text(self) -> str:
@@ -625,6 +665,7 @@ def _build(raw: dict[str, Any], sweep_values: tuple[tuple[str, object], ...]) ->
         pipeline_depth=_integer("pipeline_depth", raw.get("pipeline_depth", 1), 1),
         rate=rate,
         failures=_failures(raw.get("failures"), processors),
+        stragglers=_stragglers(raw.get("stragglers"), processors, cluster, pairs),
         repeat=_integer("repeat", raw.get("repeat", 1), 1),
         transport=transport,
         port=_port(raw.get("port")),
@@ -905,6 +946,92 @@ def _failures(value: object, processors: int) -> tuple[Failure, ...]:
                 raise SpecError(msg)
         result.append(Failure(at=at, at_batch=at_batch, kill=tuple(kill)))
     return tuple(result)
+
+
+def _stragglers(
+    value: object, processors: int, cluster: ClusterSpec | None, pairs: int
+) -> tuple[Straggler, ...]:
+    if value is None or value == []:
+        return ()
+    shape = "stragglers must be a list of {worker, slowdown, from, to}"
+    if not isinstance(value, list):
+        _reject("stragglers", value, shape)
+    _check_throttling(cluster, pairs)
+    names = _processor_names(processors)
+    known = _name_range(names)
+    result: list[Straggler] = []
+    for index, item in enumerate(value):
+        key = f"stragglers[{index}]"
+        if not isinstance(item, Mapping):
+            _reject(
+                key,
+                item,
+                "a straggler is a mapping {worker: processor-2, slowdown: 5, from: 2s, to: 8s}",
+            )
+        _check_keys(item, _STRAGGLER_KEYS, key)
+        worker = item.get("worker")
+        if worker not in names:
+            msg = (
+                f"{key}.worker: {_plain(worker)} is not a processor of the run: only processors "
+                f"can be slowed ({known})"
+            )
+            raise SpecError(msg)
+        if "slowdown" not in item:
+            msg = f"{key}.slowdown: missing: how many times slower {worker} runs (e.g. 5)"
+            raise SpecError(msg)
+        why = (
+            f"slowdown must be a number above 1 and at most {MAX_SLOWDOWN:g}: how many times "
+            "slower the worker runs (5: a fifth of its CPU)"
+        )
+        slowdown = _real(f"{key}.slowdown", item["slowdown"], positive=True, minimum=1.0, why=why)
+        if slowdown > MAX_SLOWDOWN:
+            _reject(f"{key}.slowdown", item["slowdown"], why)
+        start = parse_duration(item.get("from", 0), f"{key}.from")
+        end_raw = item.get("to", "end")
+        end = None if end_raw == "end" or end_raw is None else parse_duration(end_raw, f"{key}.to")
+        if end is not None and end <= start:
+            msg = (
+                f"{key}: to ({_plain(end)}s) is not after from ({_plain(start)}s): a slowdown "
+                "lasts from a time to a later one (or to: end)"
+            )
+            raise SpecError(msg)
+        straggler = Straggler(worker, slowdown, start, end)
+        for other in result:
+            if other.worker == worker and _overlap(other, straggler):
+                msg = (
+                    f"{key}: {worker} is already slowed at that time ({other.describe()}): "
+                    "give each worker's slowdowns times that do not overlap"
+                )
+                raise SpecError(msg)
+        result.append(straggler)
+    return tuple(result)
+
+
+def _overlap(a: Straggler, b: Straggler) -> bool:
+    inf = math.inf
+    return a.start < (b.end if b.end is not None else inf) and b.start < (
+        a.end if a.end is not None else inf
+    )
+
+
+def _check_throttling(cluster: ClusterSpec | None, pairs: int) -> None:
+    """A slowdown is a stop/continue duty cycle of a process on this machine, or the CPU
+    quota of an emulated host: hosts reached by ssh or Slurm have neither here."""
+    if pairs > 1:
+        msg = (
+            f"stragglers: not allowed with pairs: {pairs}: the pairs' processors share hosts, "
+            "so a slowed host would slow every pair; slow processors in a run of one pair"
+        )
+        raise SpecError(msg)
+    if cluster is None or cluster.launcher == "local":
+        return
+    if cluster.emulate is None or cluster.emulate.cpu is None:
+        msg = (
+            f"stragglers: not allowed with launcher {cluster.launcher} on real hosts: a "
+            "slowdown throttles a process on this machine (launcher local) or the CPU quota of "
+            "an emulated host (cluster.emulate with a cpu)"
+        )
+        raise SpecError(msg)
 
 
 def _port(value: object) -> int | None:
@@ -1309,6 +1436,10 @@ def _sweep_slug(key: str, value: object) -> list[str]:
         if isinstance(value, dict) and value.get("profile"):
             slowed = f"-d{value['dilation']:g}" if value.get("dilation") else ""
             return [f"{_safe(str(value['profile']))}{slowed}-{value['hosts']}h"]
+    if top == "stragglers" and len(parts) == 1 and (not value or isinstance(value, list)):
+        if not value:
+            return ["noslow"]
+        return ["slow_" + "_".join(_straggler_slug(s) for s in value)]
     if top == "failures" and len(parts) == 1 and isinstance(value, list):
         if not value:
             return ["nofail"]
@@ -1337,6 +1468,11 @@ def _failure_slug(failure: dict[str, Any]) -> str:
     when = f"{_plain(failure['at'])}s" if "at" in failure else f"b{failure.get('at_batch')}"
     kills = "".join(str(k).replace("processor-", "p") for k in failure.get("kill", ()))
     return _safe(f"{when}{kills}")
+
+
+def _straggler_slug(straggler: dict[str, Any]) -> str:
+    worker = str(straggler.get("worker", "")).replace("processor-", "p")
+    return _safe(f"{worker}x{_plain(straggler.get('slowdown'))}")
 
 
 def _scalar_slug(key: str, value: object) -> str:

@@ -121,6 +121,35 @@ def test_an_output_after_its_slot_was_decoded_counts_once(stream):
     assert max_rel_err(bench.core.window.latest, reference(stream, 1)) <= 1e-12
 
 
+def test_a_slot_behind_costs_the_next_batches_no_grace_and_its_late_outputs_count_once(stream):
+    # A slow processor (a straggler): its outputs come after their batches are final.
+    bench = Bench(ErasureCoded(6, 4, 2), stream)
+    bench.send(0)
+    bench.hand_over(0, [0, 2, 3, 4, 5])
+    bench.core.tick(0.0)
+    assert delivered(bench.carry_out()) == []  # the first miss: a grace
+    bench.core.tick(0.1)
+    bench.answer(bench.carry_out())
+    bench.core.tick(0.1)
+    assert len(delivered(bench.carry_out())) == 1
+    for b in range(1, 4):
+        bench.send(b)
+        bench.hand_over(b - 1, [1])  # slot 1's late output of the batch before: ignored
+        bench.hand_over(b, [0, 2, 3, 4, 5])
+        now = 1.0 + b
+        bench.core.tick(now)  # behind: no grace, the survivor round at once
+        bench.answer(bench.carry_out())
+        bench.core.tick(now)
+        (done,) = delivered(bench.carry_out())
+        assert done.batch == b and done.result.items_lost == 0 and done.missing == (1,)
+    bench.send(4)
+    bench.hand_over(4, range(6))  # caught up: in time again
+    bench.core.tick(6.0)
+    (done,) = delivered(bench.carry_out())
+    assert done.missing == () and 1 in bench.core.behind  # trusted again only after a while
+    assert max_rel_err(bench.core.window.latest, reference(stream, 5)) <= 1e-12
+
+
 def survivor_round_of_batch_1(stream) -> tuple[Bench, list[Recover]]:
     """EC(4,2): batch 0 committed, slot 2 known failed in batch 1, the others' outputs in;
     the bench and the survivor round the sink asked for at once."""

@@ -11,7 +11,10 @@ The rules it keeps:
 
 * batches commit in order; batch b is processed with the model window's version for b;
 * a batch is final as soon as its scheme's assembler says it is sufficient; missing outputs
-  not yet known lost get a short ``grace``, never a failure timeout;
+  not yet known lost get a short ``grace``, never a failure timeout, and no grace at all from
+  a slot that is behind (its output was missing from one of the last ``TRUSTED_AFTER``
+  committed batches: a slow processor, whose late outputs are ignored, must not delay every
+  batch by the grace, nor every batch after it caught up for a moment);
 * an output is ignored when it comes from an incarnation already declared failed, from an
   earlier epoch (before a rollback), or for a batch already committed;
 * the survivor round of a scheme that needs one (EC ``attach: linear``) is planned without
@@ -33,6 +36,7 @@ from ..schemes import Assembler, BatchResult, Scheme, SlotOutput
 from ..window import ModelWindow, version_for
 
 STUCK_BATCH_TIMEOUT = 30.0  # a batch missing outputs of live slots for this long is cut
+TRUSTED_AFTER = 10  # committed batches in time before a slot behind gets the grace again
 
 # -- actions -----------------------------------------------------------------------------------
 
@@ -158,6 +162,7 @@ class CommitCore:
         self.total_items: int | None = None
         self.incarnation: dict[int, int] = {}  # slot -> its current incarnation
         self.down: set[int] = set()  # slots whose current incarnation failed
+        self.behind: dict[int, int] = {}  # slot -> batches in time it still owes (see rules)
         self.failed: set[tuple[int, int]] = set()  # (slot, incarnation) declared failed
         self.checkpoint: tuple[int, list[np.ndarray]] | None = None
         # replay: slot -> incarnation whose output was lost, waited for before rolling back
@@ -305,7 +310,8 @@ class CommitCore:
         if asm.sufficient:
             if pending.sufficient_at is None:
                 pending.sufficient_at = now
-            if not known and now - pending.sufficient_at < self.grace:
+            expected = not asm.missing <= pending.never | self.behind.keys()
+            if expected and now - pending.sufficient_at < self.grace:
                 return False
             return self._recovered(pending, now)
         if self.scheme.replay is not None:
@@ -348,6 +354,7 @@ class CommitCore:
     def _commit(self, pending: Pending, now: float) -> None:
         asm = pending.assembler
         assert asm is not None
+        self._note_behind(asm.missing)
         new_model = self.algorithm.update(self.window.latest, asm.statistics())
         self.window.push(new_model)
         # The next batch waits for this model: it goes out (and the ack) before the rest.
@@ -379,6 +386,16 @@ class CommitCore:
             self._checkpoint()
         for other in sorted(self.pending):
             self._open(self.pending[other])
+
+    def _note_behind(self, missing: frozenset[int]) -> None:
+        """A slot missing from a committed batch is behind until ``TRUSTED_AFTER`` in time."""
+        for slot in list(self.behind):
+            if slot not in missing:
+                self.behind[slot] -= 1
+                if self.behind[slot] <= 0:
+                    del self.behind[slot]
+        for slot in missing:
+            self.behind[slot] = TRUSTED_AFTER
 
     # -- replay -------------------------------------------------------------------------------
 

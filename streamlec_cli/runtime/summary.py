@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ import yaml
 from .. import clickmetrics, datasets
 from ..provenance import code_commit
 from ..reference import iter_reference
-from ..results import latency_around, machine_info, write_json
+from ..results import latency_around, latency_in_spans, machine_info, write_json
 from ..spec import Spec
 from .plan import Plan
 
@@ -50,6 +51,7 @@ class Observed:
     ticks_at_end: tuple[int, int] = (0, 0)
     wal_bytes: int | None = None
     supervised: bool = True  # False: a sink started by hand, nobody watched the processors
+    slowdowns: list[dict] = field(default_factory=list)  # the stragglers' windows, as applied
 
     def cpu_by_worker(self) -> dict[str, float]:
         """CPU seconds each worker slot used from the stream's start to its end (all its
@@ -87,6 +89,27 @@ def run_exit_code(summary: dict) -> int:
     return 0
 
 
+def latency_during_slowdown(run_dir: Path, seen: Observed) -> dict | None:
+    """p50/p99/p99.9 latency of the items delivered before the first slowdown, during the
+    slowdowns (first start to last end) and after them, and during / before ratios."""
+    windows = [w for w in seen.slowdowns if w.get("start") is not None]
+    if not windows or seen.started_at is None:
+        return None
+    start = min(w["start"] for w in windows)
+    ends = [w["end"] for w in windows]
+    end = max(e for e in ends if e is not None) if all(e is not None for e in ends) else None
+    spans = {"before": (seen.started_at, start), "during": (start, end or math.inf)}
+    if end is not None:
+        spans["after"] = (end, math.inf)
+    out = latency_in_spans(run_dir, spans, (50, 99, 99.9))
+    if out is None:
+        return None
+    for q in ("p50", "p99", "p99.9"):
+        before, during = out["before"][f"{q}_ms"], out["during"][f"{q}_ms"]
+        out[f"{q}_ratio"] = during / before if before and during else None
+    return out
+
+
 def summarise(
     plan: Plan, run_dir: Path, seen: Observed, interrupted: bool, error: str | None
 ) -> dict:
@@ -113,6 +136,7 @@ def summarise(
     if complete and seen.failures:
         first = min(f["time"] for f in seen.failures)
         around = latency_around(run_dir, first, LATENCY_WINDOW)
+    slowdown = latency_during_slowdown(run_dir, seen) if complete else None
     summary = {
         "spec_name": spec.name,
         "run_id": run_dir.name,
@@ -149,6 +173,8 @@ def summarise(
         "warmup_seconds": sink.get("warmup_seconds"),
         "latency_ms": sink.get("latency_ms"),
         "latency_around_first_failure": around,
+        "stragglers": seen.slowdowns,
+        "latency_during_slowdown": slowdown,
         "failures": seen.failures,
         **tolerance_restored(seen.failures),
         "failures_not_done": [

@@ -43,6 +43,7 @@ from .placement import host_of
 from .plan import ADDRESSES_FILE, base_port, free_ports, make_plan, new_run_token, taken_ports
 from .registry import LiveRun
 from .replica import log_files
+from .stragglers import Throttle
 from .summary import Observed, add_meta, summarise, write_meta, write_resolved_spec
 from .worker import STANDBY, is_spare
 
@@ -136,6 +137,7 @@ class Supervisor:
         self.killed: set[tuple[str, int]] = set()  # (worker, incarnation) the spec killed
         self.fenced: set[tuple[str, int]] = set()  # killed by us after a verdict on silence
         self.seen = Observed()
+        self.throttle = Throttle(spec.stragglers, self.children.get, self.host_group, self.event)
         self.last_batch = -1
         self.items_out = 0
         self.last_progress = time.monotonic()
@@ -323,6 +325,13 @@ class Supervisor:
             self.fill_spares()
             self.update_registry()
 
+    def host_group(self, host: str) -> Path | None:
+        """The CPU group of emulated host ``host`` when it has a quota (else None)."""
+        emulated = self.emulated
+        if emulated is None or emulated.cgroup is None or host not in emulated.hosts:
+            return None
+        return emulated.cgroup / host
+
     def event(self, event: str, detail: str = "", worker: str = "supervisor") -> None:
         with contextlib.suppress(OSError):  # a full disk must not stop the shutdown
             append_event(self.run_dir, time.time(), worker, event, detail)
@@ -402,6 +411,8 @@ class Supervisor:
             self.seen.exit_code = 2
         finally:
             SIGNALS.disarm()  # a stop signal from here on hurries the stop, never breaks it
+            self.throttle.stop()  # nothing stays stopped or throttled while the run stops
+            self.seen.slowdowns = self.throttle.applied
             self.shutdown()
             self.launcher.finish()
             ctx.destroy(linger=0)
@@ -495,6 +506,7 @@ class Supervisor:
             if msg.kind == wire.PROGRESS:
                 if self.seen.started_at is None:  # the stream has started
                     self.seen.started_at = time.time()
+                    self.throttle.start(self.seen.started_at)
                     self.seen.ticks_at_start = self.launcher.machine_ticks()
                     for name, handle in self.children.items():
                         sample = handle.sample()
