@@ -323,6 +323,46 @@ def test_every_ec_shape_within_16_slots_validates(k: int, r: int, groups: int) -
             {"failures": [{"kill": ["processor-1"]}]},
             ["failures[0]: neither at nor at_batch is given"],
         ),
+        (
+            {"stragglers": [{"worker": "sink", "slowdown": 5}]},
+            ["stragglers[0].worker: sink is not a processor", "(processor-0..processor-5)"],
+        ),
+        (
+            {"stragglers": [{"worker": "processor-2", "slowdown": 0.5}]},
+            ["stragglers[0].slowdown: 0.5 is not allowed", "a number above 1 and at most 100"],
+        ),
+        (
+            {"stragglers": [{"worker": "processor-2"}]},
+            ["stragglers[0].slowdown: missing"],
+        ),
+        (
+            {"stragglers": [{"worker": "processor-2", "slowdown": 5, "from": "8s", "to": "2s"}]},
+            ["stragglers[0]: to (2s) is not after from (8s)"],
+        ),
+        (
+            {
+                "stragglers": [
+                    {"worker": "processor-2", "slowdown": 5, "from": "1s", "to": "5s"},
+                    {"worker": "processor-2", "slowdown": 2, "from": "4s"},
+                ]
+            },
+            ["stragglers[1]: processor-2 is already slowed at that time"],
+        ),
+        (
+            {"stragglers": [{"worker": "processor-2", "slowdown": 5, "for": "2s"}]},
+            ["unknown key 'stragglers[0].for'", "worker, slowdown, from, to"],
+        ),
+        (
+            {"pairs": 2, "stragglers": [{"worker": "processor-2", "slowdown": 5}]},
+            ["stragglers: not allowed with pairs: 2"],
+        ),
+        (
+            {
+                "cluster": {"launcher": "ssh", "hosts": ["a", "b"]},
+                "stragglers": [{"worker": "processor-2", "slowdown": 5}],
+            },
+            ["stragglers: not allowed with launcher ssh on real hosts"],
+        ),
         ({"batch": "abc"}, ["batch: 'abc' is not allowed: batch must be a positive integer"]),
         (
             {"algorithm": "foo"},
@@ -789,3 +829,14 @@ def test_kdd12_maxima_round_trip_through_the_resolved_spec() -> None:
     assert parse(resolved)[0] == spec
     (plain,) = parse({"name": "x", "processors": 2, "dataset": "kdd12"})
     assert "maxima" not in plain.to_dict()["dataset"]  # earlier runs' spec.yaml stay the same
+
+
+def test_stragglers_round_trip_and_name_their_runs() -> None:
+    one = [{"worker": "processor-2", "slowdown": 5, "from": "4s", "to": "8s"}]
+    two = [*one, {"worker": "processor-3", "slowdown": 2.5, "from": "1s"}]
+    specs = parse(ec_spec(failures=[], sweep={"stragglers": [[], one, two]}))
+    assert [s.run_id.split("-")[-1] for s in specs] == ["noslow", "slow_p2x5", "slow_p2x5_p3x2.5"]
+    resolved = specs[2].to_dict()["stragglers"]
+    assert resolved[1] == {"worker": "processor-3", "slowdown": 2.5, "from": 1.0, "to": "end"}
+    assert parse(specs[2].to_dict())[0].stragglers == specs[2].stragglers
+    assert "stragglers" not in specs[0].to_dict()  # runs without any record nothing new
