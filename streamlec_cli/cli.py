@@ -355,7 +355,7 @@ def _names(values: tuple[str, ...]) -> tuple[str, ...]:
     multiple=True,
     metavar="NAME",
     help="Draw only this figure (throughput, recovery, coding, parameters, scalability, "
-    "regime, intensity, motivation); repeat it or separate names with commas.",
+    "regime, intensity, stragglers, motivation); repeat it or separate names with commas.",
 )
 @click.option(
     "--format",

@@ -22,6 +22,12 @@ Only by its spec's name: ``regime`` (EC(4,2)'s ratios across shared cores and em
 clusters) and ``intensity`` (throughput against work per item: bars per scheme grouped by
 K-Means's centroid count).
 
+Whatever the spec, its runs that had processors slowed (the spec's ``stragglers``) make the
+``stragglers`` figure: latency p50, p99 and p99.9 of the items delivered in each 250 ms over
+time, one line per scheme, one row of panels per set of slow processors, the slowdown shaded,
+each run's during/before p99 ratio, items lost and distance to the reference in the legend;
+the spec's other runs make the figure they would make without them.
+
 Besides, ``motivation`` (one figure) when the paths hold a ``streamlec baseline spark`` run:
 Spark's recovery time and latency around its kill beside those of the streamlec runs with
 kills in the same spec folder (``motivation.py``).
@@ -62,6 +68,7 @@ from .report import LATENCY_WINDOW
 from .results import (
     FAMILY_ORDER,
     NoRunsError,
+    item_arrivals,
     load_baselines,
     load_runs,
     natural_key,
@@ -81,8 +88,11 @@ FIGURES = (
     "regime",
     "intensity",
 )
-#: What ``streamlec plot --only`` picks from: the figures above and the Spark comparison.
-KINDS = (*FIGURES, "motivation")
+#: The figure of the runs that had processors slowed, whatever their spec's name.
+STRAGGLERS = "stragglers"
+#: What ``streamlec plot --only`` picks from: the figures above, the stragglers figure and the
+#: Spark comparison.
+KINDS = (*FIGURES, STRAGGLERS, "motivation")
 #: File formats ``streamlec plot --format`` writes; PNG and SVG unless told otherwise.
 FORMATS = ("png", "svg", "pdf")
 DEFAULT_FORMATS = ("png", "svg")
@@ -110,6 +120,10 @@ R_COLOURS = {1: "#74add1", 2: "#1f4e9c", 3: "#081d58"}
 CODE_STYLES = {"gaussian": "-", "vandermonde": "--"}
 DPI = 150
 SMOOTH_BINS = 5  # timeline bins (100 ms) averaged for the items-finished curve of recovery
+DELIVERY_BIN = 0.25  # seconds: the stragglers figure's latency percentiles per bin
+#: The stragglers figure's panels: percentile, its name in a ``latency_during_slowdown`` span.
+PERCENTILES = ((50.0, "p50"), (99.0, "p99"), (99.9, "p99.9"))
+EXACT = 1e-9  # largest relative distance to the reference that counts as the same model
 FOOTER_INCHES = 0.45
 
 
@@ -227,7 +241,12 @@ def _planned(runs: list[Run]) -> list[tuple[str, Path, str, str, list[Run]]]:
 
 
 def figure_kinds(spec_name: str, runs: list[Run]) -> list[tuple[str, list[Run]]]:
-    """The figures a spec's runs make: by the spec's name, else by what varies among them."""
+    """The figures a spec's runs make: the runs that had processors slowed the stragglers
+    figure; the others by the spec's name, else by what varies among them."""
+    slowed = [run for run in runs if run.get("stragglers")]
+    if slowed:
+        rest = [run for run in runs if not run.get("stragglers")]
+        return [(STRAGGLERS, slowed), *(figure_kinds(spec_name, rest) if rest else [])]
     if spec_name in FIGURES:
         return [(spec_name, runs)]
     if any(run.get("failures") for run in runs):
@@ -519,6 +538,239 @@ def _lost_times(run_dir: Path) -> list[float]:
     if "items_lost" not in batches or "t_final" not in batches:
         return []
     return list(batches.loc[batches["items_lost"] > 0, "t_final"] - start)
+
+
+# -- stragglers ----------------------------------------------------------------------------
+
+
+def draw_stragglers(runs: list[Run]) -> Drawn:
+    """Latency p50, p99 and p99.9 of the items delivered in each bin over time, one line per
+    scheme, a row of panels per set of slow processors, the slowdown shaded.
+
+    One figure per setting (algorithm, dataset, rate); of repeats, the first run is drawn.
+    """
+    frame = _frame(runs)
+    frame["slow"] = [_slow_set(run) for run in runs]
+    frame["slowed"] = [len({w["worker"] for w in run.get("stragglers") or []}) for run in runs]
+    settings = frame.groupby(["algorithm", "dataset", "rate_label"], sort=True)
+    for (algorithm, dataset, rate_label), part in settings:
+        first = part[part["run_index"] == part["run_index"].min()]
+        sets = sorted(
+            first["slow"].unique(),
+            key=lambda s: (first.loc[first["slow"] == s, "slowed"].max(), s),
+        )
+        fig, rows = _row_figure(len(sets), len(PERCENTILES), (16, 2.0 + 3.5 * len(sets)))
+        variants = _ordered_variants(first)
+        lowest = np.inf
+        for (subfig, row), slow in zip(rows, sets, strict=True):
+            runs_of = first[first["slow"] == slow]
+            lowest = min(lowest, _straggler_panels(row, runs_of, variants))
+            subfig.suptitle(slow + _lost_phrase(runs_of), x=0.01, ha="left", fontsize=10)
+        _log_y(rows[0][1][0])  # once every panel has its lines: the panels share the axis
+        if np.isfinite(lowest) and lowest > 0:  # from a power of ten, so that it has a tick
+            rows[0][1][0].set_ylim(bottom=10 ** np.floor(np.log10(lowest)))
+        for ax in rows[-1][1]:
+            ax.set_xlabel("time since the stream started (s)")
+        repeats = " (first of the repeats)" if part["run_index"].nunique() > 1 else ""
+        lost_key = "; X: items lost (where their batch ended)" if first["items_lost"].any() else ""
+        fig.suptitle(
+            f"Latency while processors run slow: {algorithm} on {dataset}, "
+            f"{_processors_phrase(first)}, {_rate_phrase(first)}{repeats}\n"
+            f"shaded: the slowdown, as it was applied{lost_key}\n"
+            "in the legend: p99 of the items delivered during the slowdown / before it, items "
+            "lost, and the largest relative distance to the single-process reference "
+            f"(exact: at most {EXACT:.0e})",
+            fontsize=10,
+        )
+        suffix = "" if settings.ngroups == 1 else f"{algorithm}-{dataset}-{rate_label}"
+        yield suffix, fig
+
+
+def _row_figure(
+    rows: int, cols: int, size: tuple[float, float]
+) -> tuple[Figure, list[tuple[Any, Any]]]:
+    """A constrained-layout figure of ``rows`` subfigures (each with a title of its own over
+    its row) of ``cols`` axes, every axis sharing x and y; room for the provenance footer."""
+    fig = plt.figure(figsize=size, layout="constrained")
+    bottom = FOOTER_INCHES / size[1]
+    fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
+    made = []
+    first = None
+    for subfig in fig.subfigures(rows, 1, squeeze=False)[:, 0]:
+        axes = subfig.subplots(1, cols, squeeze=False)[0]
+        for i, ax in enumerate(axes):
+            if first is None:
+                first = ax
+            else:
+                ax.sharex(first)
+                ax.sharey(first)
+            if i:
+                ax.tick_params(labelleft=False)
+        made.append((subfig, axes))
+    return fig, made
+
+
+def _straggler_panels(row: Sequence[Any], part: pd.DataFrame, variants: list[str]) -> float:
+    """A panel per percentile: one line per scheme, the slowdown shaded, the legend beside the
+    last panel. Returns the lowest latency drawn (ms; inf when none)."""
+    handles = []
+    windows: list[tuple[float, float | None]] = []
+    last, lowest = 0.0, np.inf
+    for variant in variants:
+        rows = part[part["variant"] == variant]
+        if rows.empty:
+            continue
+        run = rows.iloc[0]
+        start = stream_start(run["run_dir"])
+        if start is None:
+            continue
+        colour = scheme_colour(run["family"])
+        bins = latency_by_delivery(run["run_dir"], start)
+        if len(bins):
+            for ax, (_, name) in zip(row, PERCENTILES, strict=True):
+                ax.plot(bins.index + DELIVERY_BIN / 2, bins[name], color=colour, lw=1.3)
+            last = max(last, float(bins.index.max()) + DELIVERY_BIN)
+            lowest = min(lowest, float(np.nanmin(bins.to_numpy())))
+        windows += [
+            (w["start"] - start, None if w.get("end") is None else w["end"] - start)
+            for w in run["stragglers"]
+            if w.get("start") is not None
+        ]
+        lost = int(run["items_lost"])
+        if lost:
+            _mark_lost_below(row, run, lost, colour)
+        label = f"{_variant_name(variant)}\n{_slowdown_note(run)}"
+        handles.append(Line2D([], [], color=colour, lw=2, label=label))
+    if windows:
+        begin = min(w[0] for w in windows)
+        ends = [w[1] for w in windows]
+        end = last if None in ends else max(e for e in ends if e is not None)
+        for ax in row:
+            ax.axvspan(begin, end, color="#999999", alpha=0.2, lw=0)
+        row[0].annotate(
+            "slowdown",
+            xy=(begin, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    for ax, (q, _) in zip(row, PERCENTILES, strict=True):
+        ax.grid(True, which="major", alpha=0.3)
+        ax.set_title(
+            f"p{q:g} of the items delivered in each {1000 * DELIVERY_BIN:.0f} ms", fontsize=9
+        )
+    row[0].set_ylabel("latency (ms, log scale)")
+    row[-1].legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return lowest
+
+
+def latency_by_delivery(run_dir: Path, start: float) -> pd.DataFrame:
+    """Latency percentiles (ms, a column per ``PERCENTILES`` name) of the items delivered in
+    each bin of ``DELIVERY_BIN`` seconds, indexed by the bin's start (seconds since ``start``).
+
+    An item counts when its result became final (arrival + latency), as in the summary's
+    ``latency_during_slowdown``; lost items count nowhere, and a bin in which nothing was
+    delivered is a gap in the lines.
+    """
+    arrivals, latency = item_arrivals(run_dir)
+    delivered = arrivals + latency - start
+    kept = np.isfinite(delivered)
+    bins = np.floor(delivered[kept] / DELIVERY_BIN).astype(np.int64)
+    items = pd.DataFrame({"bin": bins, "ms": latency[kept] * 1e3})
+    found = items.groupby("bin")["ms"].quantile([q / 100 for q, _ in PERCENTILES]).unstack()
+    found.columns = [name for _, name in PERCENTILES]
+    if found.empty:
+        return found
+    every = pd.RangeIndex(int(found.index.min()), int(found.index.max()) + 1)
+    found = found.reindex(every)
+    found.index = found.index * DELIVERY_BIN
+    return found
+
+
+def _slow_set(run: Run) -> str:
+    """The run's slow processors as its spec gives them, e.g. ``2 slow processors:
+    processor-2 and processor-3 5x slower from 4 s to 8 s``; as applied when the spec is
+    unreadable."""
+    planned = _planned_stragglers(run["run_dir"])
+    windows = planned or [
+        {"worker": w["worker"], "slowdown": w["slowdown"]} for w in run.get("stragglers") or []
+    ]
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for window in windows:
+        key = (float(window["slowdown"]), window.get("from"), window.get("to"))
+        if window["worker"] not in groups[key]:
+            groups[key].append(str(window["worker"]))
+    parts = []
+    for (slowdown, begin, end), workers in groups.items():
+        when = ""
+        if begin is not None:
+            to = "the end" if end in (None, "end") else f"{float(end):g} s"
+            when = f" from {float(begin):g} s to {to}"
+        parts.append(f"{' and '.join(workers)} {slowdown:g}x slower{when}")
+    count = len({str(window["worker"]) for window in windows})
+    noun = "slow processor" if count == 1 else "slow processors"
+    return f"{count} {noun}: {'; '.join(parts)}"
+
+
+def _planned_stragglers(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "spec.yaml"
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    stragglers = spec.get("stragglers") if isinstance(spec, dict) else None
+    return [s for s in stragglers or [] if isinstance(s, dict) and "worker" in s]
+
+
+def _slowdown_note(run: pd.Series) -> str:
+    """The legend's line under a scheme: p99 during the slowdown / before, items lost, and
+    whether the model and predictions are the single-process reference's."""
+    during = run["latency_during_slowdown"]
+    ratio = during.get("p99_ratio") if isinstance(during, dict) else None
+    parts = [f"p99 during/before {float(ratio):.2f}x" if ratio else "p99 during/before n/a"]
+    lost = int(run["items_lost"])
+    parts.append(f"{lost:,} items lost" if lost else "0 lost")
+    error = None if pd.isna(run["ref_err"]) else float(run["ref_err"])
+    matches = run["reference_matches"]
+    matches = None if matches is None or pd.isna(matches) else bool(matches)
+    if error is None and matches is None:
+        parts.append("reference not compared")
+    elif matches is False or error is None or error > EXACT:
+        parts.append("NOT exact" + ("" if error is None else f" (error {error:.1e})"))
+    else:
+        parts.append(f"exact (error {error:.0e})")
+    return ", ".join(parts)
+
+
+def _mark_lost_below(row: Sequence[Any], run: pd.Series, lost: int, colour: str) -> None:
+    """An X at the foot of each panel where a batch lost items, the total beside the first."""
+    when = _lost_times(run["run_dir"])
+    if not when:
+        return
+    for ax in row:
+        ax.scatter(
+            when,
+            [0.0] * len(when),
+            transform=ax.get_xaxis_transform(),
+            marker="X",
+            s=70,
+            color=colour,
+            edgecolor="black",
+            lw=0.6,
+            zorder=5,
+            clip_on=False,
+        )
+    row[0].annotate(
+        f"{run['variant']}: {lost:,} lost",
+        (when[0], 0.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(7, 4),
+        textcoords="offset points",
+        fontsize=8,
+        fontweight="bold",
+        bbox={"facecolor": "white", "edgecolor": colour, "alpha": 0.9, "pad": 1.5},
+    )
 
 
 # -- coding --------------------------------------------------------------------------------
@@ -828,6 +1080,7 @@ DRAW: dict[str, Callable[[list[Run]], Drawn]] = {
     "scalability": draw_scalability,
     "regime": draw_regime,
     "intensity": draw_intensity,
+    STRAGGLERS: draw_stragglers,
 }
 
 
@@ -911,6 +1164,9 @@ def _frame(runs: list[Run]) -> pd.DataFrame:
                 "items_lost": int(run.get("items_lost") or 0),
                 "pattern": _pattern(run),
                 "latency_around_first_failure": run.get("latency_around_first_failure"),
+                "stragglers": run.get("stragglers") or [],
+                "latency_during_slowdown": run.get("latency_during_slowdown"),
+                "reference_matches": (run.get("reference") or {}).get("matches"),
                 "cores": machine.get("cores") or meta.get("cores"),
                 "pairs": int(run.get("pairs") or 1),
                 "demand": _demand(run),
