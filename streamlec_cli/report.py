@@ -21,6 +21,13 @@ How each ratio is measured:
   Items count by delivery time, not arrival: by arrival, the items that arrived just before
   a crash and waited for the recovery (the batches reactive replays) would land in the
   "before" window and hide the slowdown.
+* **Stragglers**: runs whose processors were slowed (the spec's ``stragglers``) count in no
+  other table or claim. Each gets a row of the stragglers table from its summary's
+  ``latency_during_slowdown``: latency of the items delivered before the first slowdown began
+  and during the slowdowns (by delivery time, as above). The claim: per run of EC(4,2) or
+  ``none`` with one processor slowed 5x (open-loop runs only when there are any), the p99
+  during over before; the geometric mean over runs, per condition (shared cores, an emulated
+  cluster).
 * **Motivation** (a section of its own, when the paths hold a ``streamlec baseline spark``
   run): recovery time and latency around the kill, Spark beside the streamlec runs with
   kills in the same spec folder (``motivation.py``).
@@ -88,7 +95,9 @@ def build_report(paths: Sequence[Path], all_runs: bool = False) -> Report:
     runs, notes = load_runs(paths, all_runs)
     # A spec that sweeps the conditions themselves has a table and a figure of its own; the
     # claims get a column per condition of the other specs (when there are any).
-    claimed = [run for run in runs if run["spec_name"] not in OWN_TABLE_SPECS] or runs
+    # Runs whose processors were slowed are measured in the stragglers section alone.
+    unslowed = [run for run in runs if not slowed(run)]
+    claimed = [run for run in unslowed if run["spec_name"] not in OWN_TABLE_SPECS] or unslowed
     clusters = sorted({run["cluster"] for run in claimed}, key=lambda c: (c != SHARED, c))
     by_cluster = {
         cluster: claim_rows([r for r in claimed if r["cluster"] == cluster])
@@ -157,12 +166,15 @@ def build_report(paths: Sequence[Path], all_runs: bool = False) -> Report:
             "",
             *_markdown(quality, QUALITY_COLUMNS),
         ]
+    stragglers = straggler_records(runs)
+    lines += ["", *stragglers_section(runs, stragglers)]
     tables = {
         "claims": claims,
         "throughput": throughput,
         "cpu": costs,
         "scaling": scaling,
         "quality": quality,
+        "stragglers": stragglers,
     }
     compared = motivation.records(runs, load_baselines(paths))
     if compared:
@@ -253,6 +265,7 @@ def _keys(name: str, records: list[Record]) -> list[str]:
         "claims": [f.name for f in fields(Row)],
         "cpu": [k for k, _, _ in CPU_COLUMNS],
         "quality": [k for k, _, _ in QUALITY_COLUMNS],
+        "stragglers": list(STRAGGLER_KEYS),
     }
     return empty.get(name, ["spec", "algorithm", "dataset", "processors"])
 
@@ -418,7 +431,7 @@ def _normal_settings(runs: list[Run]) -> dict[tuple, dict[str, list[Run]]]:
     """Failure-free closed-loop runs by setting, then by scheme family."""
     settings: dict[tuple, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        if run.get("failures") or run.get("rate") not in (None, "max"):
+        if run.get("failures") or run.get("rate") not in (None, "max") or slowed(run):
             continue
         setting = (
             run["spec_dir"],
@@ -559,6 +572,7 @@ def cpu_records(runs: list[Run]) -> list[Record]:
         run
         for run in runs
         if not run.get("failures")
+        and not slowed(run)
         and run.get("rate") in (None, "max")
         and run.get("cpu_seconds_during_stream")
         and run.get("items_out")
@@ -772,6 +786,206 @@ def _geomean(values: Sequence[float]) -> float:
 
 def _ratio(value: float) -> str:
     return f"{value:.2f}x"
+
+
+# -- stragglers ------------------------------------------------------------------------------
+
+#: The stragglers claim is about one processor slowed this many times.
+CLAIMED_SLOWDOWN = 5.0
+#: Each scheme of the stragglers claim and what it claims for its p99 during / before.
+STRAGGLER_CLAIMS = ((EC, "within 1.3x"), ("none", "more than 3x"))
+STRAGGLERS_SPEC = "experiments/stragglers.yaml"
+
+
+def slowed(run: Run) -> bool:
+    """Whether processors of the run were slowed (its spec's ``stragglers``, as applied)."""
+    return bool(run.get("stragglers"))
+
+
+def straggler_records(runs: list[Run]) -> list[Record]:
+    """One per run that had processors slowed: where it ran, its spec and scheme, its slow
+    processors, latency p50/p99/p99.9 (ms) of the items delivered before the first slowdown
+    and during the slowdowns (the summary's ``latency_during_slowdown``), the p99 during over
+    before, items lost and the largest relative distance to the reference."""
+    order = {family: i for i, family in enumerate(FAMILY_ORDER)}
+    keyed = []
+    for run in runs:
+        if not slowed(run):
+            continue
+        spans = run.get("latency_during_slowdown") or {}
+        before, during = spans.get("before") or {}, spans.get("during") or {}
+        record: Record = {
+            "cluster": run["cluster"],
+            "spec": str(run["spec_name"]),
+            "scheme": run["variant"],
+            "slow_processors": _slow_processors(run),
+            "slowed": len(_slow_workers(run)),
+        }
+        for q in ("p50", "p99", "p99.9"):
+            record[f"{q}_before_ms"] = before.get(f"{q}_ms")
+            record[f"{q}_during_ms"] = during.get(f"{q}_ms")
+        record["p99_ratio"] = _p99_during_over_before(run)
+        record["items_lost"] = int(run.get("items_lost") or 0)
+        record["reference_error"] = run.get("reference_max_rel_err")
+        family = order.get(run["family"], len(order))
+        key = (run["cluster"] != SHARED, run["cluster"], record["spec"], record["slowed"])
+        slow = natural_key(record["slow_processors"])
+        keyed.append(((*key, slow, family, run["variant"]), record))
+    return [record for _, record in sorted(keyed, key=lambda pair: pair[0])]
+
+
+def _slow_workers(run: Run) -> list[str]:
+    return list(dict.fromkeys(str(w["worker"]) for w in run.get("stragglers") or []))
+
+
+def _slow_processors(run: Run) -> str:
+    """E.g. ``processor-2, processor-3 at 5x for 4.0 s``: the windows as they were applied."""
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for window in run.get("stragglers") or []:
+        start, end = window.get("start"), window.get("end")
+        seconds = None if start is None or end is None else round(float(end) - float(start), 1)
+        workers = groups[(float(window["slowdown"]), seconds)]
+        if window["worker"] not in workers:
+            workers.append(str(window["worker"]))
+    parts = []
+    for (slowdown, seconds), workers in groups.items():
+        span = " to the end" if seconds is None else f" for {seconds:.1f} s"
+        parts.append(f"{', '.join(workers)} at {slowdown:g}x{span}")
+    return "; ".join(parts)
+
+
+def _p99_during_over_before(run: Run) -> float | None:
+    spans = run.get("latency_during_slowdown") or {}
+    before = (spans.get("before") or {}).get("p99_ms")
+    during = (spans.get("during") or {}).get("p99_ms")
+    if not before or during is None:
+        return None
+    return float(during) / float(before)
+
+
+def straggler_claims(runs: list[Run]) -> list[str]:
+    """The stragglers claim measured from the runs: a line for each condition (shared cores,
+    an emulated cluster) runs with slow processors ran in, one saying "not measured" when
+    there are none."""
+    found = [run for run in runs if slowed(run)]
+    clusters = sorted({run["cluster"] for run in found}, key=lambda c: (c != SHARED, c))
+    if len(clusters) <= 1:
+        return [_straggler_claim(found)]
+    return [
+        f"On {cluster}: " + _straggler_claim([run for run in found if run["cluster"] == cluster])
+        for cluster in clusters
+    ]
+
+
+def _straggler_claim(runs: list[Run]) -> str:
+    """``EC(4,2)'s p99 latency during a 5x slowdown of one processor is X times before
+    (claim: within 1.3x); none's is Y times (claim: more than 3x).`` and what it is from."""
+    said, used, bases = [], [], []
+    for n, (family, claim) in enumerate(STRAGGLER_CLAIMS):
+        ratio, measured = _slowdown_ratio(runs, family)
+        name = _scheme_name(family)
+        if ratio is None:
+            told = "is not measured"
+            bases.append(
+                f"{name}: needs a run with one processor slowed {CLAIMED_SLOWDOWN:g}x "
+                f"(e.g. {STRAGGLERS_SPEC})"
+            )
+        else:
+            told = f"is {ratio:.2f} times" + (" before" if n == 0 else "")
+            many = f"geometric mean of {len(measured)} runs" if len(measured) > 1 else "1 run"
+            bases.append(f"{name}: {many}")
+        subject = (
+            f"{name}'s p99 latency during a {CLAIMED_SLOWDOWN:g}x slowdown of one processor"
+            if n == 0
+            else f"{name}'s"
+        )
+        said.append(f"{subject} {told} (claim: {claim})")
+        used += measured
+    basis = "; ".join(bases)
+    if not used:
+        names = " and ".join(_scheme_name(family) for family, _ in STRAGGLER_CLAIMS)
+        basis = (
+            f"needs runs of {names} with one processor slowed {CLAIMED_SLOWDOWN:g}x "
+            f"(e.g. {STRAGGLERS_SPEC})"
+        )
+    else:
+        rates = ", ".join(sorted({_rate(run) for run in used}))
+        specs = ", ".join(sorted({str(run["spec_name"]) for run in used}))
+        basis = (
+            "p99 of the items delivered during the slowdown / before it; "
+            f"{basis}; {rates}; spec {specs}"
+        )
+    return f"{'; '.join(said)}. Measured from: {basis}."
+
+
+def _slowdown_ratio(runs: list[Run], family: str) -> tuple[float | None, list[Run]]:
+    """The geometric mean over ``family``'s runs with one processor slowed
+    ``CLAIMED_SLOWDOWN`` times (its default variant where it has one, open-loop runs where
+    there are any) of their p99 during the slowdown over before, and those runs."""
+    candidates = [
+        run
+        for run in runs
+        if run["family"] == family
+        and len(_slow_workers(run)) == 1
+        and all(float(w["slowdown"]) == CLAIMED_SLOWDOWN for w in run["stragglers"])
+        and _p99_during_over_before(run) is not None
+    ]
+    candidates = _default_variant(candidates, family)
+    open_loop = [run for run in candidates if run.get("rate") not in (None, "max")]
+    measured = open_loop or candidates
+    if not measured:
+        return None, []
+    return _geomean([_p99_during_over_before(run) or 0.0 for run in measured]), measured
+
+
+def stragglers_section(runs: list[Run], records: list[Record]) -> list[str]:
+    """The stragglers table (when there are runs with slow processors) and the claim."""
+    lines = [
+        "### Stragglers (latency while processors run slow)",
+        "",
+        "Runs whose spec slowed processors (`stragglers`, e.g. "
+        f"{STRAGGLERS_SPEC}), one row each; they count in no other table or claim. Latency "
+        "of the items delivered before the first slowdown began and of those delivered during "
+        "the slowdowns, from each run's `latency_during_slowdown`. A scheme that waits for "
+        "every output of a batch (none, reactive) waits for the slow processor too; rep takes "
+        "each slot's first copy and EC any k of its k+r outputs.",
+        "",
+    ]
+    if records:
+        several = {key: len({record[key] for record in records}) > 1 for key in ("cluster", "spec")}
+        columns = [c for c in STRAGGLER_COLUMNS if several.get(c[0], True)]
+        lines += [*_markdown(records, columns), ""]
+    return lines + straggler_claims(runs)
+
+
+_MS_TENTH = _cell("{:.1f}".format, "-")
+STRAGGLER_COLUMNS: tuple[Column, ...] = (
+    ("cluster", "where", str),
+    ("spec", "spec", str),
+    ("scheme", "scheme", str),
+    ("slow_processors", "slow processors", str),
+    ("p50_before_ms", "p50 before (ms)", _MS_TENTH),
+    ("p50_during_ms", "p50 during", _MS_TENTH),
+    ("p99_before_ms", "p99 before", _MS_TENTH),
+    ("p99_during_ms", "p99 during", _MS_TENTH),
+    ("p99.9_before_ms", "p99.9 before", _MS_TENTH),
+    ("p99.9_during_ms", "p99.9 during", _MS_TENTH),
+    ("p99_ratio", "p99 during / before", _cell(_ratio, "-")),
+    ("items_lost", "lost", "{:,}".format),
+    ("reference_error", "reference error", _cell("{:.1e}".format, "-")),
+)
+#: The stragglers table's columns in CSV and JSON, also when it has no rows.
+STRAGGLER_KEYS = (
+    "cluster",
+    "spec",
+    "scheme",
+    "slow_processors",
+    "slowed",
+    *(f"{q}_{when}_ms" for q in ("p50", "p99", "p99.9") for when in ("before", "during")),
+    "p99_ratio",
+    "items_lost",
+    "reference_error",
+)
 
 
 # -- motivation: Spark beside streamlec -----------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,201 @@ def sweep(root: Path, **fields: Any) -> None:
     for slow in (("processor-2",), ("processor-2", "processor-3")):
         for scheme, ms in during.items():
             write_run(root, scheme, slow=slow, during_ms=ms + len(slow) - 1, **fields)
+
+
+def report(*paths: Path, extra: tuple[str, ...] = ()) -> tuple[list[str], Any]:
+    """Run the command; the stragglers section's lines and the result."""
+    result = CliRunner().invoke(main, ["report", *map(str, paths), *extra])
+    lines = result.stdout.splitlines()
+    start = lines.index("### Stragglers (latency while processors run slow)")
+    section = list(itertools.takewhile(lambda line: not line.startswith("#"), lines[start + 1 :]))
+    return section, result
+
+
+def table(section: list[str]) -> list[dict[str, str]]:
+    """The stragglers table's rows, by column header."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section]
+    rows = [row for row in rows if len(row) > 1 and not set(row[0]) <= {"-"}]
+    header, *body = rows
+    return [dict(zip(header, row, strict=True)) for row in body]
+
+
+def claim(section: list[str]) -> str:
+    (line,) = [line for line in section if "p99 latency during a 5x slowdown" in line]
+    return line
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def test_the_stragglers_table_gives_each_runs_latency_before_and_during(tmp_path: Path) -> None:
+    sweep(tmp_path)
+    write_run(
+        tmp_path, "none", slow=("processor-1",), during_ms=50.0, lost=300, reference_error=None
+    )
+    section, result = report(tmp_path)
+    assert result.exit_code == 0, result.output
+    rows = table(section)
+    assert len(rows) == 9
+    assert list(rows[0]) == [
+        "scheme",
+        "slow processors",
+        "p50 before (ms)",
+        "p50 during",
+        "p99 before",
+        "p99 during",
+        "p99.9 before",
+        "p99.9 during",
+        "p99 during / before",
+        "lost",
+        "reference error",
+    ]
+    none = next(row for row in rows if row["slow processors"] == "processor-2 at 5x for 4.0 s")
+    assert none["scheme"] == "none"
+    assert [none[key] for key in list(none)[2:]] == [
+        "6.0", "22.6", "10.0", "37.7", "12.0", "45.2", "3.77x", "0", "4.0e-16",
+    ]  # fmt: skip
+    two = [row for row in rows if row["slow processors"].startswith("processor-2, processor-3")]
+    assert [row["scheme"] for row in two] == ["none", "reactive", "rep-3x", "ec(4,2)"]
+    assert two[0]["slow processors"] == "processor-2, processor-3 at 5x for 4.0 s"
+    assert [row["p99 during / before"] for row in two] == ["3.87x", "3.52x", "1.10x", "1.17x"]
+    lossy = next(row for row in rows if row["slow processors"].startswith("processor-1"))
+    assert (lossy["lost"], lossy["reference error"], lossy["p99 during / before"]) == (
+        "300",
+        "-",
+        "5.00x",
+    )
+
+
+def test_the_claim_is_measured_from_one_slow_processor_at_5x(tmp_path: Path) -> None:
+    sweep(tmp_path)
+    section, result = report(tmp_path)
+    assert result.exit_code == 0, result.output
+    line = claim(section)
+    assert line.startswith(
+        "EC(4,2)'s p99 latency during a 5x slowdown of one processor is 1.07 times before "
+        "(claim: within 1.3x); none's is 3.77 times (claim: more than 3x)."
+    )
+    assert "EC(4,2): 1 run; none: 1 run" in line
+    assert "open loop at 10,000 items/s" in line and "spec stragglers" in line
+
+
+def test_the_claim_is_the_geometric_mean_of_the_runs_that_fit_it(tmp_path: Path) -> None:
+    write_run(tmp_path, "ec42", during_ms=10.0)
+    write_run(tmp_path, "ec42", during_ms=12.1, spec_name="mine")
+    # Neither two slow processors nor another slowdown count.
+    write_run(tmp_path, "ec42", slow=("processor-2", "processor-3"), during_ms=90.0)
+    write_run(tmp_path, "ec42", slowdown=3.0, during_ms=90.0)
+    write_run(tmp_path, "none", during_ms=40.0)
+    section, result = report(tmp_path)
+    assert result.exit_code == 0, result.output
+    line = claim(section)
+    assert "is 1.10 times before (claim: within 1.3x)" in line  # sqrt(1.0 * 1.21)
+    assert "none's is 4.00 times (claim: more than 3x)" in line
+    assert "EC(4,2): geometric mean of 2 runs" in line
+    assert "spec mine, stragglers" in line
+    assert len(table(section)) == 5
+
+
+def test_the_claim_prefers_open_loop_runs(tmp_path: Path) -> None:
+    write_run(tmp_path, "ec42", during_ms=11.0)
+    write_run(tmp_path, "ec42", during_ms=50.0, rate="max")  # latency here is queueing
+    write_run(tmp_path, "none", during_ms=50.0, rate="max")
+    section, _ = report(tmp_path)
+    line = claim(section)
+    assert "is 1.10 times before" in line
+    assert "none's is 5.00 times" in line  # its only run
+    assert "closed loop" in line and "open loop at 10,000 items/s" in line
+
+
+def test_without_such_runs_the_claim_says_not_measured(tmp_path: Path) -> None:
+    write_run(tmp_path, "ec42", slow=())  # no stragglers: not a stragglers run at all
+    section, result = report(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert not [line for line in section if line.startswith("|")]
+    line = claim(section)
+    assert "EC(4,2)'s p99 latency during a 5x slowdown of one processor is not measured" in line
+    assert "none's is not measured" in line
+    assert "experiments/stragglers.yaml" in line
+    assert not re.search(r"\d\.\d\d times", line)
+
+
+def test_a_scheme_without_runs_is_not_measured_beside_one_with_them(tmp_path: Path) -> None:
+    write_run(tmp_path, "ec42", during_ms=10.7)
+    write_run(tmp_path, "none", slow=("processor-2", "processor-3"), during_ms=40.0)
+    section, _ = report(tmp_path)
+    line = claim(section)
+    assert "is 1.07 times before" in line
+    assert "none's is not measured (claim: more than 3x)" in line
+    assert "none: needs a run with one processor slowed 5x" in line
+
+
+def test_runs_with_slow_processors_stay_out_of_the_other_tables_and_claims(tmp_path: Path):
+    cpu = {"source": 1.2, "sink": 1.2, "processor-0": 1.2}
+    normal = {"rate": "max", "spec_name": "throughput", "cpu_seconds_during_stream": cpu}
+    write_run(tmp_path, "ec42", slow=(), throughput=1000.0, **normal)
+    write_run(tmp_path, "rep3", slow=(), throughput=500.0, **normal)
+    slowed = {**normal, "cpu_seconds_during_stream": {role: 60.0 for role in cpu}}
+    write_run(tmp_path, "ec42", throughput=10.0, **slowed)
+    killed = {  # a processor killed while another ran slow: no measure of a failure alone
+        "failures": [{"worker": "processor-1", "time": T0 + 6.0, "elapsed_s": 6.0}],
+        "latency_around_first_failure": {
+            "window_s": 5.0,
+            "before": {"items": 1000, "p50_ms": 8.0, "p99_ms": 20.0},
+            "after": {"items": 1000, "p50_ms": 8.0, "p99_ms": 20.4},
+            "p99_ratio": 1.02,
+        },
+    }
+    write_run(tmp_path, "ec42", spec_name="recovery", **killed)
+    _, result = report(tmp_path)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    (row,) = [line for line in lines if line.startswith("| throughput, EC(4,2) / Rep-3x")]
+    assert "| 2.00x |" in row  # 1,000 / 500; with the slowed run it would be 505 / 500
+    assert "| throughput | logreg | higgs | 6 | 500 | 1,000 | 2.00x |" in lines
+    (ec,) = [line for line in lines if line.startswith("| ec(4,2) | 1 | ")]  # one run, not 2
+    assert "| 10.00 | 10.00 | 10.00 |" in ec  # CPU seconds per million items: 1.2 / 120,000
+    ec_failure = "| latency after 1 failure / before, EC(4,2) | negligible (about 1x) |"
+    (failure,) = [line for line in lines if line.startswith(ec_failure)]
+    assert failure.startswith(ec_failure + " not measured |")
+
+
+def test_each_condition_gets_its_own_claim(tmp_path: Path) -> None:
+    write_run(tmp_path, "ec42", during_ms=10.7)
+    write_run(tmp_path, "none", during_ms=37.7)
+    write_run(tmp_path, "ec42", during_ms=20.0, cluster=LAN_1G)
+    write_run(tmp_path, "none", during_ms=90.0, cluster=LAN_1G)
+    section, _ = report(tmp_path)
+    lines = [line for line in section if "p99 latency during a 5x slowdown" in line]
+    assert len(lines) == 2
+    assert lines[0].startswith("On shared cores: EC(4,2)'s") and "is 1.07 times" in lines[0]
+    assert lines[1].startswith("On lan-1g: EC(4,2)'s") and "is 2.00 times" in lines[1]
+    assert "none's is 9.00 times" in lines[1]
+    assert [row["where"] for row in table(section)] == ["shared cores"] * 2 + ["lan-1g"] * 2
+
+
+def test_the_stragglers_table_as_csv_and_json(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    sweep(tmp_path / "results")
+    csv_dir, json_file = tmp_path / "tables", tmp_path / "report.json"
+    extra = ("--csv", str(csv_dir), "--json", str(json_file))
+    _, result = report(tmp_path / "results", extra=extra)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(csv_dir / "stragglers.csv")
+    assert len(frame) == 8
+    one = frame[(frame["scheme"] == "ec(4,2)") & (frame["slowed"] == 1)].iloc[0]
+    assert one["p99_ratio"] == pytest.approx(1.07)
+    assert one["p99.9_during_ms"] == pytest.approx(12.84)
+    assert one["items_lost"] == 0
+    assert one["reference_error"] == pytest.approx(4e-16)
+    loaded = json.loads(json_file.read_text())["stragglers"]
+    assert list(pd.DataFrame(loaded).columns) == list(frame.columns)
+    empty = tmp_path / "empty"
+    write_run(empty, "ec42", slow=())
+    _, result = report(empty, extra=("--csv", str(tmp_path / "none")))
+    assert result.exit_code == 0, result.output
+    header = (tmp_path / "none" / "stragglers.csv").read_text().splitlines()
+    assert header == [",".join(frame.columns)]
 
 
 # -- figure ----------------------------------------------------------------------------------
