@@ -87,7 +87,10 @@ def stale_runs() -> list[LiveRun]:
 
 
 def live_state(worker: str, record: dict) -> str:
-    """A worker's state for ``ps``: ``stopped`` while it is stopped, else the registry's."""
+    """A worker's state for ``ps``: ``stopped`` while it is stopped, else the registry's (a
+    slowed worker's duty cycle stops it most of the time: it stays ``slowed``)."""
+    if record.get("state", "").startswith("slowed"):
+        return record["state"]
     try:
         stopped = handle_from_record(worker, record).stopped()
     except LookupError:

@@ -52,6 +52,9 @@ class Throttle:
         self.event = event
         #: What was done, one entry per window: worker, slowdown, how, start and end (wall).
         self.applied: list[dict] = []
+        #: Worker -> the slowdown it is held to now; ``changed`` is set when that changes.
+        self.slowed: dict[str, float] = {}
+        self.changed = threading.Event()
         self._quotas: dict[int, tuple[Path, str]] = {}  # window -> (quota file, its old value)
         self._cycled: set[int] = set()  # windows held by the duty cycle
         self._stopped: set[Handle] = set()
@@ -137,6 +140,8 @@ class Throttle:
                 "end": None,
             }
         )
+        self.slowed[straggler.worker] = straggler.slowdown
+        self.changed.set()
         self.event("slowed", f"{straggler.slowdown:g}x slower: {how}", straggler.worker)
 
     def _lower_quota(self, index: int, group: Path, slowdown: float, host: str) -> str:
@@ -161,4 +166,6 @@ class Throttle:
         for entry in self.applied:
             if entry["index"] == index and entry["end"] is None:
                 entry["end"] = time.time()
+                self.slowed.pop(straggler.worker, None)
+                self.changed.set()
                 self.event("restored", "full speed again", straggler.worker)

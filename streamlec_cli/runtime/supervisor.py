@@ -356,6 +356,8 @@ class Supervisor:
                 state = "exited"
             elif (name, handle.incarnation) in self.fenced:
                 state = "fenced"
+            elif name in self.throttle.slowed:
+                state = f"slowed {self.throttle.slowed[name]:g}x"  # stopped part of the time
             else:
                 state = "spare" if is_spare(name) else "running"
             self.live.workers[name] = {**handle.record(), "state": state}
@@ -478,6 +480,9 @@ class Supervisor:
                 for verdict in self.spare_watch.expire(time.monotonic()):
                     self.spare_failed(verdict)
                 self.refill()
+                if self.throttle.changed.is_set():
+                    self.throttle.changed.clear()
+                    self.update_registry()
                 now = time.monotonic()
                 if now >= next_sample:
                     next_sample = now + 0.5

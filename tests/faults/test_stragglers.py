@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -22,10 +23,12 @@ from streamlec_cli.runtime.emulate import CPU_V1, cgroup_version, owned
 
 from .test_emulated_run import (
     alive,
+    env_of,
     events_of,
     kernel_leftovers,
     spec_file,
     start_run,
+    streamlec,
     worker_pids,
 )
 
@@ -85,11 +88,17 @@ def test_a_slow_processor_is_stopped_in_its_window_and_nothing_is_lost(tmp_path,
     spec = spec_file(tmp_path, scheme=scheme, rate=6_000, stragglers=[SLOW], cluster=None)
     out = tmp_path / "results"
     stopped_at: list[float] = []
+    listed: list[str] = []  # what ps says while it is slowed
 
     def seen(run_dir: Path) -> None:
         pid = pid_of(run_dir, "processor-2")
         if pid is not None and state(pid) == "T":
             stopped_at.append(time.time())
+            if not listed:
+                ps = subprocess.run(
+                    streamlec(tmp_path, "ps"), capture_output=True, text=True, env=env_of(tmp_path)
+                )
+                listed.append(ps.stdout)
 
     run_dir = watch_run(start_run(tmp_path, spec, out), out, seen)
     summary = assert_exact(run_dir)
@@ -97,6 +106,8 @@ def test_a_slow_processor_is_stopped_in_its_window_and_nothing_is_lost(tmp_path,
     assert "SIGSTOP/SIGCONT" in window["how"]
     assert stopped_at, "processor-2 was never seen stopped"
     assert all(window["start"] <= t <= window["end"] + 0.05 for t in stopped_at)
+    (row,) = [line for line in listed[0].splitlines() if "processor-2" in line]
+    assert "slowed 5x" in row and "stopped" not in row
 
 
 def test_a_slow_processor_killed_in_its_slowdown_is_replaced_and_nothing_is_lost(tmp_path):
