@@ -476,3 +476,14 @@ def test_latency_per_bin_counts_items_by_when_they_were_delivered(tmp_path: Path
     at_end = bins.loc[math.floor(WINDOW[1] / DELIVERY_BIN) * DELIVERY_BIN]
     assert at_end["p50"] == pytest.approx(10.0) and at_end["p99"] > 10.0
     assert not bins.isna().any().any()
+
+
+def test_the_readmes_stragglers_table_and_claim_are_what_report_prints_from_the_reference():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text().split("## Beyond the paper: slow processors", 1)[1]
+    readme = readme.split("\n## ", 1)[0].splitlines()
+    printed = [line for line in readme if line.startswith("|") or "p99 latency during a 5x" in line]
+    assert len(printed) == 11  # header, rule, 8 runs, the claim
+    section, result = report(root / "results" / "reference")
+    assert result.exit_code == 0, result.output
+    assert [line for line in printed if line not in section] == []
