@@ -8,7 +8,7 @@ import pytest
 
 from streamlec_cli import datasets
 from streamlec_cli.reference import run_reference
-from streamlec_cli.runtime.console import how_it_failed, metrics_line, restored_line
+from streamlec_cli.runtime.console import how_it_failed, metrics_line, restored_line, verdict
 from streamlec_cli.runtime.plan import make_plan
 from streamlec_cli.runtime.summary import (
     batch_tolerance,
@@ -178,3 +178,20 @@ def test_the_reference_scores_its_own_predictions(finished_run) -> None:
     assert metrics["log_loss"] is None  # a margin is no probability
     assert metrics["roc_auc"] == pytest.approx(roc_auc_score(labels, ref.predictions), rel=1e-12)
     assert metrics["items_scored"] == 3_000 and metrics["positives"] == labels.sum()
+
+
+@pytest.mark.parametrize(("measured", "noted"), [(0.6, True), (5.0, False)])
+def test_a_throughput_measured_over_a_short_window_says_so(measured, noted) -> None:
+    summary = {
+        "complete": True,
+        "items_in": 1000,
+        "items_out": 1000,
+        "items_lost": 0,
+        "items_duplicated": 0,
+        "failures": [],
+        "throughput_items_per_s": 2.5e6,
+        "measured_seconds": measured,
+        "latency_ms": {"p50": 1.0, "p99": 2.0},
+    }
+    text = verdict(summary)
+    assert ("measured over 0.6 s after the warm-up only: raise dataset.items" in text) == noted

@@ -131,7 +131,17 @@ def verdict(summary: dict) -> str:
         lines.append(
             f"  speed:     {throughput:,.0f} items/s, latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
         )
+        measured = summary.get("measured_seconds")
+        if measured is not None and measured < SHORT_MEASUREMENT_S:
+            lines.append(
+                f"  note:      the throughput was measured over {measured:.1f} s after the "
+                f"warm-up only: raise dataset.items for a few seconds of steady stream"
+            )
     return "\n".join(lines)
+
+
+#: A throughput measured over less than this (seconds after the warm-up) gets a note.
+SHORT_MEASUREMENT_S = 2.0
 
 
 def metrics_line(metrics: dict) -> str | None:
