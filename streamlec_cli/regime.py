@@ -51,20 +51,34 @@ def conditions(runs: list[Run]) -> list[Condition]:
     for label, members in grouped.items():
         cluster = (members[0].get("meta") or {}).get("cluster") or {}
         asked = cluster.get("asked") or {}
-        by_family: dict[str, list[float]] = {}
+        by_family: dict[str, list[Run]] = {}
         for run in members:
-            by_family.setdefault(run["family"], []).append(float(run["throughput_items_per_s"]))
+            by_family.setdefault(run["family"], []).append(run)
+        throughput = {
+            family: _mean_throughput(default_variant(family_runs, family))
+            for family, family_runs in by_family.items()
+        }
         found.append(
             Condition(
                 label=label,
                 emulated=bool(cluster.get("emulated")),
                 link_bit_s=asked.get("link_bit_s"),
                 cpu=asked.get("cpu"),
-                throughput={f: sum(v) / len(v) for f, v in by_family.items()},
+                throughput=throughput,
                 runs=len(members),
             )
         )
     return sorted(found, key=_order)
+
+
+def default_variant(runs: list[Run], family: str) -> list[Run]:
+    """A family's runs of its default variant if there are any (reactive: the log on storage
+    workers, the paper's backup to persistent storage, as in the report's ratios)."""
+    return [run for run in runs if run["variant"] == family] or runs
+
+
+def _mean_throughput(runs: list[Run]) -> float:
+    return sum(float(run["throughput_items_per_s"]) for run in runs) / len(runs)
 
 
 def _order(condition: Condition) -> tuple:

@@ -47,6 +47,7 @@ from typing import Any
 
 from . import motivation, schemes
 from .profiles import SHARED, cluster_line
+from .regime import default_variant
 from .results import FAMILY_ORDER, load_baselines, load_runs, natural_key
 
 Run = dict[str, Any]
@@ -397,10 +398,10 @@ def throughput_records(runs: list[Run]) -> list[Record]:
         }
         ec = _ec_runs(by_family)[0]
         for family in families:
-            chosen = ec if family == EC else _default_variant(by_family.get(family, []), family)
+            chosen = ec if family == EC else default_variant(by_family.get(family, []), family)
             record[family] = _mean_throughput(chosen) if chosen else None
         for family in ratios:
-            other = _default_variant(by_family.get(family, []), family)
+            other = default_variant(by_family.get(family, []), family)
             fits = ec and other
             ratio = _mean_throughput(ec) / _mean_throughput(other) if fits else None
             record[f"EC(4,2) / {_scheme_name(family)}"] = ratio
@@ -466,13 +467,6 @@ def _ratios(
             if ratio > 0:
                 pairs.append((setting, ratio, len(ec), len(theirs), variant_used))
     return pairs
-
-
-def _default_variant(runs: list[Run], family: str) -> list[Run]:
-    """A family's runs of its default variant if there are any (reactive: the log on storage
-    workers, as the paper's backup to persistent storage), else all of them."""
-    default = [run for run in runs if run["variant"] == family]
-    return default or runs
 
 
 def _ec_runs(by_family: dict[str, list[Run]]) -> tuple[list[Run], str]:
@@ -643,7 +637,7 @@ def latency_row(runs: list[Run], family: str, killed: int, paper: str) -> Row:
     candidates = [
         run for run in runs if run["family"] == family and len(run.get("failures") or []) == killed
     ]
-    candidates = _default_variant(candidates, family)
+    candidates = default_variant(candidates, family)
     open_loop = [run for run in candidates if run.get("rate") not in (None, "max")]
     measured = []
     for run in open_loop or candidates:
@@ -930,7 +924,7 @@ def _slowdown_ratio(runs: list[Run], family: str) -> tuple[float | None, list[Ru
         and all(float(w["slowdown"]) == CLAIMED_SLOWDOWN for w in run["stragglers"])
         and _p99_during_over_before(run) is not None
     ]
-    candidates = _default_variant(candidates, family)
+    candidates = default_variant(candidates, family)
     open_loop = [run for run in candidates if run.get("rate") not in (None, "max")]
     measured = open_loop or candidates
     if not measured:
