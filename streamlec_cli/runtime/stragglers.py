@@ -13,7 +13,9 @@ seconds into the stream (the times failures' ``at`` counts from):
 A slowed processor stays in the run: its outputs come late, and a scheme that waits for every
 output (``none``, ``reactive``) waits with them, while EC's batches are final at any k of k+r
 outputs (the commit core stops waiting its grace for a slot that missed the batch before).
-Everything is undone at the end of each window and when the run stops.
+Everything is undone at the end of each window and when the run stops. A worker that
+``kill-worker`` stopped (a hang) is left stopped: the duty cycle never continues it, so failure
+detection sees the hang and fences it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ class Throttle:
 
     ``handle_of(worker)``: the worker's current incarnation (None while it has none);
     ``host_group(host)``: the CPU group of an emulated host with a quota, else None;
-    ``event(event, detail, worker)``: a line in the run's events."""
+    ``event(event, detail, worker)``: a line in the run's events;
+    ``hung(pid)``: whether ``kill-worker`` stopped that process (the cycle leaves it alone)."""
 
     def __init__(
         self,
@@ -45,11 +48,13 @@ class Throttle:
         handle_of: Callable[[str], Handle | None],
         host_group: Callable[[str], Path | None],
         event: Callable[[str, str, str], None],
+        hung: Callable[[int], bool] = lambda pid: False,
     ) -> None:
         self.stragglers = stragglers
         self.handle_of = handle_of
         self.host_group = host_group
         self.event = event
+        self.hung = hung
         #: What was done, one entry per window: worker, slowdown, how, start and end (wall).
         self.applied: list[dict] = []
         #: Worker -> the slowdown it is held to now; ``changed`` is set when that changes.
@@ -110,13 +115,14 @@ class Throttle:
 
     def _pause(self, worker: str) -> None:
         handle = self.handle_of(worker)
-        if handle is not None and handle.signal(signal.SIGSTOP):
+        if handle is not None and not self.hung(handle.pid) and handle.signal(signal.SIGSTOP):
             self._stopped.add(handle)
 
     def _continue(self, worker: str | None = None) -> None:
         for handle in list(self._stopped):
             if worker is None or handle.worker == worker:
-                handle.signal(signal.SIGCONT)
+                if not self.hung(handle.pid):
+                    handle.signal(signal.SIGCONT)
                 self._stopped.discard(handle)
 
     # -- a window's start and end -----------------------------------------------------------

@@ -137,7 +137,9 @@ class Supervisor:
         self.killed: set[tuple[str, int]] = set()  # (worker, incarnation) the spec killed
         self.fenced: set[tuple[str, int]] = set()  # killed by us after a verdict on silence
         self.seen = Observed()
-        self.throttle = Throttle(spec.stragglers, self.children.get, self.host_group, self.event)
+        self.throttle = Throttle(
+            spec.stragglers, self.children.get, self.host_group, self.event, self.hung
+        )
         self.last_batch = -1
         self.items_out = 0
         self.last_progress = time.monotonic()
@@ -666,6 +668,11 @@ class Supervisor:
             if sink_sock.poll(50) and self.from_sink(sink_sock):
                 return True
         return False
+
+    def hung(self, pid: int) -> bool:
+        """Whether ``streamlec kill-worker`` stopped this pid (SIGSTOP) and did not resume it."""
+        sent = user_signal(self.run_dir, pid)
+        return sent is not None and sent[0] == "SIGSTOP"
 
     def killed_by_user(self, pid: int) -> bool:
         """Whether ``streamlec kill-worker`` sent this pid a signal (and did not resume it)."""

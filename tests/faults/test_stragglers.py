@@ -150,3 +150,33 @@ def test_a_slow_processor_on_an_emulated_host_gets_a_fifth_of_its_quota(tmp_path
     assert full // 5 in quotas or round(full / 5) in quotas, quotas
     assert kernel_leftovers(proc.pid) == ""
     assert proc.pid not in owned()
+
+
+def test_a_slowed_processor_stopped_by_kill_worker_stays_stopped_and_is_fenced(tmp_path):
+    # The hang (kill-worker --signal stop) wins over the slowdown's duty cycle, which would
+    # otherwise continue it within 100 ms and hide the hang from failure detection.
+    slow = {**SLOW, "to": "end"}
+    spec = spec_file(tmp_path, rate=6_000, stragglers=[slow], cluster=None)
+    out = tmp_path / "results"
+    sent: list[str] = []
+
+    def seen(run_dir: Path) -> None:
+        slowed = any(e["event"] == "slowed" for e in events_of(run_dir))
+        if slowed and not sent:
+            time.sleep(0.5)
+            stop = subprocess.run(
+                streamlec(tmp_path, "kill-worker", "processor-2", "--signal", "stop"),
+                capture_output=True,
+                text=True,
+                env=env_of(tmp_path),
+            )
+            sent.append(stop.stdout + stop.stderr)
+
+    run_dir = watch_run(start_run(tmp_path, spec, out), out, seen)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    context = json.dumps(summary, indent=1)
+    assert summary["complete"] and summary["items_lost"] == 0, context
+    assert summary["reference"]["matches"], context
+    (failure,) = summary["failures"]
+    assert failure["worker"] == "processor-2" and failure["signal"] == "SIGSTOP", context
+    assert failure["fenced"], context
