@@ -504,11 +504,18 @@ def _mark_lost(
     when = _lost_times(run["run_dir"])
     if not when and kills:
         when = [min(t for t, _ in kills)]
-    if not when:
-        return
+    if when:
+        _lost_marks(ax, when, colour)
+        _lost_label(ax, when[0], f"{run['variant']}: {lost:,} lost", colour)
+
+
+def _lost_marks(ax: Any, when: list[float], colour: str, foot: bool = False) -> None:
+    """An X at height 0 at each of ``when`` (``foot``: at the foot of the panel, whatever
+    its y scale)."""
     ax.scatter(
         when,
         [0.0] * len(when),
+        **({"transform": ax.get_xaxis_transform()} if foot else {}),
         marker="X",
         s=70,
         color=colour,
@@ -517,9 +524,14 @@ def _mark_lost(
         zorder=5,
         clip_on=False,
     )
+
+
+def _lost_label(ax: Any, when: float, text: str, colour: str, foot: bool = False) -> None:
+    """``text`` beside the X at ``when`` (see ``_lost_marks``)."""
     ax.annotate(
-        f"{run['variant']}: {lost:,} lost",
-        (when[0], 0.0),
+        text,
+        (when, 0.0),
+        **({"xycoords": ("data", "axes fraction")} if foot else {}),
         xytext=(7, 4),
         textcoords="offset points",
         fontsize=8,
@@ -692,7 +704,7 @@ def _slow_set(run: Run) -> str:
     """The run's slow processors as its spec gives them, e.g. ``2 slow processors:
     processor-2 and processor-3 5x slower from 4 s to 8 s``; as applied when the spec is
     unreadable."""
-    planned = _planned_stragglers(run["run_dir"])
+    planned = [s for s in _spec_entries(run["run_dir"], "stragglers") if "worker" in s]
     windows = planned or [
         {"worker": w["worker"], "slowdown": w["slowdown"]} for w in run.get("stragglers") or []
     ]
@@ -711,16 +723,6 @@ def _slow_set(run: Run) -> str:
     count = len({str(window["worker"]) for window in windows})
     noun = "slow processor" if count == 1 else "slow processors"
     return f"{count} {noun}: {'; '.join(parts)}"
-
-
-def _planned_stragglers(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "spec.yaml"
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return []
-    stragglers = spec.get("stragglers") if isinstance(spec, dict) else None
-    return [s for s in stragglers or [] if isinstance(s, dict) and "worker" in s]
 
 
 def _slowdown_note(run: pd.Series) -> str:
@@ -749,28 +751,8 @@ def _mark_lost_below(row: Sequence[Any], run: pd.Series, lost: int, colour: str)
     if not when:
         return
     for ax in row:
-        ax.scatter(
-            when,
-            [0.0] * len(when),
-            transform=ax.get_xaxis_transform(),
-            marker="X",
-            s=70,
-            color=colour,
-            edgecolor="black",
-            lw=0.6,
-            zorder=5,
-            clip_on=False,
-        )
-    row[0].annotate(
-        f"{run['variant']}: {lost:,} lost",
-        (when[0], 0.0),
-        xycoords=("data", "axes fraction"),
-        xytext=(7, 4),
-        textcoords="offset points",
-        fontsize=8,
-        fontweight="bold",
-        bbox={"facecolor": "white", "edgecolor": colour, "alpha": 0.9, "pad": 1.5},
-    )
+        _lost_marks(ax, when, colour, foot=True)
+    _lost_label(row[0], when[0], f"{run['variant']}: {lost:,} lost", colour, foot=True)
 
 
 # -- coding --------------------------------------------------------------------------------
@@ -1188,7 +1170,7 @@ def _centroids(run: Run) -> int | None:
 
 def _pattern(run: Run) -> str:
     """The failures as the spec gives them, e.g. ``2 processors killed at once at 6 s (...)``."""
-    planned = _planned_failures(run["run_dir"])
+    planned = _spec_entries(run["run_dir"], "failures")
     done = run.get("failures") or []
     if not planned:
         if not done:
@@ -1207,14 +1189,15 @@ def _pattern(run: Run) -> str:
     return "; then ".join(parts)
 
 
-def _planned_failures(run_dir: Path) -> list[dict[str, Any]]:
+def _spec_entries(run_dir: Path, key: str) -> list[dict[str, Any]]:
+    """The mappings under ``key`` (``failures``, ``stragglers``) of the run's spec.yaml."""
     path = Path(run_dir) / "spec.yaml"
     try:
         spec = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError):
         return []
-    failures = spec.get("failures") if isinstance(spec, dict) else None
-    return [f for f in failures or [] if isinstance(f, dict)]
+    entries = spec.get(key) if isinstance(spec, dict) else None
+    return [entry for entry in entries or [] if isinstance(entry, dict)]
 
 
 def _timeline(run_dir: Path) -> pd.DataFrame | None:

@@ -630,6 +630,14 @@ CPU_COLUMNS: tuple[Column, ...] = (
 # -- latency after failures ----------------------------------------------------------------
 
 
+def _latency_runs(candidates: list[Run], family: str) -> list[Run]:
+    """The runs a latency claim is measured from: the family's default variant where it has
+    one, open-loop runs where there are any (closed loop hides latency in back-pressure)."""
+    candidates = default_variant(candidates, family)
+    open_loop = [run for run in candidates if run.get("rate") not in (None, "max")]
+    return open_loop or candidates
+
+
 def latency_row(runs: list[Run], family: str, killed: int, paper: str) -> Row:
     """p99 latency after the first kill over before, in runs with ``killed`` processors killed."""
     noun = "failure" if killed == 1 else "failures"
@@ -637,10 +645,8 @@ def latency_row(runs: list[Run], family: str, killed: int, paper: str) -> Row:
     candidates = [
         run for run in runs if run["family"] == family and len(run.get("failures") or []) == killed
     ]
-    candidates = default_variant(candidates, family)
-    open_loop = [run for run in candidates if run.get("rate") not in (None, "max")]
     measured = []
-    for run in open_loop or candidates:
+    for run in _latency_runs(candidates, family):
         around = _around(run)
         if around is None:
             continue
@@ -849,12 +855,7 @@ def _slow_processors(run: Run) -> str:
 
 
 def _p99_during_over_before(run: Run) -> float | None:
-    spans = run.get("latency_during_slowdown") or {}
-    before = (spans.get("before") or {}).get("p99_ms")
-    during = (spans.get("during") or {}).get("p99_ms")
-    if not before or during is None:
-        return None
-    return float(during) / float(before)
+    return (run.get("latency_during_slowdown") or {}).get("p99_ratio")
 
 
 def straggler_claims(runs: list[Run]) -> list[str]:
@@ -924,9 +925,7 @@ def _slowdown_ratio(runs: list[Run], family: str) -> tuple[float | None, list[Ru
         and all(float(w["slowdown"]) == CLAIMED_SLOWDOWN for w in run["stragglers"])
         and _p99_during_over_before(run) is not None
     ]
-    candidates = default_variant(candidates, family)
-    open_loop = [run for run in candidates if run.get("rate") not in (None, "max")]
-    measured = open_loop or candidates
+    measured = _latency_runs(candidates, family)
     if not measured:
         return None, []
     return _geomean([_p99_during_over_before(run) or 0.0 for run in measured]), measured

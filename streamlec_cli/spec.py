@@ -1008,10 +1008,7 @@ def _stragglers(
 
 
 def _overlap(a: Straggler, b: Straggler) -> bool:
-    inf = math.inf
-    return a.start < (b.end if b.end is not None else inf) and b.start < (
-        a.end if a.end is not None else inf
-    )
+    return a.start < (b.end or math.inf) and b.start < (a.end or math.inf)  # end > start >= 0
 
 
 def _check_throttling(cluster: ClusterSpec | None, pairs: int) -> None:

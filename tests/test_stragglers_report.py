@@ -21,6 +21,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from matplotlib.image import imread
+from test_report import LAN_1G
 
 from streamlec_cli.cli import main
 from streamlec_cli.plotting import DELIVERY_BIN, latency_by_delivery
@@ -36,13 +37,6 @@ SCHEMES: dict[str, dict[str, Any]] = {
     "reactive": {"scheme": "reactive", "log": "storage"},
     "rep3": {"scheme": "rep", "copies": 3},
     "ec42": {"scheme": "ec", "k": 4, "r": 2, "attach": "linear", "incremental": True},
-}
-LAN_1G = {
-    "launcher": "local",
-    "emulated": True,
-    "asked": {"hosts": 8, "link_bit_s": 200e6, "cpu": 0.2},
-    "measured": {"link_bit_s": 190e6, "cpu": 0.2},
-    "profile": {"name": "lan-1g", "description": "lan-1g: 1-core hosts on 1 Gbit/s links"},
 }
 _ids = itertools.count()
 

@@ -57,14 +57,18 @@ class Throttle:
         self.hung = hung
         #: What was done, one entry per window: worker, slowdown, how, start and end (wall).
         self.applied: list[dict] = []
-        #: Worker -> the slowdown it is held to now; ``changed`` is set when that changes.
-        self.slowed: dict[str, float] = {}
+        #: Set when a window begins or ends (``slowed`` changes).
         self.changed = threading.Event()
         self._quotas: dict[int, tuple[Path, str]] = {}  # window -> (quota file, its old value)
         self._cycled: set[int] = set()  # windows held by the duty cycle
         self._stopped: set[Handle] = set()
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def slowed(self) -> dict[str, float]:
+        """Worker -> the slowdown it is held to now."""
+        return {e["worker"]: e["slowdown"] for e in list(self.applied) if e["end"] is None}
 
     def start(self, started_at: float) -> None:
         """Begin counting the windows from ``started_at`` (the stream's start, wall clock)."""
@@ -146,7 +150,6 @@ class Throttle:
                 "end": None,
             }
         )
-        self.slowed[straggler.worker] = straggler.slowdown
         self.changed.set()
         self.event("slowed", f"{straggler.slowdown:g}x slower: {how}", straggler.worker)
 
@@ -172,6 +175,5 @@ class Throttle:
         for entry in self.applied:
             if entry["index"] == index and entry["end"] is None:
                 entry["end"] = time.time()
-                self.slowed.pop(straggler.worker, None)
                 self.changed.set()
                 self.event("restored", "full speed again", straggler.worker)
